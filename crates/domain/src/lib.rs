@@ -1,0 +1,35 @@
+//! Tollgate's vocabulary, shared by every other crate: validated names ([`TenantName`],
+//! [`ClientId`], [`ApiIdentifier`], [`Scope`]), signing [`Algorithm`]s, access-token
+//! [`AccessTokenClaims`], the closed set of [`ErrorCode`]s, the [`Clock`] and the
+//! [`IssuerTemplate`].
+//!
+//! Invariant: this crate does no I/O and knows nothing of gRPC, HTTP, SQL or cryptography.
+//! Values are parsed here once, at the edge; everything inside takes the parsed types.
+
+mod claims;
+mod clock;
+mod error;
+mod issuer;
+mod names;
+mod request;
+mod secret;
+
+pub use claims::{AccessTokenClaims, GRANT_TYPE_CLIENT_CREDENTIALS};
+pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
+pub use error::ErrorCode;
+pub use issuer::{IssuerTemplate, MANAGEMENT_API_SUFFIX};
+pub use names::{
+    Algorithm, ApiIdentifier, ClientId, InvalidValue, Scope, ScopeSet, TenantName, TokenLifetime,
+};
+pub use request::{IssuedToken, ScopeDefinition, TokenRequest};
+pub use secret::ClientSecret;
+
+/// Told when a tenant's configuration changes (APIs, apps, grants, keys), so caches of it
+/// can be dropped. Implemented by the issuer's catalog; called by management after commit.
+pub trait ChangeListener: Send + Sync {
+    /// Something of `tenant` changed, or the tenant was created or deleted.
+    fn tenant_changed(&self, tenant: &TenantName);
+}
+
+/// The name of the built-in tenant whose admins manage every tenant.
+pub const SYSTEM_TENANT: &str = "system";
