@@ -1,0 +1,48 @@
+//! Conversions between wire messages and domain values. Parsing failures name the field and
+//! become INVALID_ARGUMENT at the adapter.
+
+use tollgate_domain::{
+    ApiIdentifier, ClientId, ClientSecret, InvalidValue, IssuedToken, ScopeSet, TenantName,
+    TokenRequest, UnixTime,
+};
+
+use crate::v1;
+
+/// A unix time as a protobuf timestamp.
+pub fn timestamp(seconds: UnixTime) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp { seconds, nanos: 0 })
+}
+
+impl TryFrom<v1::IssueTokenRequest> for TokenRequest {
+    type Error = InvalidValue;
+
+    fn try_from(request: v1::IssueTokenRequest) -> Result<Self, Self::Error> {
+        let scopes = if request.scopes.is_empty() {
+            None
+        } else {
+            Some(
+                ScopeSet::parse_all(request.scopes.iter().map(String::as_str))
+                    .map_err(|error| error.for_field("scopes"))?,
+            )
+        };
+        Ok(TokenRequest {
+            tenant: TenantName::parse(&request.tenant)?,
+            client_id: ClientId::parse(&request.client_id)?,
+            client_secret: ClientSecret::new(request.client_secret),
+            audience: ApiIdentifier::parse(&request.audience)
+                .map_err(|error| error.for_field("audience"))?,
+            scopes,
+        })
+    }
+}
+
+impl From<IssuedToken> for v1::IssueTokenResponse {
+    fn from(token: IssuedToken) -> Self {
+        Self {
+            access_token: token.access_token,
+            token_type: "Bearer".to_owned(),
+            expires_in: token.expires_in,
+            scopes: token.scopes.to_strings(),
+        }
+    }
+}
