@@ -1,1 +1,22 @@
-//! placeholder
+//! Tollgate's cryptography, and the only crate that touches it: the [`MasterKey`] that seals
+//! stored private keys and derives the client-secret pepper, the [`SecretHasher`] for client
+//! secrets, token [`SigningKey`]s with their public JWKs and the JWKS document, and the
+//! random identifiers (client ids, client secrets, database ids, token ids).
+//!
+//! ring does all cryptography at run time; the `rsa` crate only generates RSA private keys.
+//! Keys are parsed once into ready-to-use form, so the token path does no re-parsing.
+
+mod error;
+mod master;
+mod random;
+mod secret;
+mod signing;
+
+pub use error::KeyError;
+pub use master::MasterKey;
+pub use random::{
+    CLIENT_ID_LEN, CLIENT_SECRET_PREFIX, generate_client_id, generate_client_secret, generate_id,
+    generate_jti,
+};
+pub use secret::SecretHasher;
+pub use signing::{SigningKey, jwks_json};
