@@ -1,1 +1,74 @@
-//! placeholder
+//! Tollgate's persistence: sea-orm entities and the [`Store`], whose repository methods read
+//! and write tenants, APIs, apps, secrets, grants and signing keys on SQLite or PostgreSQL.
+//!
+//! Invariants:
+//! - This is the only crate that speaks SQL. Other crates see parsed domain records
+//!   ([`TenantRecord`], [`ApiRecord`], …), never rows.
+//! - Every repository method takes the tenant first, and every query it runs filters on that
+//!   tenant's id, so no call can read or change another tenant's rows. The schema backs this
+//!   up: grants and secrets reference their app and API through `(id, tenant_id)`.
+//! - Every multi-row write is one transaction: after a failure nothing is half written.
+//! - The same code and schema run on SQLite and PostgreSQL, with the same results
+//!   (including sort order: see the migration's byte-wise collation).
+
+mod apis;
+mod apps;
+mod connect;
+mod entity;
+mod error;
+mod keys;
+mod records;
+mod snapshot;
+mod support;
+mod tenants;
+pub mod testing;
+
+pub use error::StoreError;
+pub use records::{
+    ApiRecord, AppRecord, AppWithGrants, GrantRecord, NewApp, NewTenant, SecretRecord,
+    SigningKeyRecord, TenantRecord, TenantSnapshot,
+};
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
+use tollgate_migrations::{Migrator, MigratorTrait};
+
+use crate::error::DbResultExt;
+
+/// A handle on the database: a small connection pool. Cheap to clone; clones share the pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    conn: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects to `url`: `sqlite://path?mode=rwc`, `sqlite::memory:` or `postgres://…`.
+    ///
+    /// SQLite files run in WAL mode with a busy timeout and foreign keys on; an in-memory
+    /// SQLite database lives in exactly one connection that is never recycled (it would
+    /// vanish with it). The URL is never echoed in errors: it may hold a password.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let conn = connect::open(url).await?;
+        Ok(Store { conn })
+    }
+
+    /// Applies every pending migration of [`tollgate_migrations::Migrator`]. Idempotent.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.conn, None).await.or_unavailable()
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.conn.get_database_backend() {
+            DbBackend::Sqlite => "sqlite",
+            DbBackend::Postgres => "postgres",
+            // Not compiled in (no `sqlx-mysql`), so `connect` can never produce it.
+            DbBackend::MySql => "mysql",
+        }
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned. Clones of this
+    /// store fail afterwards.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.conn.close_by_ref().await.or_unavailable()
+    }
+}
