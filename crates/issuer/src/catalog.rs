@@ -1,0 +1,275 @@
+//! The in-memory read model of each tenant's configuration that issuance needs: APIs, apps
+//! with their grants and secret hashes, and parsed signing keys. Loaded from the store on
+//! first use, dropped when management reports a change.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use serde_json::Value;
+use tollgate_domain::{
+    Algorithm, ApiIdentifier, ChangeListener, ClientId, IssuerTemplate, ScopeSet, TenantName,
+    TokenLifetime, UnixTime,
+};
+use tollgate_keys::{MasterKey, SigningKey, jwks_json};
+use tollgate_store::{Store, StoreError, TenantSnapshot};
+
+/// Beyond this many cached "no such tenant" answers, they are all forgotten, so that probing
+/// random tenant names cannot grow memory without bound.
+const MAX_ABSENT_ENTRIES: usize = 10_000;
+
+/// An API as issuance sees it.
+#[derive(Debug)]
+pub struct ApiView {
+    /// Database id, the key of grants.
+    pub id: String,
+    /// The audience.
+    pub identifier: ApiIdentifier,
+    /// Scopes the API defines.
+    pub scopes: ScopeSet,
+    /// Lifetime of its tokens.
+    pub token_lifetime: TokenLifetime,
+    /// Per-API algorithm override.
+    pub signing_alg: Option<Algorithm>,
+}
+
+/// One live client secret: its id (the `sid` of tokens it mints) and keyed hash.
+#[derive(Clone)]
+pub struct SecretView {
+    /// The credential id.
+    pub id: String,
+    /// The keyed hash, as stored.
+    pub hash: String,
+    /// When the secret stops working, if ever.
+    pub expires_at: Option<UnixTime>,
+}
+
+/// An app as issuance sees it.
+pub struct AppView {
+    /// The client id.
+    pub client_id: ClientId,
+    /// A blocked app cannot authenticate.
+    pub is_blocked: bool,
+    /// Its secrets (at most a few).
+    pub secrets: Vec<SecretView>,
+    /// Granted scopes by API id.
+    pub grants: HashMap<String, ScopeSet>,
+}
+
+/// Everything issuance needs about one tenant, immutable once built.
+pub struct TenantView {
+    /// The tenant's id (`cid`).
+    pub id: String,
+    /// The tenant's name.
+    pub name: TenantName,
+    /// The issuer URL (`iss`).
+    pub issuer: String,
+    /// Default signing algorithm.
+    pub signing_alg: Algorithm,
+    /// APIs by identifier.
+    pub apis: HashMap<ApiIdentifier, ApiView>,
+    /// Apps by client id.
+    pub apps: HashMap<ClientId, AppView>,
+    /// The newest key of each algorithm, which signs.
+    pub signing_keys: HashMap<Algorithm, Arc<SigningKey>>,
+    /// Public JWKs of every key of the ring.
+    pub public_jwks: Vec<Value>,
+    /// The JWK Set document, rendered once.
+    pub jwks_json: String,
+}
+
+/// Why the catalog could not produce a tenant.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored key could not be decrypted or parsed (wrong master key?).
+    #[error("signing key {kid} of tenant {tenant} is unusable")]
+    UnusableKey {
+        /// The tenant.
+        tenant: TenantName,
+        /// The key.
+        kid: String,
+        /// Why.
+        #[source]
+        source: tollgate_keys::KeyError,
+    },
+}
+
+#[derive(Clone)]
+enum Entry {
+    Present(Arc<TenantView>),
+    Absent,
+}
+
+/// The cache of [`TenantView`]s.
+pub struct Catalog {
+    store: Store,
+    master_key: Arc<MasterKey>,
+    issuer_template: IssuerTemplate,
+    entries: RwLock<HashMap<TenantName, Entry>>,
+    /// Bumped by every invalidation; a load that began before a bump must not be cached,
+    /// or it could reinstate what the invalidation removed.
+    generation: AtomicU64,
+}
+
+impl Catalog {
+    /// An empty catalog over `store`.
+    pub fn new(store: Store, master_key: Arc<MasterKey>, issuer_template: IssuerTemplate) -> Self {
+        Self {
+            store,
+            master_key,
+            issuer_template,
+            entries: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The tenant's view, loading it on a miss; `None` if the tenant does not exist.
+    pub async fn tenant(&self, name: &TenantName) -> Result<Option<Arc<TenantView>>, CatalogError> {
+        if let Some(entry) = self.cached(name) {
+            return Ok(match entry {
+                Entry::Present(view) => Some(view),
+                Entry::Absent => None,
+            });
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let view = match self.store.load_tenant_snapshot(name).await? {
+            Some(snapshot) => Some(Arc::new(self.build(snapshot)?)),
+            None => None,
+        };
+        let entry = match &view {
+            Some(view) => Entry::Present(Arc::clone(view)),
+            None => Entry::Absent,
+        };
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.generation.load(Ordering::Acquire) == generation {
+            if matches!(entry, Entry::Absent) && entries.len() >= MAX_ABSENT_ENTRIES {
+                entries.retain(|_, entry| matches!(entry, Entry::Present(_)));
+            }
+            entries.insert(name.clone(), entry);
+        }
+        Ok(view)
+    }
+
+    /// Forgets what is cached of `name`.
+    pub fn invalidate(&self, name: &TenantName) {
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.remove(name);
+    }
+
+    fn cached(&self, name: &TenantName) -> Option<Entry> {
+        self.entries
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn build(&self, snapshot: TenantSnapshot) -> Result<TenantView, CatalogError> {
+        let TenantSnapshot {
+            tenant,
+            apis,
+            apps,
+            secrets,
+            keys,
+        } = snapshot;
+        let mut signing_keys: HashMap<Algorithm, (i64, Arc<SigningKey>)> = HashMap::new();
+        let mut public_jwks = Vec::with_capacity(keys.len());
+        for record in keys {
+            let aad = key_aad(&tenant.id, &record.kid);
+            let key = self
+                .master_key
+                .open(&record.private_key_sealed, aad.as_bytes())
+                .and_then(|pkcs8| SigningKey::from_pkcs8(record.alg, record.kid.clone(), &pkcs8))
+                .map_err(|source| CatalogError::UnusableKey {
+                    tenant: tenant.name.clone(),
+                    kid: record.kid.clone(),
+                    source,
+                })?;
+            public_jwks.push(key.public_jwk());
+            let is_newer = signing_keys
+                .get(&record.alg)
+                .is_none_or(|(created_at, _)| record.created_at >= *created_at);
+            if is_newer {
+                signing_keys.insert(record.alg, (record.created_at, Arc::new(key)));
+            }
+        }
+        let mut secrets_by_app: HashMap<String, Vec<SecretView>> = HashMap::new();
+        for secret in secrets {
+            secrets_by_app
+                .entry(secret.app_id.clone())
+                .or_default()
+                .push(SecretView {
+                    id: secret.id.clone(),
+                    hash: secret.hash.clone(),
+                    expires_at: secret.expires_at,
+                });
+        }
+        let apps = apps
+            .into_iter()
+            .map(|entry| {
+                let grants = entry
+                    .grants
+                    .into_iter()
+                    .map(|grant| (grant.api_id, grant.scopes))
+                    .collect();
+                let view = AppView {
+                    client_id: entry.app.client_id.clone(),
+                    is_blocked: entry.app.is_blocked,
+                    secrets: secrets_by_app.remove(&entry.app.id).unwrap_or_default(),
+                    grants,
+                };
+                (entry.app.client_id, view)
+            })
+            .collect();
+        let apis = apis
+            .into_iter()
+            .map(|api| {
+                let view = ApiView {
+                    id: api.id,
+                    identifier: api.identifier.clone(),
+                    scopes: api.scopes.into_iter().map(|scope| scope.value).collect(),
+                    token_lifetime: api.token_lifetime,
+                    signing_alg: api.signing_alg,
+                };
+                (api.identifier, view)
+            })
+            .collect();
+        let jwks_json = jwks_json(&public_jwks);
+        Ok(TenantView {
+            issuer: self.issuer_template.issuer(&tenant.name),
+            id: tenant.id,
+            name: tenant.name,
+            signing_alg: tenant.signing_alg,
+            apis,
+            apps,
+            signing_keys: signing_keys
+                .into_iter()
+                .map(|(alg, (_, key))| (alg, key))
+                .collect(),
+            public_jwks,
+            jwks_json,
+        })
+    }
+}
+
+impl ChangeListener for Catalog {
+    fn tenant_changed(&self, tenant: &TenantName) {
+        self.invalidate(tenant);
+    }
+}
+
+/// The additional authenticated data that binds a sealed private key to its tenant and kid,
+/// so a sealed key copied to another row does not decrypt.
+pub fn key_aad(tenant_id: &str, kid: &str) -> String {
+    format!("tollgate signing key v1|{tenant_id}|{kid}")
+}
