@@ -1,1 +1,167 @@
-//! placeholder
+//! Management of tenants, APIs and M2M apps.
+//!
+//! Every operation takes the caller's [`Principal`], obtained by [`Management::authenticate`]
+//! from a Tollgate access token for the caller tenant's built-in Management API, verified
+//! exactly as a resource server would (`tollgate-verify`) against the tenant's own key ring.
+//!
+//! Invariants:
+//! - a principal of tenant T acts only on T, unless T is `system`;
+//! - every write commits in one store transaction, then tells the [`ChangeListener`], so the
+//!   next token request sees it;
+//! - a client secret leaves this crate once, in the response that created it; only its keyed
+//!   hash is stored.
+
+mod apis;
+mod apps;
+mod auth;
+mod tenants;
+
+use std::sync::Arc;
+
+use tollgate_domain::{ChangeListener, Clock, ErrorCode, InvalidValue, IssuerTemplate};
+use tollgate_issuer::Catalog;
+use tollgate_keys::{KeyError, MasterKey, SecretHasher};
+use tollgate_store::{Store, StoreError};
+
+pub use apis::{ApiUpdate, NewApi};
+pub use apps::{AppUpdate, NewApp};
+pub use auth::{MANAGEMENT_SCOPES, Principal, SYSTEM_ONLY_SCOPES};
+pub use tenants::{AdminCredentials, NewTenantInput, TenantUpdate};
+
+/// Why a management call failed. Messages are lowercase, name the entity and are safe to
+/// return; internal causes are kept as sources for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    /// Malformed input; names the field.
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+    /// No, malformed, expired or foreign admin token.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The admin token lacks a scope or targets another tenant.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The named resource does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Name or identifier taken.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// Not allowed in this state (built-in resources).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The store failed.
+    #[error("storage unavailable")]
+    Store(#[source] StoreError),
+    /// Key generation or randomness failed.
+    #[error("key material unavailable")]
+    Keys(#[from] KeyError),
+}
+
+impl ManageError {
+    /// The caller-visible outcome.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ManageError::Invalid(_) => ErrorCode::InvalidRequest,
+            ManageError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            ManageError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            ManageError::NotFound(_) => ErrorCode::NotFound,
+            ManageError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            ManageError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            ManageError::Store(error) => error.code(),
+            ManageError::Keys(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    /// Maps a store error, naming `entity` where the store's answer is about it.
+    fn from_store(error: StoreError, entity: impl FnOnce() -> String) -> Self {
+        match error {
+            StoreError::AlreadyExists { .. } => ManageError::AlreadyExists(entity()),
+            StoreError::NotFound { .. } => ManageError::NotFound(entity()),
+            other => ManageError::Store(other),
+        }
+    }
+}
+
+impl From<StoreError> for ManageError {
+    fn from(error: StoreError) -> Self {
+        ManageError::Store(error)
+    }
+}
+
+/// A page of results and the token of the next one.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The results.
+    pub items: Vec<T>,
+    /// Pass back to get the next page; `None` on the last page.
+    pub next_page_token: Option<String>,
+}
+
+/// Where a listing starts and how much it returns.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    /// 0 = default (50); at most 500.
+    pub page_size: i32,
+    /// The previous page's `next_page_token`, or empty.
+    pub page_token: String,
+}
+
+impl PageRequest {
+    const DEFAULT_SIZE: u64 = 50;
+    const MAX_SIZE: u64 = 500;
+
+    fn limit(&self) -> Result<u64, InvalidValue> {
+        match self.page_size {
+            0 => Ok(Self::DEFAULT_SIZE),
+            size if size < 0 => Err(InvalidValue::new("page_size", "must not be negative")),
+            size => Ok((size as u64).min(Self::MAX_SIZE)),
+        }
+    }
+}
+
+/// Turns `limit + 1` fetched rows into a page: the extra row only tells that more exist.
+fn paginate<T>(mut rows: Vec<T>, limit: u64, key: impl Fn(&T) -> String) -> Page<T> {
+    let has_more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let next_page_token = if has_more { rows.last().map(key) } else { None };
+    Page {
+        items: rows,
+        next_page_token,
+    }
+}
+
+/// The management services.
+pub struct Management {
+    store: Store,
+    catalog: Arc<Catalog>,
+    listener: Arc<dyn ChangeListener>,
+    issuer_template: IssuerTemplate,
+    master_key: Arc<MasterKey>,
+    hasher: SecretHasher,
+    clock: Arc<dyn Clock>,
+}
+
+impl Management {
+    /// Wires the services. `catalog` supplies tenants' public keys for admin-token checks;
+    /// `listener` is told of every committed change (in one process, the catalog itself).
+    pub fn new(
+        store: Store,
+        catalog: Arc<Catalog>,
+        listener: Arc<dyn ChangeListener>,
+        issuer_template: IssuerTemplate,
+        master_key: Arc<MasterKey>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let hasher = master_key.secret_hasher();
+        Self {
+            store,
+            catalog,
+            listener,
+            issuer_template,
+            master_key,
+            hasher,
+            clock,
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! APIs (resource servers): the audiences tokens are issued for, and their scopes.
+
+use std::collections::HashSet;
+
+use tollgate_domain::{
+    Algorithm, ApiIdentifier, InvalidValue, ScopeDefinition, TenantName, TokenLifetime,
+};
+use tollgate_keys::generate_id;
+use tollgate_store::ApiRecord;
+
+use crate::auth::Principal;
+use crate::{ManageError, Management, Page, PageRequest, paginate};
+
+/// Most scopes one API may define.
+const MAX_SCOPES: usize = 500;
+
+/// A new API.
+#[derive(Debug, Clone)]
+pub struct NewApi {
+    /// Human-readable name.
+    pub name: String,
+    /// The audience; unique in the tenant.
+    pub identifier: ApiIdentifier,
+    /// The scopes it defines.
+    pub scopes: Vec<ScopeDefinition>,
+    /// Lifetime of its tokens.
+    pub token_lifetime: TokenLifetime,
+    /// Algorithm override; `None` = the tenant's default.
+    pub signing_alg: Option<Algorithm>,
+}
+
+/// Changes to an API; `None` leaves a field as is.
+#[derive(Debug, Clone, Default)]
+pub struct ApiUpdate {
+    /// New name.
+    pub name: Option<String>,
+    /// New scopes, replacing the old ones.
+    pub scopes: Option<Vec<ScopeDefinition>>,
+    /// New lifetime.
+    pub token_lifetime: Option<TokenLifetime>,
+    /// New override; `Some(None)` returns to the tenant's default.
+    pub signing_alg: Option<Option<Algorithm>>,
+}
+
+/// Checks a resource's display name.
+pub(crate) fn check_name(name: &str) -> Result<(), InvalidValue> {
+    if name.trim().is_empty() {
+        return Err(InvalidValue::new("name", "must not be empty"));
+    }
+    if name.chars().count() > 200 {
+        return Err(InvalidValue::new("name", "must be at most 200 characters"));
+    }
+    Ok(())
+}
+
+fn check_scopes(scopes: &[ScopeDefinition]) -> Result<(), InvalidValue> {
+    if scopes.len() > MAX_SCOPES {
+        return Err(InvalidValue::new(
+            "scopes",
+            format!("at most {MAX_SCOPES} scopes"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for scope in scopes {
+        if !seen.insert(scope.value.as_str()) {
+            return Err(InvalidValue::new(
+                "scopes",
+                format!("scope {} is listed twice", scope.value),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Management {
+    /// Creates an API.
+    pub async fn create_api(
+        &self,
+        principal: &Principal,
+        tenant: &TenantName,
+        input: NewApi,
+    ) -> Result<ApiRecord, ManageError> {
+        principal.require(tenant, "apis:write")?;
+        check_name(&input.name)?;
+        check_scopes(&input.scopes)?;
+        let tenant_record = self.find_tenant(tenant).await?;
+        if let Some(alg) = input.signing_alg {
+            self.ensure_signing_key(&tenant_record, alg).await?;
+        }
+        let now = self.clock.now();
+        let api = ApiRecord {
+            id: generate_id("api")?,
+            name: input.name,
+            identifier: input.identifier,
+            scopes: input.scopes,
+            token_lifetime: input.token_lifetime,
+            signing_alg: input.signing_alg,
+            is_system: false,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store
+            .create_api(&tenant_record, &api)
+            .await
+            .map_err(|error| {
+                ManageError::from_store(error, || format!("api {}", api.identifier))
+            })?;
+        self.listener.tenant_changed(tenant);
+        Ok(api)
+    }
+
+    /// Reads an API.
+    pub async fn get_api(
+        &self,
+        principal: &Principal,
+        tenant: &TenantName,
+        identifier: &ApiIdentifier,
+    ) -> Result<ApiRecord, ManageError> {
+        principal.require(tenant, "apis:read")?;
+        let tenant_record = self.find_tenant(tenant).await?;
+        self.store
+            .find_api(&tenant_record, identifier)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(format!("api {identifier}")))
+    }
+
+    /// Lists APIs by identifier.
+    pub async fn list_apis(
+        &self,
+        principal: &Principal,
+        tenant: &TenantName,
+        page: &PageRequest,
+    ) -> Result<Page<ApiRecord>, ManageError> {
+        principal.require(tenant, "apis:read")?;
+        let limit = page.limit()?;
+        let after = match page.page_token.as_str() {
+            "" => None,
+            token => {
+                Some(ApiIdentifier::parse(token).map_err(|error| error.for_field("page_token"))?)
+            }
+        };
+        let tenant_record = self.find_tenant(tenant).await?;
+        let rows = self
+            .store
+            .list_apis(&tenant_record, after.as_ref(), limit + 1)
+            .await?;
+        Ok(paginate(rows, limit, |api| api.identifier.to_string()))
+    }
+
+    /// Updates an API. Grants keep only the scopes the API still defines.
+    pub async fn update_api(
+        &self,
+        principal: &Principal,
+        tenant: &TenantName,
+        identifier: &ApiIdentifier,
+        update: ApiUpdate,
+    ) -> Result<ApiRecord, ManageError> {
+        principal.require(tenant, "apis:write")?;
+        let tenant_record = self.find_tenant(tenant).await?;
+        let mut api = self
+            .store
+            .find_api(&tenant_record, identifier)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(format!("api {identifier}")))?;
+        if api.is_system && (update.scopes.is_some() || update.signing_alg.is_some()) {
+            return Err(ManageError::FailedPrecondition(
+                "the scopes and algorithm of the built-in Management API cannot change".to_owned(),
+            ));
+        }
+        if let Some(name) = update.name {
+            check_name(&name)?;
+            api.name = name;
+        }
+        if let Some(scopes) = update.scopes {
+            check_scopes(&scopes)?;
+            api.scopes = scopes;
+        }
+        if let Some(lifetime) = update.token_lifetime {
+            api.token_lifetime = lifetime;
+        }
+        if let Some(signing_alg) = update.signing_alg {
+            if let Some(alg) = signing_alg {
+                self.ensure_signing_key(&tenant_record, alg).await?;
+            }
+            api.signing_alg = signing_alg;
+        }
+        api.updated_at = self.clock.now();
+        self.store
+            .update_api(&tenant_record, &api)
+            .await
+            .map_err(|error| ManageError::from_store(error, || format!("api {identifier}")))?;
+        self.listener.tenant_changed(tenant);
+        Ok(api)
+    }
+
+    /// Deletes an API and every grant on it.
+    pub async fn delete_api(
+        &self,
+        principal: &Principal,
+        tenant: &TenantName,
+        identifier: &ApiIdentifier,
+    ) -> Result<(), ManageError> {
+        principal.require(tenant, "apis:write")?;
+        let tenant_record = self.find_tenant(tenant).await?;
+        let api = self
+            .store
+            .find_api(&tenant_record, identifier)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(format!("api {identifier}")))?;
+        if api.is_system {
+            return Err(ManageError::FailedPrecondition(
+                "the built-in Management API cannot be deleted".to_owned(),
+            ));
+        }
+        self.store.delete_api(&tenant_record, identifier).await?;
+        self.listener.tenant_changed(tenant);
+        Ok(())
+    }
+}

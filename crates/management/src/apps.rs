@@ -1,0 +1,221 @@
+//! M2M apps: client ids, secrets and grants.
+
+use std::collections::HashSet;
+
+use tollgate_domain::{ApiIdentifier, ClientId, ClientSecret, InvalidValue, ScopeSet, TenantName};
+use tollgate_store::{AppWithGrants, GrantRecord, TenantRecord};
+
+use crate::apis::check_name;
+use crate::auth::Principal;
+use crate::{ManageError, Management, Page, PageRequest, paginate};
+
+/// A new app.
+#[derive(Debug, Clone)]
+pub struct NewApp {
+    /// Human-readable name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Scopes per API.
+    pub grants: Vec<(ApiIdentifier, ScopeSet)>,
+}
+
+/// Changes to an app; `None` leaves a field as is.
+#[derive(Debug, Clone, Default)]
+pub struct AppUpdate {
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New grants, replacing all old ones.
+    pub grants: Option<Vec<(ApiIdentifier, ScopeSet)>>,
+    /// Block (true) or unblock (false).
+    pub blocked: Option<bool>,
+}
+
+fn check_description(description: &str) -> Result<(), InvalidValue> {
+    if description.chars().count() > 1000 {
+        return Err(InvalidValue::new(
+            "description",
+            "must be at most 1000 characters",
+        ));
+    }
+    Ok(())
+}
+
+impl Management {
+    /// Creates an app; returns it with its client secret, shown this once.
+    pub async fn create_app(
+        &self,
+        principal: &Principal,
+        tenant: &TenantName,
+        input: NewApp,
+    ) -> Result<(AppWithGrants, ClientSecret), ManageError> {
+        principal.require(tenant, "apps:write")?;
+        check_name(&input.name)?;
+        check_description(&input.description)?;
+        let tenant_record = self.find_tenant(tenant).await?;
+        let grants = self.resolve_grants(&tenant_record, input.grants).await?;
+        let (app, secret, client_secret) =
+            self.new_app_records(input.name, input.description, false)?;
+        self.store
+            .create_app(&tenant_record, &app, &secret, &grants)
+            .await
+            .map_err(|error| ManageError::from_store(error, || format!("app {}", app.client_id)))?;
+        self.listener.tenant_changed(tenant);
+        tracing::info!(tenant = %tenant, client_id = %app.client_id, "app created");
+        Ok((AppWithGrants { app, grants }, client_secret))
+    }
+
+    /// Reads an app.
+    pub async fn get_app(
+        &self,
+        principal: &Principal,
+        tenant: &TenantName,
+        client_id: &ClientId,
+    ) -> Result<AppWithGrants, ManageError> {
+        principal.require(tenant, "apps:read")?;
+        let tenant_record = self.find_tenant(tenant).await?;
+        self.find_app(&tenant_record, client_id).await
+    }
+
+    /// Lists apps by client id.
+    pub async fn list_apps(
+        &self,
+        principal: &Principal,
+        tenant: &TenantName,
+        page: &PageRequest,
+    ) -> Result<Page<AppWithGrants>, ManageError> {
+        principal.require(tenant, "apps:read")?;
+        let limit = page.limit()?;
+        let after = match page.page_token.as_str() {
+            "" => None,
+            token => Some(ClientId::parse(token).map_err(|error| error.for_field("page_token"))?),
+        };
+        let tenant_record = self.find_tenant(tenant).await?;
+        let rows = self
+            .store
+            .list_apps(&tenant_record, after.as_ref(), limit + 1)
+            .await?;
+        Ok(paginate(rows, limit, |app| app.app.client_id.to_string()))
+    }
+
+    /// Updates an app; grants and blocking take effect on the next token request.
+    pub async fn update_app(
+        &self,
+        principal: &Principal,
+        tenant: &TenantName,
+        client_id: &ClientId,
+        update: AppUpdate,
+    ) -> Result<AppWithGrants, ManageError> {
+        principal.require(tenant, "apps:write")?;
+        let tenant_record = self.find_tenant(tenant).await?;
+        let AppWithGrants { mut app, grants } = self.find_app(&tenant_record, client_id).await?;
+        if app.is_system && (update.grants.is_some() || update.blocked == Some(true)) {
+            return Err(ManageError::FailedPrecondition(
+                "the built-in admin app cannot be blocked or have its grants changed".to_owned(),
+            ));
+        }
+        if let Some(name) = update.name {
+            check_name(&name)?;
+            app.name = name;
+        }
+        if let Some(description) = update.description {
+            check_description(&description)?;
+            app.description = description;
+        }
+        if let Some(blocked) = update.blocked {
+            app.is_blocked = blocked;
+        }
+        let new_grants = match update.grants {
+            Some(requested) => Some(self.resolve_grants(&tenant_record, requested).await?),
+            None => None,
+        };
+        app.updated_at = self.clock.now();
+        self.store
+            .update_app(&tenant_record, &app, new_grants.as_deref())
+            .await
+            .map_err(|error| ManageError::from_store(error, || format!("app {client_id}")))?;
+        self.listener.tenant_changed(tenant);
+        if update.blocked == Some(true) {
+            tracing::info!(tenant = %tenant, client_id = %client_id, "app blocked");
+        }
+        Ok(AppWithGrants {
+            app,
+            grants: new_grants.unwrap_or(grants),
+        })
+    }
+
+    /// Deletes an app with its secrets and grants.
+    pub async fn delete_app(
+        &self,
+        principal: &Principal,
+        tenant: &TenantName,
+        client_id: &ClientId,
+    ) -> Result<(), ManageError> {
+        principal.require(tenant, "apps:write")?;
+        let tenant_record = self.find_tenant(tenant).await?;
+        let app = self.find_app(&tenant_record, client_id).await?;
+        if app.app.is_system {
+            return Err(ManageError::FailedPrecondition(
+                "the built-in admin app cannot be deleted".to_owned(),
+            ));
+        }
+        self.store.delete_app(&tenant_record, client_id).await?;
+        self.listener.tenant_changed(tenant);
+        Ok(())
+    }
+
+    async fn find_app(
+        &self,
+        tenant: &TenantRecord,
+        client_id: &ClientId,
+    ) -> Result<AppWithGrants, ManageError> {
+        self.store
+            .find_app(tenant, client_id)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(format!("app {client_id}")))
+    }
+
+    /// Checks each grant names an API of the tenant, once, with scopes the API defines.
+    async fn resolve_grants(
+        &self,
+        tenant: &TenantRecord,
+        grants: Vec<(ApiIdentifier, ScopeSet)>,
+    ) -> Result<Vec<GrantRecord>, ManageError> {
+        let mut seen = HashSet::new();
+        let mut resolved = Vec::with_capacity(grants.len());
+        for (audience, scopes) in grants {
+            if !seen.insert(audience.clone()) {
+                return Err(InvalidValue::new(
+                    "grants",
+                    format!("api {audience} is granted twice"),
+                )
+                .into());
+            }
+            let api = self
+                .store
+                .find_api(tenant, &audience)
+                .await?
+                .ok_or_else(|| {
+                    InvalidValue::new("grants", format!("api {audience} does not exist"))
+                })?;
+            if let Some(scope) = scopes
+                .iter()
+                .find(|scope| !api.scopes.iter().any(|defined| defined.value == **scope))
+            {
+                return Err(InvalidValue::new(
+                    "grants",
+                    format!("api {audience} defines no scope {scope}"),
+                )
+                .into());
+            }
+            resolved.push(GrantRecord {
+                api_id: api.id,
+                audience,
+                scopes,
+            });
+        }
+        Ok(resolved)
+    }
+}

@@ -1,0 +1,132 @@
+//! Who is calling, and what they may do.
+
+use tollgate_domain::{ScopeSet, TenantName};
+use tollgate_verify::{Expectations, KeySet, VerifyError, verify};
+
+use crate::{ManageError, Management};
+
+/// The scopes of every tenant's Management API.
+pub const MANAGEMENT_SCOPES: [(&str, &str); 6] = [
+    ("apis:read", "Read APIs"),
+    ("apis:write", "Create, update and delete APIs"),
+    ("apps:read", "Read apps and their grants"),
+    (
+        "apps:write",
+        "Create, update, block and delete apps and their grants",
+    ),
+    ("keys:read", "Read signing keys"),
+    ("keys:write", "Rotate signing keys"),
+];
+
+/// The extra scopes of the `system` tenant's Management API.
+pub const SYSTEM_ONLY_SCOPES: [(&str, &str); 2] = [
+    ("tenants:read", "Read tenants"),
+    ("tenants:write", "Create, update and delete tenants"),
+];
+
+/// A verified admin: the app that holds a valid Management API token.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The tenant whose Management API the token is for.
+    pub tenant: TenantName,
+    /// The token's `sub`, for audit.
+    pub subject: String,
+    /// The token's scopes.
+    pub scopes: ScopeSet,
+}
+
+impl Principal {
+    /// Checks that this principal may use `scope` on `target`.
+    pub(crate) fn require(&self, target: &TenantName, scope: &str) -> Result<(), ManageError> {
+        if !self.tenant.is_system() && self.tenant != *target {
+            return Err(ManageError::PermissionDenied(format!(
+                "an admin token of tenant {} cannot act on tenant {target}",
+                self.tenant
+            )));
+        }
+        self.require_scope(scope)
+    }
+
+    /// Checks that this principal holds `scope`.
+    pub(crate) fn require_scope(&self, scope: &str) -> Result<(), ManageError> {
+        if self.scopes.iter().any(|held| held.as_str() == scope) {
+            Ok(())
+        } else {
+            Err(ManageError::PermissionDenied(format!(
+                "the admin token lacks the scope {scope}"
+            )))
+        }
+    }
+
+    /// Checks that this is a `system` admin holding `scope`.
+    pub(crate) fn require_system(&self, scope: &str) -> Result<(), ManageError> {
+        if !self.tenant.is_system() {
+            return Err(ManageError::PermissionDenied(
+                "only the system tenant's admins manage tenants".to_owned(),
+            ));
+        }
+        self.require_scope(scope)
+    }
+}
+
+impl Management {
+    /// Verifies an admin bearer token (the value after `Bearer `) and returns its principal.
+    ///
+    /// The tenant is read from the token's unverified `iss`, only to pick whose keys to check
+    /// it with; the signature, `iss`, `aud` (`<issuer>manage`), `typ`, `exp` and `nbf` are
+    /// then verified against that tenant's key ring.
+    pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, ManageError> {
+        let token = bearer.ok_or_else(|| {
+            ManageError::Unauthenticated(
+                "missing admin token: send authorization: Bearer <token>".to_owned(),
+            )
+        })?;
+        let unauthenticated =
+            |reason: &str| ManageError::Unauthenticated(format!("admin token rejected: {reason}"));
+        let issuer = unverified_issuer(token).ok_or_else(|| unauthenticated("malformed token"))?;
+        let tenant = self
+            .issuer_template
+            .tenant_of_issuer(&issuer)
+            .ok_or_else(|| unauthenticated("unknown issuer"))?;
+        let view = self
+            .catalog
+            .tenant(&tenant)
+            .await
+            .map_err(|error| {
+                tracing::error!(%tenant, error = %error, "cannot load tenant to check an admin token");
+                ManageError::Unauthenticated("admin token cannot be checked now".to_owned())
+            })?
+            .ok_or_else(|| unauthenticated("unknown issuer"))?;
+        let keys = KeySet::from_jwks(&view.public_jwks)
+            .map_err(|error| unauthenticated(&error.to_string()))?;
+        let expected = Expectations::new(
+            view.issuer.clone(),
+            self.issuer_template.management_audience(&tenant),
+        );
+        let claims = verify(token, &keys, &expected)
+            .map_err(|error: VerifyError| unauthenticated(&error.to_string()))?;
+        let scopes = ScopeSet::parse_all(claims.scp.iter().map(String::as_str))
+            .map_err(|_| unauthenticated("malformed scopes"))?;
+        Ok(Principal {
+            tenant,
+            subject: claims.sub,
+            scopes,
+        })
+    }
+}
+
+/// The `iss` claim of a compact JWS, read without verification.
+fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    #[derive(serde::Deserialize)]
+    struct Issuer {
+        iss: String,
+    }
+    serde_json::from_slice::<Issuer>(&bytes)
+        .ok()
+        .map(|claims| claims.iss)
+}

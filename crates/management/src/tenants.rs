@@ -1,0 +1,313 @@
+//! Tenants: creation with everything a tenant starts with, and the first-start bootstrap.
+
+use tollgate_domain::{
+    Algorithm, ApiIdentifier, ClientId, ClientSecret, Scope, ScopeDefinition, ScopeSet, TenantName,
+    TokenLifetime,
+};
+use tollgate_issuer::key_aad;
+use tollgate_keys::{SigningKey, generate_client_id, generate_client_secret, generate_id};
+use tollgate_store::{
+    ApiRecord, AppRecord, GrantRecord, NewApp as NewAppRecords, NewTenant, SecretRecord,
+    SigningKeyRecord, TenantRecord,
+};
+
+use crate::auth::{MANAGEMENT_SCOPES, Principal, SYSTEM_ONLY_SCOPES};
+use crate::{ManageError, Management, Page, PageRequest, paginate};
+
+/// What a new tenant is made of.
+#[derive(Debug, Clone)]
+pub struct NewTenantInput {
+    /// The tenant's name.
+    pub name: TenantName,
+    /// Human-readable name; the tenant's name when empty.
+    pub display_name: String,
+    /// Default signing algorithm.
+    pub signing_alg: Algorithm,
+}
+
+/// Changes to a tenant; `None` leaves a field as is.
+#[derive(Debug, Clone, Default)]
+pub struct TenantUpdate {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New default signing algorithm.
+    pub signing_alg: Option<Algorithm>,
+}
+
+/// The client credentials of a tenant's admin app, shown once.
+pub struct AdminCredentials {
+    /// The tenant.
+    pub tenant: TenantName,
+    /// The admin app's client id.
+    pub client_id: ClientId,
+    /// Its secret, in plain text: to be shown once, then dropped.
+    pub client_secret: ClientSecret,
+    /// The tenant's Management API identifier.
+    pub audience: ApiIdentifier,
+}
+
+impl Management {
+    /// On first start with an empty database, creates the `system` tenant and returns its admin
+    /// credentials; otherwise (or if another instance won the race) returns `None`.
+    pub async fn bootstrap(&self) -> Result<Option<AdminCredentials>, ManageError> {
+        if !self.store.is_empty().await? {
+            return Ok(None);
+        }
+        let input = NewTenantInput {
+            name: TenantName::system(),
+            display_name: "System".to_owned(),
+            signing_alg: Algorithm::default(),
+        };
+        match self.create_tenant_unchecked(input).await {
+            Ok((_, credentials)) => Ok(Some(credentials)),
+            Err(ManageError::AlreadyExists(_)) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Creates a tenant with its signing key, Management API and admin app.
+    pub async fn create_tenant(
+        &self,
+        principal: &Principal,
+        input: NewTenantInput,
+    ) -> Result<(TenantRecord, AdminCredentials), ManageError> {
+        principal.require_system("tenants:write")?;
+        self.create_tenant_unchecked(input).await
+    }
+
+    /// Reads a tenant.
+    pub async fn get_tenant(
+        &self,
+        principal: &Principal,
+        name: &TenantName,
+    ) -> Result<TenantRecord, ManageError> {
+        principal.require_system("tenants:read")?;
+        self.find_tenant(name).await
+    }
+
+    /// Lists tenants by name.
+    pub async fn list_tenants(
+        &self,
+        principal: &Principal,
+        page: &PageRequest,
+    ) -> Result<Page<TenantRecord>, ManageError> {
+        principal.require_system("tenants:read")?;
+        let limit = page.limit()?;
+        let after = match page.page_token.as_str() {
+            "" => None,
+            token => Some(TenantName::parse(token).map_err(|error| error.for_field("page_token"))?),
+        };
+        let rows = self.store.list_tenants(after.as_ref(), limit + 1).await?;
+        Ok(paginate(rows, limit, |tenant| tenant.name.to_string()))
+    }
+
+    /// Updates a tenant's display name or default algorithm.
+    pub async fn update_tenant(
+        &self,
+        principal: &Principal,
+        name: &TenantName,
+        update: TenantUpdate,
+    ) -> Result<TenantRecord, ManageError> {
+        principal.require_system("tenants:write")?;
+        let mut tenant = self.find_tenant(name).await?;
+        if let Some(display_name) = update.display_name {
+            tenant.display_name = display_name;
+        }
+        if let Some(signing_alg) = update.signing_alg {
+            self.ensure_signing_key(&tenant, signing_alg).await?;
+            tenant.signing_alg = signing_alg;
+        }
+        tenant.updated_at = self.clock.now();
+        self.store
+            .update_tenant(&tenant)
+            .await
+            .map_err(|error| ManageError::from_store(error, || format!("tenant {name}")))?;
+        self.listener.tenant_changed(name);
+        Ok(tenant)
+    }
+
+    /// Deletes a tenant and everything it owns.
+    pub async fn delete_tenant(
+        &self,
+        principal: &Principal,
+        name: &TenantName,
+    ) -> Result<(), ManageError> {
+        principal.require_system("tenants:write")?;
+        if name.is_system() {
+            return Err(ManageError::FailedPrecondition(
+                "the system tenant cannot be deleted".to_owned(),
+            ));
+        }
+        let deleted = self.store.delete_tenant(name).await?;
+        self.listener.tenant_changed(name);
+        if deleted {
+            Ok(())
+        } else {
+            Err(ManageError::NotFound(format!("tenant {name}")))
+        }
+    }
+
+    pub(crate) async fn find_tenant(&self, name: &TenantName) -> Result<TenantRecord, ManageError> {
+        self.store
+            .find_tenant(name)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(format!("tenant {name}")))
+    }
+
+    async fn create_tenant_unchecked(
+        &self,
+        input: NewTenantInput,
+    ) -> Result<(TenantRecord, AdminCredentials), ManageError> {
+        let now = self.clock.now();
+        let display_name = if input.display_name.trim().is_empty() {
+            input.name.to_string()
+        } else {
+            input.display_name
+        };
+        let tenant = TenantRecord {
+            id: generate_id("ten")?,
+            name: input.name.clone(),
+            display_name,
+            signing_alg: input.signing_alg,
+            created_at: now,
+            updated_at: now,
+        };
+        let key = self.new_signing_key(&tenant.id, input.signing_alg).await?;
+        let audience =
+            ApiIdentifier::parse(&self.issuer_template.management_audience(&input.name))?;
+        let mut scopes: Vec<ScopeDefinition> = Vec::new();
+        let system_scopes = if input.name.is_system() {
+            &SYSTEM_ONLY_SCOPES[..]
+        } else {
+            &[]
+        };
+        for (value, description) in MANAGEMENT_SCOPES.iter().chain(system_scopes) {
+            scopes.push(ScopeDefinition {
+                value: Scope::parse(value)?,
+                description: (*description).to_owned(),
+            });
+        }
+        let all_scopes: ScopeSet = scopes.iter().map(|scope| scope.value.clone()).collect();
+        let management_api = ApiRecord {
+            id: generate_id("api")?,
+            name: "Tollgate Management API".to_owned(),
+            identifier: audience.clone(),
+            scopes,
+            token_lifetime: TokenLifetime::DEFAULT,
+            signing_alg: None,
+            is_system: true,
+            created_at: now,
+            updated_at: now,
+        };
+        let grant = GrantRecord {
+            api_id: management_api.id.clone(),
+            audience: audience.clone(),
+            scopes: all_scopes,
+        };
+        let (app, secret_record, client_secret) = self.new_app_records(
+            "Admin".to_owned(),
+            "Manages this tenant through the Tollgate Management API".to_owned(),
+            true,
+        )?;
+        let credentials = AdminCredentials {
+            tenant: input.name.clone(),
+            client_id: app.client_id.clone(),
+            client_secret,
+            audience,
+        };
+        let new_tenant = NewTenant {
+            tenant: tenant.clone(),
+            keys: vec![key],
+            apis: vec![management_api],
+            apps: vec![NewAppRecords {
+                app,
+                secret: secret_record,
+                grants: vec![grant],
+            }],
+        };
+        self.store
+            .create_tenant(&new_tenant)
+            .await
+            .map_err(|error| ManageError::from_store(error, || format!("tenant {}", input.name)))?;
+        self.listener.tenant_changed(&input.name);
+        tracing::info!(tenant = %input.name, "tenant created");
+        Ok((tenant, credentials))
+    }
+
+    /// Generates a key of `alg`, sealed under the master key and bound to its tenant and kid.
+    pub(crate) async fn new_signing_key(
+        &self,
+        tenant_id: &str,
+        alg: Algorithm,
+    ) -> Result<SigningKeyRecord, ManageError> {
+        let kid = generate_id("key")?;
+        // RSA key generation takes long enough to stall a runtime worker.
+        let generated = {
+            let kid = kid.clone();
+            tokio::task::spawn_blocking(move || SigningKey::generate(alg, kid))
+                .await
+                .map_err(|_| {
+                    ManageError::FailedPrecondition("key generation was interrupted".to_owned())
+                })??
+        };
+        let (key, pkcs8) = generated;
+        let sealed = self
+            .master_key
+            .seal(&pkcs8, key_aad(tenant_id, &kid).as_bytes())?;
+        Ok(SigningKeyRecord {
+            kid,
+            alg,
+            public_jwk: key.public_jwk().to_string(),
+            private_key_sealed: sealed,
+            created_at: self.clock.now(),
+        })
+    }
+
+    /// Makes sure the tenant's ring can sign with `alg`.
+    pub(crate) async fn ensure_signing_key(
+        &self,
+        tenant: &TenantRecord,
+        alg: Algorithm,
+    ) -> Result<(), ManageError> {
+        let has_key = self
+            .store
+            .load_tenant_snapshot(&tenant.name)
+            .await?
+            .is_some_and(|snapshot| snapshot.keys.iter().any(|key| key.alg == alg));
+        if !has_key {
+            let key = self.new_signing_key(&tenant.id, alg).await?;
+            self.store.add_signing_key(tenant, &key).await?;
+            self.listener.tenant_changed(&tenant.name);
+        }
+        Ok(())
+    }
+
+    /// A new app's rows and its plain secret.
+    pub(crate) fn new_app_records(
+        &self,
+        name: String,
+        description: String,
+        is_system: bool,
+    ) -> Result<(AppRecord, SecretRecord, ClientSecret), ManageError> {
+        let now = self.clock.now();
+        let app = AppRecord {
+            id: generate_id("app")?,
+            client_id: generate_client_id()?,
+            name,
+            description,
+            is_blocked: false,
+            is_system,
+            created_at: now,
+            updated_at: now,
+        };
+        let client_secret = generate_client_secret()?;
+        let secret = SecretRecord {
+            id: generate_id("sec")?,
+            app_id: app.id.clone(),
+            hash: self.hasher.hash(&client_secret),
+            created_at: now,
+            expires_at: None,
+        };
+        Ok((app, secret, client_secret))
+    }
+}
