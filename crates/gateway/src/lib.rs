@@ -1,1 +1,140 @@
-//! placeholder
+//! Tollgate's HTTP edge: the OAuth 2.0 token endpoint (RFC 6749 §4.4, client credentials),
+//! each tenant's JWK Set and its RFC 8414 authorization-server metadata.
+//!
+//! The gateway parses HTTP, calls a [`TokenBackend`] and renders the outcome; it decides
+//! nothing about apps, APIs or scopes and holds no credentials of its own. The backend is
+//! in-process in the all-in-one server, or [`GrpcBackend`] at a separate edge.
+//!
+//! Every route exists twice: under `/t/<tenant>/` for clients that cannot set `Host`, and at
+//! the root, where the tenant is the first label of a `Host` ending in the issuer template's
+//! host suffix (`acme.hub.localhost:8080` → `acme`).
+
+mod backend;
+mod basic;
+mod discovery;
+mod grpc_backend;
+mod params;
+mod response;
+mod tenant;
+mod token;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::HeaderValue;
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use tollgate_domain::{ErrorCode, IssuerTemplate};
+
+pub use backend::{BackendError, TenantKeys, TokenBackend};
+pub use grpc_backend::GrpcBackend;
+
+/// How the gateway behaves; everything else comes from the backend.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The issuer URL template; its host suffix lets the gateway find the tenant in `Host`.
+    pub issuer_template: IssuerTemplate,
+    /// How long clients and caches may keep a JWK Set or metadata document.
+    pub jwks_max_age_seconds: u64,
+    /// The largest token-request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl GatewayConfig {
+    /// The default of [`GatewayConfig::jwks_max_age_seconds`]: five minutes.
+    pub const DEFAULT_JWKS_MAX_AGE_SECONDS: u64 = 300;
+    /// The default of [`GatewayConfig::max_body_bytes`]: 16 KiB, far above any honest request.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+
+    /// A configuration for `issuer_template` with the default limits.
+    pub fn new(issuer_template: IssuerTemplate) -> Self {
+        Self {
+            issuer_template,
+            jwks_max_age_seconds: Self::DEFAULT_JWKS_MAX_AGE_SECONDS,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// What every handler shares, computed once when the router is built so that requests only
+/// read it.
+pub(crate) struct Gateway<B> {
+    pub(crate) backend: Arc<B>,
+    /// Lowercase, e.g. `.hub.localhost`; `None` when the issuer template does not put the
+    /// tenant in the host, so only `/t/<tenant>/` routes can name one.
+    pub(crate) host_suffix: Option<String>,
+    /// `public, max-age=<jwks_max_age_seconds>`.
+    pub(crate) public_cache_control: HeaderValue,
+    pub(crate) max_body_bytes: usize,
+}
+
+/// The route prefixes; each endpoint is served under every one. `{tenant}` is read by
+/// [`tenant::ResolvedTenant`].
+const PREFIXES: [&str; 2] = ["", "/t/{tenant}"];
+
+/// Builds the gateway's routes: the token endpoint, JWKS and metadata (at the root and under
+/// `/t/<tenant>/`), `GET /healthz`, and a JSON 404 for everything else.
+pub fn router<B: TokenBackend>(config: GatewayConfig, backend: Arc<B>) -> Router {
+    // Digits and ASCII always make a valid header value; the fallback is unreachable.
+    let public_cache_control =
+        HeaderValue::try_from(format!("public, max-age={}", config.jwks_max_age_seconds))
+            .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
+    let gateway = Arc::new(Gateway {
+        backend,
+        host_suffix: config.issuer_template.host_suffix(),
+        public_cache_control,
+        max_body_bytes: config.max_body_bytes,
+    });
+
+    let mut router = Router::new();
+    for prefix in PREFIXES {
+        router = router
+            .route(
+                &format!("{prefix}/oauth/token"),
+                post(token::token::<B>).fallback(token::method_not_allowed),
+            )
+            .route(
+                &format!("{prefix}/.well-known/jwks.json"),
+                get(discovery::jwks::<B>),
+            )
+            .route(
+                &format!("{prefix}/.well-known/oauth-authorization-server"),
+                get(discovery::metadata::<B>),
+            )
+            .route(
+                &format!("{prefix}/.well-known/openid-configuration"),
+                get(discovery::metadata::<B>),
+            );
+    }
+    router
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .with_state(gateway)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and waits
+/// for in-flight requests to finish (graceful shutdown).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Token responses are small and latency-bound: do not let Nagle hold them back.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::trace!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn not_found() -> axum::response::Response {
+    response::error_response(ErrorCode::NotFound, "no such endpoint")
+}
