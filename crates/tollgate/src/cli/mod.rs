@@ -1,0 +1,349 @@
+//! The `tollgate` command line: `serve` and `migrate` run the server side; `tenant`, `api`
+//! and `app` manage a running server over gRPC with admin credentials; `token` asks for an
+//! access token with an app's own credentials.
+//!
+//! Commands are noun–verb (`tollgate tenant create acme`). Everything is driven by flags and
+//! environment variables, never by prompts, so scripts and tests can run every command.
+//!
+//! Output goes to standard output, as `key: value` text (the default) or, with
+//! `--output json`, as the response message in the canonical protobuf JSON mapping with the
+//! proto field names (`client_id`, not `clientId`). Notes for people go to standard error.
+//! A failure prints `error: …` to standard error and exits with status 1; a usage error exits
+//! with status 2.
+
+mod api;
+mod app;
+mod auth;
+mod flags;
+mod output;
+mod serve;
+mod tenant;
+mod token;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::ServeArgs;
+
+pub use api::ApiSubcommand;
+pub use app::AppSubcommand;
+pub use auth::{
+    AdminCredentials, AdminSession, CredentialSource, ENV_ADMIN_CLIENT_ID, ENV_ADMIN_CLIENT_SECRET,
+    ENV_ADMIN_TENANT, find_credentials,
+};
+pub use flags::{parse_grant, parse_scope, parse_scope_definition};
+pub use output::{OutputFormat, ProtoMessage, describe_error, to_json, to_text};
+pub use tenant::TenantSubcommand;
+pub use token::{IssueArgs, TokenSubcommand};
+
+/// The default gRPC endpoint of the admin and token commands.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
+
+/// The `tollgate` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Tollgate: a multi-tenant OAuth 2.0 client-credentials authorization server.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Options of the admin and token commands, accepted anywhere on the line.
+    #[command(flatten)]
+    pub options: GlobalOptions,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the server (gRPC API and HTTP gateway) until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Applies pending database migrations, then exits.
+    Migrate(ServeArgs),
+    /// Manages tenants (needs admin credentials of the `system` tenant).
+    #[command(subcommand)]
+    Tenant(TenantSubcommand),
+    /// Manages a tenant's APIs (resource servers).
+    #[command(subcommand)]
+    Api(ApiSubcommand),
+    /// Manages a tenant's M2M apps (clients).
+    #[command(subcommand)]
+    App(AppSubcommand),
+    /// Gets access tokens with an app's own client credentials.
+    #[command(subcommand)]
+    Token(TokenSubcommand),
+}
+
+/// Where the server is, how to print its answers and where the admin credentials are.
+/// Global: they may appear before or after the command (`tollgate --output json tenant
+/// list` or `tollgate tenant list --output json`).
+///
+/// Admin credentials are looked up in this order: the environment variables
+/// `TOLLGATE_ADMIN_TENANT`, `TOLLGATE_ADMIN_CLIENT_ID` and `TOLLGATE_ADMIN_CLIENT_SECRET`
+/// (all three); else the `--credentials` file; else `admin-credentials.json` in the data dir.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalOptions {
+    /// The Tollgate gRPC endpoint (`http://host:port`) of the admin and token commands.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "TOLLGATE_ENDPOINT",
+        default_value = DEFAULT_ENDPOINT,
+        value_name = "URL"
+    )]
+    pub endpoint: String,
+    /// How the admin and token commands print results.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_enum,
+        default_value_t = OutputFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub output: OutputFormat,
+    /// JSON file with the admin app's `tenant`, `client_id`, `client_secret` and optional
+    /// `audience`, used when the TOLLGATE_ADMIN_* variables are not set.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "FILE"
+    )]
+    pub credentials: Option<PathBuf>,
+    /// The data dir; the admin commands use its `admin-credentials.json` when neither the
+    /// TOLLGATE_ADMIN_* variables nor `--credentials` are given.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "TOLLGATE_DATA_DIR",
+        default_value = "./tollgate-data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+}
+
+/// Paging of the `list` commands.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ListArgs {
+    /// At most this many results per page (server default 50, at most 500).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=500))]
+    pub page_size: Option<i32>,
+    /// Starts at this page: the `next_page_token` of a previous page.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "all")]
+    pub page_token: Option<String>,
+    /// Fetches every page and prints them as one list.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Migrate(args) => serve::migrate(args).await,
+        Command::Tenant(command) => tenant::run(&cli.options, command).await,
+        Command::Api(command) => api::run(&cli.options, command).await,
+        Command::App(command) => app::run(&cli.options, command).await,
+        Command::Token(command) => token::run(&cli.options, command).await,
+    }
+}
+
+/// Fetches one page, or with `--all` every page from the first requested one, through
+/// `fetch(page_token)`, which returns a page and the next page token. Returns the items and
+/// the last next page token (empty after `--all`).
+async fn collect_pages<T, F, Fut>(args: &ListArgs, mut fetch: F) -> anyhow::Result<(Vec<T>, String)>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+{
+    let mut token = args.page_token.clone().unwrap_or_default();
+    let mut items = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let (page, next) = fetch(token).await?;
+        items.extend(page);
+        if !args.all || next.is_empty() {
+            return Ok((items, next));
+        }
+        if !seen.insert(next.clone()) {
+            anyhow::bail!("the server returned the same page token twice; stopping");
+        }
+        token = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tollgate").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn command_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_anywhere() -> anyhow::Result<()> {
+        for args in [
+            &[
+                "--output",
+                "json",
+                "--endpoint",
+                "http://h:1",
+                "tenant",
+                "list",
+            ][..],
+            &[
+                "tenant",
+                "--output",
+                "json",
+                "--endpoint",
+                "http://h:1",
+                "list",
+            ][..],
+            &[
+                "tenant",
+                "list",
+                "--output",
+                "json",
+                "--endpoint",
+                "http://h:1",
+            ][..],
+        ] {
+            let cli = parse(args)?;
+            assert_eq!(cli.options.output, OutputFormat::Json, "{args:?}");
+            assert_eq!(cli.options.endpoint, "http://h:1", "{args:?}");
+            assert!(matches!(
+                cli.command,
+                Command::Tenant(TenantSubcommand::List(_))
+            ));
+        }
+        let cli = parse(&["--credentials", "c.json", "app", "list", "--tenant", "acme"])?;
+        assert_eq!(cli.options.credentials, Some(PathBuf::from("c.json")));
+        assert_eq!(cli.options.output, OutputFormat::Text);
+        Ok(())
+    }
+
+    #[test]
+    fn serve_and_the_admin_commands_share_the_data_dir() -> anyhow::Result<()> {
+        for args in [
+            &["--data-dir", "/x", "serve"][..],
+            &["serve", "--data-dir", "/x"][..],
+        ] {
+            let cli = parse(args)?;
+            let Command::Serve(serve) = cli.command else {
+                anyhow::bail!("not serve");
+            };
+            assert_eq!(serve.data_dir, PathBuf::from("/x"), "{args:?}");
+            assert_eq!(cli.options.data_dir, PathBuf::from("/x"), "{args:?}");
+        }
+        let cli = parse(&["tenant", "get", "acme", "--data-dir", "/y"])?;
+        assert_eq!(cli.options.data_dir, PathBuf::from("/y"));
+        Ok(())
+    }
+
+    #[test]
+    fn usage_errors() {
+        for args in [
+            &[
+                "api",
+                "update",
+                "--tenant",
+                "t",
+                "--identifier",
+                "i",
+                "--scope",
+                "a",
+                "--clear-scopes",
+            ][..],
+            &[
+                "api",
+                "update",
+                "--tenant",
+                "t",
+                "--identifier",
+                "i",
+                "--alg",
+                "RS256",
+                "--default-alg",
+            ][..],
+            &[
+                "app",
+                "update",
+                "--tenant",
+                "t",
+                "--client-id",
+                "c",
+                "--block",
+                "--unblock",
+            ][..],
+            &[
+                "app",
+                "update",
+                "--tenant",
+                "t",
+                "--client-id",
+                "c",
+                "--grant",
+                "a=",
+                "--clear-grants",
+            ][..],
+            &[
+                "app",
+                "create",
+                "--tenant",
+                "t",
+                "--name",
+                "n",
+                "--grant",
+                "no-equals-sign",
+            ][..],
+            &["tenant", "create", "acme", "--alg", "HS256"][..],
+            &["tenant", "list", "--all", "--page-token", "x"][..],
+            &[
+                "api",
+                "create",
+                "--tenant",
+                "t",
+                "--name",
+                "n",
+                "--identifier",
+                "i",
+                "--ttl",
+                "10",
+            ][..],
+            &[
+                "api",
+                "create",
+                "--tenant",
+                "t",
+                "--name",
+                "n",
+                "--identifier",
+                "i",
+                "--scope",
+                "a b",
+            ][..],
+            &["tenant", "list", "--output", "yaml"][..],
+        ] {
+            let error = parse(args).err();
+            assert_eq!(
+                error.map(|error| error.exit_code()),
+                Some(2),
+                "{args:?} should be a usage error"
+            );
+        }
+    }
+}

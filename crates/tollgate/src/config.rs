@@ -1,0 +1,183 @@
+//! Server configuration: flags with `TOLLGATE_*` environment equivalents, validated once at
+//! start. A bad value fails start-up with a message naming the setting, and never echoes a
+//! secret value.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use tollgate_domain::IssuerTemplate;
+use tollgate_keys::MasterKey;
+
+/// Settings of `tollgate serve` (and `tollgate migrate`, which needs the database ones).
+#[derive(Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Where the embedded SQLite database, the development master key and the first admin
+    /// credentials live.
+    #[arg(long, env = "TOLLGATE_DATA_DIR", default_value = "./tollgate-data")]
+    pub data_dir: PathBuf,
+    /// Address of the gRPC API (every service on one port).
+    #[arg(long, env = "TOLLGATE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// Address of the HTTP gateway (token endpoint, JWKS, metadata).
+    #[arg(long, env = "TOLLGATE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// `postgres://user:password@host/db` for PostgreSQL; default: SQLite in the data dir.
+    #[arg(long, env = "TOLLGATE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// 32-byte key (64 hex characters or base64) that encrypts signing keys at rest and
+    /// derives the client-secret pepper. Default: a key file generated in the data dir
+    /// (development only).
+    #[arg(long, env = "TOLLGATE_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// Issuer URL of each tenant; must contain `{tenant}` and end with `/`.
+    #[arg(long, env = "TOLLGATE_ISSUER_TEMPLATE", default_value = IssuerTemplate::DEFAULT)]
+    pub issuer_template: String,
+    /// `Cache-Control: max-age` of the JWKS and metadata documents, in seconds.
+    #[arg(long, env = "TOLLGATE_JWKS_MAX_AGE", default_value_t = 300)]
+    pub jwks_max_age: u64,
+}
+
+/// Redacts the master key and the database URL, which may hold a password.
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |value: &Option<String>| value.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ServeArgs")
+            .field("data_dir", &self.data_dir)
+            .field("grpc_addr", &self.grpc_addr)
+            .field("http_addr", &self.http_addr)
+            .field("database_url", &redacted(&self.database_url))
+            .field("master_key", &redacted(&self.master_key))
+            .field("issuer_template", &self.issuer_template)
+            .field("jwks_max_age", &self.jwks_max_age)
+            .finish()
+    }
+}
+
+/// Validated configuration. Its `Debug` redacts the database URL.
+#[derive(Clone)]
+pub struct Config {
+    /// See [`ServeArgs::data_dir`].
+    pub data_dir: PathBuf,
+    /// See [`ServeArgs::grpc_addr`].
+    pub grpc_addr: SocketAddr,
+    /// See [`ServeArgs::http_addr`].
+    pub http_addr: SocketAddr,
+    /// The database URL, defaulted to SQLite in the data dir.
+    pub database_url: String,
+    /// Where the master key comes from.
+    pub master_key: MasterKeySource,
+    /// Parsed issuer template.
+    pub issuer_template: IssuerTemplate,
+    /// See [`ServeArgs::jwks_max_age`].
+    pub jwks_max_age: u64,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("grpc_addr", &self.grpc_addr)
+            .field("http_addr", &self.http_addr)
+            .field("database_url", &"<redacted>")
+            .field("master_key", &self.master_key)
+            .field("issuer_template", &self.issuer_template)
+            .field("jwks_max_age", &self.jwks_max_age)
+            .finish()
+    }
+}
+
+/// Where the master key comes from.
+#[derive(Clone)]
+pub enum MasterKeySource {
+    /// Given in configuration.
+    Configured(String),
+    /// `<data dir>/master.key`, generated on first start.
+    DevelopmentFile(PathBuf),
+}
+
+impl std::fmt::Debug for MasterKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MasterKeySource::Configured(_) => f.write_str("Configured(..)"),
+            MasterKeySource::DevelopmentFile(path) => write!(f, "DevelopmentFile({path:?})"),
+        }
+    }
+}
+
+impl Config {
+    /// Validates `args`; errors name the setting.
+    pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
+        let issuer_template = IssuerTemplate::parse(&args.issuer_template).map_err(|error| {
+            anyhow::anyhow!(
+                "invalid TOLLGATE_ISSUER_TEMPLATE (--issuer-template): {}",
+                error.reason
+            )
+        })?;
+        let database_url = match args.database_url {
+            Some(url)
+                if url.starts_with("postgres://")
+                    || url.starts_with("postgresql://")
+                    || url.starts_with("sqlite:") =>
+            {
+                url
+            }
+            Some(_) => bail!(
+                "invalid TOLLGATE_DATABASE_URL (--database-url): must start with postgres://, postgresql:// or sqlite:"
+            ),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                args.data_dir.join("tollgate.db").display()
+            ),
+        };
+        let master_key = match args.master_key {
+            Some(key) => {
+                MasterKey::parse(&key).map_err(|error| {
+                    anyhow::anyhow!("invalid TOLLGATE_MASTER_KEY (--master-key): {error}")
+                })?;
+                MasterKeySource::Configured(key)
+            }
+            None => MasterKeySource::DevelopmentFile(args.data_dir.join("master.key")),
+        };
+        if !(1..=86_400).contains(&args.jwks_max_age) {
+            bail!(
+                "invalid TOLLGATE_JWKS_MAX_AGE (--jwks-max-age): must be between 1 and 86400 seconds"
+            );
+        }
+        Ok(Self {
+            data_dir: args.data_dir,
+            grpc_addr: args.grpc_addr,
+            http_addr: args.http_addr,
+            database_url,
+            master_key,
+            issuer_template,
+            jwks_max_age: args.jwks_max_age,
+        })
+    }
+
+    /// Loads the master key, generating the development key file if needed.
+    pub fn load_master_key(&self) -> anyhow::Result<MasterKey> {
+        match &self.master_key {
+            MasterKeySource::Configured(text) => MasterKey::parse(text)
+                .map_err(|error| anyhow::anyhow!("invalid TOLLGATE_MASTER_KEY: {error}")),
+            MasterKeySource::DevelopmentFile(path) => {
+                if path.exists() {
+                    let text = std::fs::read_to_string(path).with_context(|| {
+                        format!("cannot read master key file {}", path.display())
+                    })?;
+                    MasterKey::parse(&text).map_err(|error| {
+                        anyhow::anyhow!("master key file {} is invalid: {error}", path.display())
+                    })
+                } else {
+                    let (key, encoded) = MasterKey::generate()?;
+                    crate::files::write_private(path, encoded.as_bytes())?;
+                    tracing::warn!(
+                        path = %path.display(),
+                        "generated a development master key; set TOLLGATE_MASTER_KEY in production"
+                    );
+                    Ok(key)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! `tollgate.v1.TenantService`, `ApiService` and `AppService`. Each call authenticates the
+//! bearer admin token first, so an unauthenticated caller learns nothing from validation.
+
+use std::sync::Arc;
+
+use tollgate_domain::IssuerTemplate;
+use tollgate_management::{Management, Principal};
+use tollgate_proto::status::invalid_argument;
+use tollgate_proto::v1::api_service_server::ApiService;
+use tollgate_proto::v1::app_service_server::AppService;
+use tollgate_proto::v1::tenant_service_server::TenantService;
+use tollgate_proto::v1::*;
+use tonic::{Request, Response, Status};
+
+use super::{convert, into_status};
+
+/// Serves the management services over one [`Management`].
+#[derive(Clone)]
+pub struct ManagementAdapter {
+    management: Arc<Management>,
+    issuer_template: IssuerTemplate,
+}
+
+impl ManagementAdapter {
+    /// Serves `management`; `issuer_template` renders tenants' issuer URLs.
+    pub fn new(management: Arc<Management>, issuer_template: IssuerTemplate) -> Self {
+        Self {
+            management,
+            issuer_template,
+        }
+    }
+
+    async fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        let bearer = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        self.management
+            .authenticate(bearer)
+            .await
+            .map_err(into_status)
+    }
+}
+
+#[tonic::async_trait]
+impl TenantService for ManagementAdapter {
+    async fn create_tenant(
+        &self,
+        request: Request<CreateTenantRequest>,
+    ) -> Result<Response<CreateTenantResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let input = convert::new_tenant(request.into_inner()).map_err(invalid_argument)?;
+        let (tenant, admin) = self
+            .management
+            .create_tenant(&principal, input)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(CreateTenantResponse {
+            tenant: Some(convert::tenant(tenant, &self.issuer_template)),
+            admin: Some(convert::admin_credentials(admin)),
+        }))
+    }
+
+    async fn get_tenant(
+        &self,
+        request: Request<GetTenantRequest>,
+    ) -> Result<Response<Tenant>, Status> {
+        let principal = self.principal(&request).await?;
+        let name = convert::tenant_name(&request.get_ref().name)
+            .map_err(|error| invalid_argument(error.for_field("name")))?;
+        let tenant = self
+            .management
+            .get_tenant(&principal, &name)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(convert::tenant(
+            tenant,
+            &self.issuer_template,
+        )))
+    }
+
+    async fn list_tenants(
+        &self,
+        request: Request<ListTenantsRequest>,
+    ) -> Result<Response<ListTenantsResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let request = request.into_inner();
+        let page = self
+            .management
+            .list_tenants(
+                &principal,
+                &convert::page(request.page_size, request.page_token),
+            )
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(ListTenantsResponse {
+            tenants: page
+                .items
+                .into_iter()
+                .map(|tenant| convert::tenant(tenant, &self.issuer_template))
+                .collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn update_tenant(
+        &self,
+        request: Request<UpdateTenantRequest>,
+    ) -> Result<Response<Tenant>, Status> {
+        let principal = self.principal(&request).await?;
+        let (name, update) =
+            convert::tenant_update(request.into_inner()).map_err(invalid_argument)?;
+        let tenant = self
+            .management
+            .update_tenant(&principal, &name, update)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(convert::tenant(
+            tenant,
+            &self.issuer_template,
+        )))
+    }
+
+    async fn delete_tenant(
+        &self,
+        request: Request<DeleteTenantRequest>,
+    ) -> Result<Response<DeleteTenantResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let name = convert::tenant_name(&request.get_ref().name)
+            .map_err(|error| invalid_argument(error.for_field("name")))?;
+        self.management
+            .delete_tenant(&principal, &name)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(DeleteTenantResponse {}))
+    }
+}
+
+#[tonic::async_trait]
+impl ApiService for ManagementAdapter {
+    async fn create_api(
+        &self,
+        request: Request<CreateApiRequest>,
+    ) -> Result<Response<Api>, Status> {
+        let principal = self.principal(&request).await?;
+        let (tenant, input) = convert::new_api(request.into_inner()).map_err(invalid_argument)?;
+        let api = self
+            .management
+            .create_api(&principal, &tenant, input)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(convert::api(&tenant, api)))
+    }
+
+    async fn get_api(&self, request: Request<GetApiRequest>) -> Result<Response<Api>, Status> {
+        let principal = self.principal(&request).await?;
+        let tenant = convert::tenant_name(&request.get_ref().tenant).map_err(invalid_argument)?;
+        let identifier =
+            convert::identifier(&request.get_ref().identifier).map_err(invalid_argument)?;
+        let api = self
+            .management
+            .get_api(&principal, &tenant, &identifier)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(convert::api(&tenant, api)))
+    }
+
+    async fn list_apis(
+        &self,
+        request: Request<ListApisRequest>,
+    ) -> Result<Response<ListApisResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let request = request.into_inner();
+        let tenant = convert::tenant_name(&request.tenant).map_err(invalid_argument)?;
+        let page = self
+            .management
+            .list_apis(
+                &principal,
+                &tenant,
+                &convert::page(request.page_size, request.page_token),
+            )
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(ListApisResponse {
+            apis: page
+                .items
+                .into_iter()
+                .map(|api| convert::api(&tenant, api))
+                .collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn update_api(
+        &self,
+        request: Request<UpdateApiRequest>,
+    ) -> Result<Response<Api>, Status> {
+        let principal = self.principal(&request).await?;
+        let (tenant, identifier, update) =
+            convert::api_update(request.into_inner()).map_err(invalid_argument)?;
+        let api = self
+            .management
+            .update_api(&principal, &tenant, &identifier, update)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(convert::api(&tenant, api)))
+    }
+
+    async fn delete_api(
+        &self,
+        request: Request<DeleteApiRequest>,
+    ) -> Result<Response<DeleteApiResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let tenant = convert::tenant_name(&request.get_ref().tenant).map_err(invalid_argument)?;
+        let identifier =
+            convert::identifier(&request.get_ref().identifier).map_err(invalid_argument)?;
+        self.management
+            .delete_api(&principal, &tenant, &identifier)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(DeleteApiResponse {}))
+    }
+}
+
+#[tonic::async_trait]
+impl AppService for ManagementAdapter {
+    async fn create_app(
+        &self,
+        request: Request<CreateAppRequest>,
+    ) -> Result<Response<CreateAppResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let (tenant, input) = convert::new_app(request.into_inner()).map_err(invalid_argument)?;
+        let (app, secret) = self
+            .management
+            .create_app(&principal, &tenant, input)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(CreateAppResponse {
+            app: Some(convert::app(&tenant, app)),
+            client_secret: secret.expose().to_owned(),
+        }))
+    }
+
+    async fn get_app(&self, request: Request<GetAppRequest>) -> Result<Response<App>, Status> {
+        let principal = self.principal(&request).await?;
+        let tenant = convert::tenant_name(&request.get_ref().tenant).map_err(invalid_argument)?;
+        let client_id =
+            convert::client_id(&request.get_ref().client_id).map_err(invalid_argument)?;
+        let app = self
+            .management
+            .get_app(&principal, &tenant, &client_id)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(convert::app(&tenant, app)))
+    }
+
+    async fn list_apps(
+        &self,
+        request: Request<ListAppsRequest>,
+    ) -> Result<Response<ListAppsResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let request = request.into_inner();
+        let tenant = convert::tenant_name(&request.tenant).map_err(invalid_argument)?;
+        let page = self
+            .management
+            .list_apps(
+                &principal,
+                &tenant,
+                &convert::page(request.page_size, request.page_token),
+            )
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(ListAppsResponse {
+            apps: page
+                .items
+                .into_iter()
+                .map(|app| convert::app(&tenant, app))
+                .collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn update_app(
+        &self,
+        request: Request<UpdateAppRequest>,
+    ) -> Result<Response<App>, Status> {
+        let principal = self.principal(&request).await?;
+        let (tenant, client_id, update) =
+            convert::app_update(request.into_inner()).map_err(invalid_argument)?;
+        let app = self
+            .management
+            .update_app(&principal, &tenant, &client_id, update)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(convert::app(&tenant, app)))
+    }
+
+    async fn delete_app(
+        &self,
+        request: Request<DeleteAppRequest>,
+    ) -> Result<Response<DeleteAppResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let tenant = convert::tenant_name(&request.get_ref().tenant).map_err(invalid_argument)?;
+        let client_id =
+            convert::client_id(&request.get_ref().client_id).map_err(invalid_argument)?;
+        self.management
+            .delete_app(&principal, &tenant, &client_id)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(DeleteAppResponse {}))
+    }
+}

@@ -1,0 +1,9 @@
+//! The Tollgate server and its admin CLI: configuration, wiring, gRPC adapters, health and
+//! reflection. `main.rs` only parses the command line and calls in here, so tests can run
+//! the real [`serve`](server::serve) on ephemeral ports.
+
+pub mod cli;
+pub mod config;
+mod files;
+mod grpc;
+pub mod server;

@@ -1,0 +1,221 @@
+//! `serve`: wires store, key material, catalog, issuer, management, the gRPC services and
+//! the HTTP gateway, on listeners the caller has already bound (tests bind port 0).
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tollgate_domain::{ChangeListener, Clock, IssuedToken, SystemClock, TenantName, TokenRequest};
+use tollgate_gateway::{BackendError, GatewayConfig, TenantKeys, TokenBackend};
+use tollgate_issuer::{Catalog, Issuer};
+use tollgate_management::{AdminCredentials, Management};
+use tollgate_proto::v1::api_service_server::ApiServiceServer;
+use tollgate_proto::v1::app_service_server::AppServiceServer;
+use tollgate_proto::v1::tenant_service_server::TenantServiceServer;
+use tollgate_proto::v1::token_service_server::TokenServiceServer;
+use tollgate_store::Store;
+
+use crate::config::Config;
+use crate::grpc::{ManagementAdapter, TokenAdapter};
+
+/// Name of the file, in the data dir, that receives the first admin credentials.
+pub const ADMIN_CREDENTIALS_FILE: &str = "admin-credentials.json";
+
+/// The sockets `serve` accepts on.
+pub struct Listeners {
+    /// gRPC API.
+    pub grpc: TcpListener,
+    /// HTTP gateway.
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the configured addresses.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let grpc = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on TOLLGATE_GRPC_ADDR {}", config.grpc_addr))?;
+        let http = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on TOLLGATE_HTTP_ADDR {}", config.http_addr))?;
+        Ok(Self { grpc, http })
+    }
+}
+
+/// Connects to the configured database and applies pending migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create TOLLGATE_DATA_DIR {}",
+            config.data_dir.display()
+        )
+    })?;
+    let store = Store::connect(&config.database_url)
+        .await
+        .context("cannot open TOLLGATE_DATABASE_URL")?;
+    store.migrate().await.context("cannot apply migrations")?;
+    Ok(store)
+}
+
+/// Runs the server until `shutdown` completes, then drains in-flight requests.
+pub async fn serve(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let master_key = Arc::new(config.load_master_key()?);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let catalog = Arc::new(Catalog::new(
+        store.clone(),
+        Arc::clone(&master_key),
+        config.issuer_template.clone(),
+    ));
+    let issuer = Arc::new(Issuer::new(
+        Arc::clone(&catalog),
+        master_key.secret_hasher(),
+        Arc::clone(&clock),
+    ));
+    let listener: Arc<dyn ChangeListener> = catalog.clone();
+    let management = Arc::new(Management::new(
+        store.clone(),
+        Arc::clone(&catalog),
+        listener,
+        config.issuer_template.clone(),
+        Arc::clone(&master_key),
+        clock,
+    ));
+    if let Some(credentials) = management.bootstrap().await? {
+        announce_admin_credentials(&config.data_dir, &credentials)?;
+    }
+
+    let (stop_sender, stop_receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_sender.send(true);
+    });
+
+    let grpc_addr = listeners.grpc.local_addr()?;
+    let http_addr = listeners.http.local_addr()?;
+    let grpc = tokio::spawn(serve_grpc(
+        listeners.grpc,
+        Arc::clone(&issuer),
+        ManagementAdapter::new(management, config.issuer_template.clone()),
+        stopped(stop_receiver.clone()),
+    ));
+    let router = tollgate_gateway::router(
+        GatewayConfig {
+            jwks_max_age_seconds: config.jwks_max_age,
+            ..GatewayConfig::new(config.issuer_template.clone())
+        },
+        Arc::new(InProcessBackend { issuer }),
+    );
+    let http = tokio::spawn(tollgate_gateway::serve(
+        listeners.http,
+        router,
+        stopped(stop_receiver),
+    ));
+    tracing::info!(
+        grpc = %grpc_addr,
+        http = %http_addr,
+        database = store.backend_name(),
+        "tollgate serving"
+    );
+    let (grpc, http) = tokio::join!(grpc, http);
+    grpc.context("gRPC server task failed")??;
+    http.context("HTTP server task failed")?
+        .context("HTTP server failed")?;
+    tracing::info!("tollgate stopped");
+    Ok(())
+}
+
+async fn stopped(mut receiver: watch::Receiver<bool>) {
+    let _ = receiver.wait_for(|stop| *stop).await;
+}
+
+async fn serve_grpc(
+    listener: TcpListener,
+    issuer: Arc<Issuer>,
+    management: ManagementAdapter,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<TokenServiceServer<TokenAdapter>>()
+        .await;
+    health_reporter
+        .set_serving::<TenantServiceServer<ManagementAdapter>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tollgate_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build the reflection service")?;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(TokenServiceServer::new(TokenAdapter::new(issuer)))
+        .add_service(TenantServiceServer::new(management.clone()))
+        .add_service(ApiServiceServer::new(management.clone()))
+        .add_service(AppServiceServer::new(management))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .context("gRPC server failed")
+}
+
+/// Prints the first admin credentials once and writes them, mode 0600, to the data dir.
+fn announce_admin_credentials(
+    data_dir: &Path,
+    credentials: &AdminCredentials,
+) -> anyhow::Result<()> {
+    let document = serde_json::json!({
+        "tenant": credentials.tenant.as_str(),
+        "client_id": credentials.client_id.as_str(),
+        "client_secret": credentials.client_secret.expose(),
+        "audience": credentials.audience.as_str(),
+    });
+    let path = data_dir.join(ADMIN_CREDENTIALS_FILE);
+    let text = serde_json::to_string_pretty(&document)?;
+    crate::files::write_private(&path, text.as_bytes())?;
+    // Printed on purpose, once: the operator needs them to create the first tenant.
+    println!(
+        "Created the system tenant. Admin credentials (shown once, saved to {}):\n{text}",
+        path.display()
+    );
+    Ok(())
+}
+
+/// The gateway's backend in the all-in-one server: calls the issuer directly, skipping a
+/// loopback gRPC hop. An edge gateway uses `tollgate_gateway::GrpcBackend` instead.
+struct InProcessBackend {
+    issuer: Arc<Issuer>,
+}
+
+impl TokenBackend for InProcessBackend {
+    async fn issue_token(&self, request: TokenRequest) -> Result<IssuedToken, BackendError> {
+        self.issuer.issue(request).await.map_err(backend_error)
+    }
+
+    async fn jwks(&self, tenant: &TenantName) -> Result<TenantKeys, BackendError> {
+        let (issuer, jwks_json) = self.issuer.jwks(tenant).await.map_err(backend_error)?;
+        Ok(TenantKeys { issuer, jwks_json })
+    }
+}
+
+fn backend_error(error: tollgate_issuer::IssueError) -> BackendError {
+    let code = error.code();
+    if matches!(
+        code,
+        tollgate_domain::ErrorCode::Unavailable | tollgate_domain::ErrorCode::Internal
+    ) {
+        tracing::error!(error = %error, cause = ?std::error::Error::source(&error), "token request failed");
+    }
+    BackendError {
+        code,
+        message: error.to_string(),
+    }
+}
