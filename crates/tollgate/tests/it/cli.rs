@@ -1,0 +1,212 @@
+//! The README walkthrough through the real `tollgate` binary: tenant → API → app → token,
+//! then the token verified with a standard JWT library through the JWKS.
+
+use std::process::Output;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use tollgate_testkit::TestServer;
+
+use crate::fixtures::{fetch_jwks, verify_with_jwks};
+
+crate::backend_tests!(cli_walkthrough);
+
+/// Runs `tollgate` with `args` against `server`, as the system admin (credentials found in
+/// the data dir, as after `serve` on a fresh machine).
+async fn tollgate(server: &TestServer, args: &[&str]) -> anyhow::Result<Output> {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(args)
+        .env("TOLLGATE_ENDPOINT", &server.grpc_url)
+        .env("TOLLGATE_DATA_DIR", &server.data_dir)
+        .env_remove("TOLLGATE_ADMIN_TENANT")
+        .env_remove("TOLLGATE_ADMIN_CLIENT_ID")
+        .env_remove("TOLLGATE_ADMIN_CLIENT_SECRET")
+        .output()
+        .await?;
+    Ok(output)
+}
+
+async fn json(server: &TestServer, args: &[&str]) -> anyhow::Result<Value> {
+    let mut full = vec!["--output", "json"];
+    full.extend_from_slice(args);
+    let output = tollgate(server, &full).await?;
+    if !output.status.success() {
+        bail!(
+            "tollgate {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    serde_json::from_slice(&output.stdout).with_context(|| {
+        format!(
+            "tollgate {args:?} printed no JSON: {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+async fn cli_walkthrough(server: TestServer) -> anyhow::Result<()> {
+    let created = json(&server, &["tenant", "create", "acme"]).await?;
+    assert_eq!(created["tenant"]["name"], "acme");
+    assert!(
+        created["admin"]["client_secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("tgsec_"))
+    );
+
+    let api = json(
+        &server,
+        &[
+            "api",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "Archive",
+            "--identifier",
+            "https://archive.example.com/",
+            "--scope",
+            "archive:read",
+            "--scope",
+            "archive:write=Write archives",
+            "--ttl",
+            "600",
+        ],
+    )
+    .await?;
+    assert_eq!(api["identifier"], "https://archive.example.com/");
+    assert_eq!(
+        api["token_lifetime_seconds"], "600",
+        "int64 is a JSON string in proto3 JSON"
+    );
+    assert_eq!(api["scopes"][1]["description"], "Write archives");
+
+    let app = json(
+        &server,
+        &[
+            "app",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "archiver",
+            "--grant",
+            "https://archive.example.com/=archive:read,archive:write",
+        ],
+    )
+    .await?;
+    let client_id = app["app"]["client_id"]
+        .as_str()
+        .context("client_id")?
+        .to_owned();
+    let client_secret = app["client_secret"]
+        .as_str()
+        .context("client_secret")?
+        .to_owned();
+
+    // The app's own credentials; text output is the token alone.
+    let output = tollgate(
+        &server,
+        &[
+            "token",
+            "issue",
+            "--tenant",
+            "acme",
+            "--client-id",
+            &client_id,
+            "--client-secret",
+            &client_secret,
+            "--audience",
+            "https://archive.example.com/",
+            "--scope",
+            "archive:read",
+        ],
+    )
+    .await?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout)?.trim().to_owned();
+    let jwks = fetch_jwks(&server, "acme").await?;
+    let (_, claims) = verify_with_jwks(
+        &token,
+        &jwks,
+        "http://acme.hub.localhost:8080/",
+        "https://archive.example.com/",
+    )?;
+    assert_eq!(claims["scope"], "archive:read");
+    assert_eq!(claims["sub"], format!("{client_id}@client"));
+
+    let listed = json(&server, &["app", "list", "--tenant", "acme"]).await?;
+    assert_eq!(listed["apps"].as_array().map(Vec::len), Some(2));
+    let blocked = json(
+        &server,
+        &[
+            "app",
+            "update",
+            "--tenant",
+            "acme",
+            "--client-id",
+            &client_id,
+            "--block",
+        ],
+    )
+    .await?;
+    assert_eq!(blocked["blocked"], true);
+
+    // Errors: exit code 1 and the reason on stderr, never the secret.
+    let denied = tollgate(
+        &server,
+        &[
+            "token",
+            "issue",
+            "--tenant",
+            "acme",
+            "--client-id",
+            &client_id,
+            "--client-secret",
+            &client_secret,
+            "--audience",
+            "https://archive.example.com/",
+        ],
+    )
+    .await?;
+    assert_eq!(denied.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(stderr.contains("invalid_client"), "{stderr}");
+    assert!(!stderr.contains(&client_secret), "secret printed: {stderr}");
+
+    let deleted = tollgate(
+        &server,
+        &[
+            "api",
+            "delete",
+            "--tenant",
+            "acme",
+            "--identifier",
+            "https://archive.example.com/",
+        ],
+    )
+    .await?;
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    let missing = tollgate(
+        &server,
+        &[
+            "api",
+            "get",
+            "--tenant",
+            "acme",
+            "--identifier",
+            "https://archive.example.com/",
+        ],
+    )
+    .await?;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not_found"));
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! A tenant with an API and an app, made through the management API, plus helpers to read
+//! tokens with a standard JWT library.
+
+use anyhow::Context;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{DecodingKey, Validation};
+use tollgate_proto::v1::{
+    CreateApiRequest, CreateAppRequest, CreateTenantRequest, Grant, ScopeDefinition,
+};
+use tollgate_testkit::{AdminClients, AdminCredentials, TestServer};
+
+pub const ARCHIVE: &str = "https://archive.example.com/";
+
+/// A tenant `name` with an API `ARCHIVE` (scopes archive:read, archive:write, archive:admin)
+/// and an app holding archive:read and archive:write on it.
+pub struct Fixture {
+    pub tenant_id: String,
+    pub issuer: String,
+    pub admin: AdminCredentials,
+    pub admin_clients: AdminClients,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+pub fn scopes(values: &[&str]) -> Vec<ScopeDefinition> {
+    values
+        .iter()
+        .map(|value| ScopeDefinition {
+            value: (*value).to_owned(),
+            description: format!("allows {value}"),
+        })
+        .collect()
+}
+
+pub fn grant(audience: &str, scopes: &[&str]) -> Grant {
+    Grant {
+        audience: audience.to_owned(),
+        scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+    }
+}
+
+impl Fixture {
+    pub async fn new(server: &TestServer, name: &str) -> anyhow::Result<Self> {
+        Self::with_alg(server, name, "").await
+    }
+
+    pub async fn with_alg(server: &TestServer, name: &str, alg: &str) -> anyhow::Result<Self> {
+        let mut system = server.system_admin().await?;
+        let created = system
+            .tenants
+            .create_tenant(CreateTenantRequest {
+                name: name.to_owned(),
+                display_name: format!("{name} corp"),
+                signing_alg: alg.to_owned(),
+            })
+            .await?
+            .into_inner();
+        let tenant = created.tenant.context("no tenant")?;
+        let admin = created.admin.context("no admin credentials")?;
+        let admin = AdminCredentials {
+            tenant: admin.tenant,
+            client_id: admin.client_id,
+            client_secret: admin.client_secret,
+            audience: admin.audience,
+        };
+        let token = server.admin_token_for(&admin).await?;
+        let mut admin_clients = server.admin_clients(&token)?;
+        admin_clients
+            .apis
+            .create_api(CreateApiRequest {
+                tenant: name.to_owned(),
+                name: "Archive".to_owned(),
+                identifier: ARCHIVE.to_owned(),
+                scopes: scopes(&["archive:read", "archive:write", "archive:admin"]),
+                token_lifetime_seconds: 900,
+                signing_alg: String::new(),
+            })
+            .await?;
+        let app = admin_clients
+            .apps
+            .create_app(CreateAppRequest {
+                tenant: name.to_owned(),
+                name: "archiver".to_owned(),
+                description: "writes archives".to_owned(),
+                grants: vec![grant(ARCHIVE, &["archive:read", "archive:write"])],
+            })
+            .await?
+            .into_inner();
+        Ok(Self {
+            tenant_id: tenant.id,
+            issuer: tenant.issuer,
+            admin,
+            admin_clients,
+            client_id: app.app.context("no app")?.client_id,
+            client_secret: app.client_secret,
+        })
+    }
+}
+
+/// Fetches a tenant's JWKS over HTTP.
+pub async fn fetch_jwks(server: &TestServer, tenant: &str) -> anyhow::Result<JwkSet> {
+    let url = format!("{}/t/{tenant}/.well-known/jwks.json", server.http_url);
+    let response = reqwest::get(&url).await?.error_for_status()?;
+    Ok(response.json().await?)
+}
+
+/// Verifies `token` with jsonwebtoken (a standard JWT library) against a JWKS, the way a
+/// resource server would, and returns header and claims.
+pub fn verify_with_jwks(
+    token: &str,
+    jwks: &JwkSet,
+    issuer: &str,
+    audience: &str,
+) -> anyhow::Result<(jsonwebtoken::Header, serde_json::Value)> {
+    let header = jsonwebtoken::decode_header(token)?;
+    let kid = header.kid.clone().context("no kid")?;
+    let jwk = jwks.find(&kid).context("kid not in the JWKS")?;
+    let key = DecodingKey::from_jwk(jwk)?;
+    let alg = match jwk.common.key_algorithm.context("jwk without alg")? {
+        jsonwebtoken::jwk::KeyAlgorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+        jsonwebtoken::jwk::KeyAlgorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+        jsonwebtoken::jwk::KeyAlgorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+        other => anyhow::bail!("unexpected key algorithm {other:?}"),
+    };
+    let mut validation = Validation::new(alg);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.validate_nbf = true;
+    let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)?;
+    Ok((data.header, data.claims))
+}
+
+/// The gRPC status code and `ErrorInfo.reason` of a failed call.
+pub fn reason(status: &tonic::Status) -> (tonic::Code, String) {
+    use tonic_types::StatusExt;
+    let reason = status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default();
+    (status.code(), reason)
+}
+
+/// Posts a form to a tenant's token endpoint.
+pub async fn post_token_form(
+    server: &TestServer,
+    tenant: &str,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> anyhow::Result<reqwest::Response> {
+    let client = reqwest::Client::new();
+    let mut request = client
+        .post(format!("{}/t/{tenant}/oauth/token", server.http_url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode_form(form));
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    Ok(request.send().await?)
+}
+
+pub fn encode_form(form: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (index, (key, value)) in form.iter().enumerate() {
+        if index > 0 {
+            out.push('&');
+        }
+        out.push_str(&urlencode(key));
+        out.push('=');
+        out.push_str(&urlencode(value));
+    }
+    out
+}
+
+fn urlencode(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            b' ' => out.push('+'),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,42 @@
+//! End-to-end tests: the real server on ephemeral ports, driven over gRPC, HTTP and the CLI
+//! as clients drive it. Each scenario runs on SQLite and on PostgreSQL.
+
+mod cli;
+mod fixtures;
+mod http_errors;
+mod infra;
+mod management;
+mod tokens;
+
+/// Declares each listed scenario `async fn name(server: TestServer) -> anyhow::Result<()>`
+/// of the calling module as two tests: `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    let server = tollgate_testkit::TestServer::start().await?;
+                    super::$name(server).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    if tollgate_testkit::postgres_url_or_skip(concat!(module_path!(), "::", stringify!($name))).is_none() {
+                        return Ok(());
+                    }
+                    let server = tollgate_testkit::TestServer::start_with(tollgate_testkit::TestOptions {
+                        backend: tollgate_testkit::Backend::Postgres,
+                        ..Default::default()
+                    })
+                    .await?;
+                    super::$name(server).await
+                }
+            )*
+        }
+    };
+}
