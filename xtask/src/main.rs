@@ -1,1 +1,48 @@
-fn main() {}
+//! Development tasks, run as `cargo xtask <task>`:
+//!
+//! - `ci`: formatting check, clippy with warnings denied, then the whole test suite. This is
+//!   the README's test command and what `.ci/run` calls. PostgreSQL suites run when
+//!   `TOLLGATE_TEST_POSTGRES_URL` is set and skip loudly otherwise (with
+//!   `TOLLGATE_REQUIRE_BACKENDS=1` a skip fails the run).
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+fn main() -> anyhow::Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    match task.as_str() {
+        "ci" => ci(),
+        _ => {
+            eprintln!("usage: cargo xtask ci");
+            bail!("unknown task {task:?}")
+        }
+    }
+}
+
+fn ci() -> anyhow::Result<()> {
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    cargo(&["test", "--workspace"])?;
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    eprintln!("$ cargo {}", args.join(" "));
+    let status = Command::new(&cargo)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    if !status.success() {
+        bail!("cargo {} failed with {status}", args.join(" "));
+    }
+    Ok(())
+}
