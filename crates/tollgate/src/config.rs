@@ -54,6 +54,82 @@ impl std::fmt::Debug for ServeArgs {
     }
 }
 
+/// Settings of `tollgate gateway`: the HTTP edge alone, reaching a Tollgate server's gRPC
+/// API for issuance and public keys. It holds no database credentials and no key material.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayArgs {
+    /// The gRPC endpoint of the Tollgate server that issues tokens.
+    #[arg(
+        long,
+        env = "TOLLGATE_ISSUER_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub issuer_endpoint: String,
+    /// Address of the HTTP gateway.
+    #[arg(long, env = "TOLLGATE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// Issuer URL template; the same as the server's, so the gateway can read tenants from
+    /// `Host`.
+    #[arg(long, env = "TOLLGATE_ISSUER_TEMPLATE", default_value = IssuerTemplate::DEFAULT)]
+    pub issuer_template: String,
+    /// `Cache-Control: max-age` of the JWKS and metadata documents, in seconds.
+    #[arg(long, env = "TOLLGATE_JWKS_MAX_AGE", default_value_t = 300)]
+    pub jwks_max_age: u64,
+}
+
+/// Validated settings of `tollgate gateway`.
+#[derive(Debug, Clone)]
+pub struct GatewayOnlyConfig {
+    /// The issuer's gRPC endpoint.
+    pub issuer_endpoint: tonic::transport::Endpoint,
+    /// See [`GatewayArgs::http_addr`].
+    pub http_addr: SocketAddr,
+    /// Parsed issuer template.
+    pub issuer_template: IssuerTemplate,
+    /// See [`GatewayArgs::jwks_max_age`].
+    pub jwks_max_age: u64,
+}
+
+impl GatewayOnlyConfig {
+    /// Validates `args`; errors name the setting.
+    pub fn from_args(args: GatewayArgs) -> anyhow::Result<Self> {
+        let issuer_template = parse_issuer_template(&args.issuer_template)?;
+        let issuer_endpoint = tonic::transport::Endpoint::from_shared(args.issuer_endpoint)
+            .ok()
+            .filter(|endpoint| endpoint.uri().scheme_str() == Some("http"))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "invalid TOLLGATE_ISSUER_ENDPOINT (--issuer-endpoint): must be an http:// URL"
+                )
+            })?;
+        check_jwks_max_age(args.jwks_max_age)?;
+        Ok(Self {
+            issuer_endpoint,
+            http_addr: args.http_addr,
+            issuer_template,
+            jwks_max_age: args.jwks_max_age,
+        })
+    }
+}
+
+fn parse_issuer_template(template: &str) -> anyhow::Result<IssuerTemplate> {
+    IssuerTemplate::parse(template).map_err(|error| {
+        anyhow::anyhow!(
+            "invalid TOLLGATE_ISSUER_TEMPLATE (--issuer-template): {}",
+            error.reason
+        )
+    })
+}
+
+fn check_jwks_max_age(seconds: u64) -> anyhow::Result<()> {
+    if !(1..=86_400).contains(&seconds) {
+        bail!(
+            "invalid TOLLGATE_JWKS_MAX_AGE (--jwks-max-age): must be between 1 and 86400 seconds"
+        );
+    }
+    Ok(())
+}
+
 /// Validated configuration. Its `Debug` redacts the database URL.
 #[derive(Clone)]
 pub struct Config {
@@ -108,12 +184,7 @@ impl std::fmt::Debug for MasterKeySource {
 impl Config {
     /// Validates `args`; errors name the setting.
     pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
-        let issuer_template = IssuerTemplate::parse(&args.issuer_template).map_err(|error| {
-            anyhow::anyhow!(
-                "invalid TOLLGATE_ISSUER_TEMPLATE (--issuer-template): {}",
-                error.reason
-            )
-        })?;
+        let issuer_template = parse_issuer_template(&args.issuer_template)?;
         let database_url = match args.database_url {
             Some(url)
                 if url.starts_with("postgres://")
@@ -139,11 +210,7 @@ impl Config {
             }
             None => MasterKeySource::DevelopmentFile(args.data_dir.join("master.key")),
         };
-        if !(1..=86_400).contains(&args.jwks_max_age) {
-            bail!(
-                "invalid TOLLGATE_JWKS_MAX_AGE (--jwks-max-age): must be between 1 and 86400 seconds"
-            );
-        }
+        check_jwks_max_age(args.jwks_max_age)?;
         Ok(Self {
             data_dir: args.data_dir,
             grpc_addr: args.grpc_addr,

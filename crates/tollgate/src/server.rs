@@ -19,7 +19,7 @@ use tollgate_proto::v1::tenant_service_server::TenantServiceServer;
 use tollgate_proto::v1::token_service_server::TokenServiceServer;
 use tollgate_store::Store;
 
-use crate::config::Config;
+use crate::config::{Config, GatewayOnlyConfig};
 use crate::grpc::{ManagementAdapter, TokenAdapter};
 
 /// Name of the file, in the data dir, that receives the first admin credentials.
@@ -131,6 +131,27 @@ pub async fn serve(
         .context("HTTP server failed")?;
     tracing::info!("tollgate stopped");
     Ok(())
+}
+
+/// Runs the HTTP gateway alone, reaching the issuer at `config.issuer_endpoint` over gRPC,
+/// until `shutdown` completes. For the edge: no database credentials, no key material.
+pub async fn serve_gateway(
+    config: GatewayOnlyConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let channel = config.issuer_endpoint.connect_lazy();
+    let router = tollgate_gateway::router(
+        GatewayConfig {
+            jwks_max_age_seconds: config.jwks_max_age,
+            ..GatewayConfig::new(config.issuer_template)
+        },
+        Arc::new(tollgate_gateway::GrpcBackend::new(channel)),
+    );
+    tracing::info!(http = %listener.local_addr()?, issuer = %config.issuer_endpoint.uri(), "tollgate gateway serving");
+    tollgate_gateway::serve(listener, router, shutdown)
+        .await
+        .context("HTTP gateway failed")
 }
 
 async fn stopped(mut receiver: watch::Receiver<bool>) {

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::ServeArgs;
+use crate::config::{GatewayArgs, ServeArgs};
 
 pub use api::ApiSubcommand;
 pub use app::AppSubcommand;
@@ -64,6 +64,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Applies pending database migrations, then exits.
     Migrate(ServeArgs),
+    /// Runs the HTTP gateway alone, in front of a Tollgate server's gRPC API (for the edge:
+    /// no database credentials, no key material).
+    Gateway(GatewayArgs),
     /// Manages tenants (needs admin credentials of the `system` tenant).
     #[command(subcommand)]
     Tenant(TenantSubcommand),
@@ -148,6 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,
         Command::Migrate(args) => serve::migrate(args).await,
+        Command::Gateway(args) => serve::gateway(args).await,
         Command::Tenant(command) => tenant::run(&cli.options, command).await,
         Command::Api(command) => api::run(&cli.options, command).await,
         Command::App(command) => app::run(&cli.options, command).await,

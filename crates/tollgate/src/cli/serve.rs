@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 
-use crate::config::{Config, ServeArgs};
+use crate::config::{Config, GatewayArgs, GatewayOnlyConfig, ServeArgs};
 use crate::server::{self, Listeners};
 
 /// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.
@@ -15,6 +15,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let listeners = Listeners::bind(&config).await?;
     server::serve(config, listeners, shutdown).await
+}
+
+/// Runs the HTTP gateway alone until SIGINT or SIGTERM.
+pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let config = GatewayOnlyConfig::from_args(args)?;
+    let shutdown = shutdown_signal()?;
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on TOLLGATE_HTTP_ADDR {}", config.http_addr))?;
+    server::serve_gateway(config, listener, shutdown).await
 }
 
 /// Connects to the database, applies pending migrations and says so.

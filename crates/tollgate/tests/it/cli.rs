@@ -210,3 +210,52 @@ async fn cli_walkthrough(server: TestServer) -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not_found"));
     Ok(())
 }
+
+/// A bad setting stops `serve` at start with a message naming it, and never echoes a secret.
+#[tokio::test]
+async fn invalid_configuration_names_the_setting() -> anyhow::Result<()> {
+    let data_dir = tempfile::tempdir()?;
+    let cases = [
+        (
+            "TOLLGATE_ISSUER_TEMPLATE",
+            "https://hub.example.com/",
+            "invalid TOLLGATE_ISSUER_TEMPLATE",
+        ),
+        (
+            "TOLLGATE_MASTER_KEY",
+            "c2VjcmV0LWJ1dC10b28tc2hvcnQ",
+            "invalid TOLLGATE_MASTER_KEY",
+        ),
+        (
+            "TOLLGATE_DATABASE_URL",
+            "mysql://root:hunter2@localhost/db",
+            "invalid TOLLGATE_DATABASE_URL",
+        ),
+        ("TOLLGATE_GRPC_ADDR", "not-an-address", "--grpc-addr"),
+        (
+            "TOLLGATE_JWKS_MAX_AGE",
+            "0",
+            "invalid TOLLGATE_JWKS_MAX_AGE",
+        ),
+    ];
+    for (variable, value, expected) in cases {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("serve")
+            .env("TOLLGATE_DATA_DIR", data_dir.path())
+            .env("TOLLGATE_GRPC_ADDR", "127.0.0.1:0")
+            .env("TOLLGATE_HTTP_ADDR", "127.0.0.1:0")
+            .env(variable, value)
+            .output()
+            .await?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{variable}: server started");
+        assert!(stderr.contains(expected), "{variable}: {stderr}");
+        if matches!(variable, "TOLLGATE_MASTER_KEY" | "TOLLGATE_DATABASE_URL") {
+            assert!(
+                !stderr.contains(value),
+                "{variable}: value echoed: {stderr}"
+            );
+        }
+    }
+    Ok(())
+}

@@ -10,9 +10,13 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-use crate::fixtures::Fixture;
+use crate::fixtures::{ARCHIVE, Fixture, encode_form, fetch_jwks, verify_with_jwks};
 
-crate::backend_tests!(health_and_reflection, jwks_and_metadata);
+crate::backend_tests!(
+    health_and_reflection,
+    jwks_and_metadata,
+    edge_gateway_over_grpc
+);
 
 async fn health_and_reflection(server: TestServer) -> anyhow::Result<()> {
     let mut health = HealthClient::new(server.channel());
@@ -144,5 +148,104 @@ async fn jwks_and_metadata(server: TestServer) -> anyhow::Result<()> {
         .send()
         .await?;
     assert_eq!(unknown.status(), 404);
+    Ok(())
+}
+
+/// `tollgate gateway` in front of the server's gRPC API: the same token endpoint and JWKS,
+/// with errors carried through gRPC status details.
+async fn edge_gateway_over_grpc(server: TestServer) -> anyhow::Result<()> {
+    let fixture = Fixture::new(&server, "acme").await?;
+    let config = tollgate::config::GatewayOnlyConfig::from_args(tollgate::config::GatewayArgs {
+        issuer_endpoint: server.grpc_url.clone(),
+        http_addr: "127.0.0.1:0".parse()?,
+        issuer_template: tollgate_domain::IssuerTemplate::DEFAULT.to_owned(),
+        jwks_max_age: 60,
+    })?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let edge = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(tollgate::server::serve_gateway(
+        config,
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let client = reqwest::Client::new();
+    let token_url = format!("{edge}/t/acme/oauth/token");
+    let post = |form: String, secret: &str| {
+        client
+            .post(&token_url)
+            .basic_auth(&fixture.client_id, Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+    };
+    let ok = post(
+        encode_form(&[("grant_type", "client_credentials"), ("audience", ARCHIVE)]),
+        &fixture.client_secret,
+    )
+    .await?;
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await?;
+    let jwks = fetch_jwks(&server, "acme").await?;
+    verify_with_jwks(
+        body["access_token"].as_str().context("token")?,
+        &jwks,
+        &fixture.issuer,
+        ARCHIVE,
+    )?;
+
+    for (form, secret, status, error) in [
+        (
+            encode_form(&[("grant_type", "client_credentials"), ("audience", ARCHIVE)]),
+            "tgsec_wrong",
+            401,
+            "invalid_client",
+        ),
+        (
+            encode_form(&[
+                ("grant_type", "client_credentials"),
+                ("audience", "https://nope/"),
+            ]),
+            fixture.client_secret.as_str(),
+            400,
+            "invalid_target",
+        ),
+        (
+            encode_form(&[
+                ("grant_type", "client_credentials"),
+                ("audience", ARCHIVE),
+                ("scope", "archive:admin"),
+            ]),
+            fixture.client_secret.as_str(),
+            400,
+            "invalid_scope",
+        ),
+    ] {
+        let response = post(form, secret).await?;
+        assert_eq!(response.status(), status, "{error}");
+        let body: Value = response.json().await?;
+        assert_eq!(body["error"], error);
+    }
+    let edge_jwks = client
+        .get(format!("{edge}/t/acme/.well-known/jwks.json"))
+        .send()
+        .await?;
+    assert_eq!(edge_jwks.headers()["cache-control"], "public, max-age=60");
+    let edge_jwks: Value = edge_jwks.json().await?;
+    assert_eq!(
+        edge_jwks["keys"][0]["kid"],
+        json!(jwks.keys[0].common.key_id)
+    );
+    let missing = client
+        .get(format!("{edge}/t/nosuch/.well-known/jwks.json"))
+        .send()
+        .await?;
+    assert_eq!(missing.status(), 404);
+
+    let _ = stop.send(());
+    task.await??;
     Ok(())
 }

@@ -5,6 +5,7 @@ mod cli;
 mod fixtures;
 mod http_errors;
 mod infra;
+mod interop;
 mod management;
 mod tokens;
 
