@@ -202,3 +202,6 @@ pub fn verify(
     )?;
     Ok(data.claims)
 }
+
+#[cfg(test)]
+mod tests;

@@ -33,7 +33,12 @@ async fn python_or_skip(test: &str) -> anyhow::Result<bool> {
         .await;
     let missing = match probe {
         Ok(output) if output.status.success() => return Ok(true),
-        Ok(output) => String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        // The traceback's last line, e.g. "ModuleNotFoundError: No module named 'authlib'".
+        Ok(output) => String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_owned(),
         Err(error) => format!("cannot run {PYTHON}: {error}"),
     };
     if std::env::var("TOLLGATE_REQUIRE_BACKENDS").as_deref() == Ok("1") {
