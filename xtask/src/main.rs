@@ -4,17 +4,24 @@
 //!   the README's test command and what `.ci/run` calls. PostgreSQL suites run when
 //!   `TOLLGATE_TEST_POSTGRES_URL` is set and skip loudly otherwise (with
 //!   `TOLLGATE_REQUIRE_BACKENDS=1` a skip fails the run).
+//! - `bench tokens`: builds the server and `tollgate-bench` in release, runs the token
+//!   benchmarks against a temporary server on loopback and prints the report behind the
+//!   performance targets; see [`bench`] and `cargo xtask bench tokens --help`.
+
+mod bench;
 
 use std::process::Command;
 
 use anyhow::{Context, bail};
 
 fn main() -> anyhow::Result<()> {
-    let task = std::env::args().nth(1).unwrap_or_default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().cloned().unwrap_or_default();
     match task.as_str() {
         "ci" => ci(),
+        "bench" => bench::bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask ci");
+            eprintln!("usage: cargo xtask ci | cargo xtask bench tokens [options]");
             bail!("unknown task {task:?}")
         }
     }
