@@ -12,6 +12,7 @@ mod error;
 mod issuer;
 mod names;
 mod request;
+mod revocation;
 mod secret;
 
 pub use claims::{AccessTokenClaims, GRANT_TYPE_CLIENT_CREDENTIALS};
@@ -21,7 +22,8 @@ pub use issuer::{IssuerTemplate, MANAGEMENT_API_SUFFIX};
 pub use names::{
     Algorithm, ApiIdentifier, ClientId, InvalidValue, Scope, ScopeSet, TenantName, TokenLifetime,
 };
-pub use request::{IssuedToken, ScopeDefinition, TokenRequest};
+pub use request::{IssuedToken, ScopeDefinition, TokenCallRequest, TokenRequest};
+pub use revocation::{Revocation, RevocationTarget, TokenFacts};
 pub use secret::ClientSecret;
 
 /// Told when a tenant's configuration changes (APIs, apps, grants, keys), so caches of it

@@ -16,6 +16,25 @@ pub struct TokenRequest {
     pub audience: ApiIdentifier,
     /// The scopes asked for; `None` asks for every scope the app holds on the API.
     pub scopes: Option<ScopeSet>,
+    /// The network address the request came from, when the transport knows it; failed
+    /// authentications are rate-limited per address.
+    pub source: Option<std::net::IpAddr>,
+}
+
+/// A client-authenticated request about an existing token: revocation (RFC 7009) or
+/// introspection (RFC 7662).
+#[derive(Clone)]
+pub struct TokenCallRequest {
+    /// The tenant of the calling app.
+    pub tenant: TenantName,
+    /// The calling app.
+    pub client_id: ClientId,
+    /// Its secret.
+    pub client_secret: ClientSecret,
+    /// The token in question, as presented (not yet verified).
+    pub token: String,
+    /// Where the request came from, when known.
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// A token the issuer signed.

@@ -1,19 +1,42 @@
-//! The gateway's only dependency on the rest of Tollgate: something that issues tokens and
-//! returns a tenant's public keys.
+//! The gateway's only dependency on the rest of Tollgate: something that issues, revokes and
+//! introspects tokens and returns a tenant's public keys.
 
 use std::future::Future;
+use std::time::Duration;
 
-use tollgate_domain::{ErrorCode, IssuedToken, TenantName, TokenRequest};
+use tollgate_domain::{
+    AccessTokenClaims, ErrorCode, IssuedToken, TenantName, TokenCallRequest, TokenRequest,
+};
 
 /// How the gateway reaches issuance and public keys: in the all-in-one server an in-process
 /// implementation (written elsewhere), at the edge the gRPC one ([`crate::GrpcBackend`]).
+///
+/// Every method that authenticates a client must fail with [`ErrorCode::InvalidClient`] for
+/// an unknown tenant, an unknown client and a wrong secret alike, and with
+/// [`ErrorCode::ResourceExhausted`] (ideally with [`BackendError::retry_after`] and
+/// [`BackendError::rate_limit`]) when a rate limit refuses the request.
 pub trait TokenBackend: Send + Sync + 'static {
-    /// Authenticates the client and issues a token. Unknown tenants, unknown clients and
-    /// wrong secrets must all fail with [`ErrorCode::InvalidClient`].
+    /// Authenticates the client and issues a token (RFC 6749 §4.4).
     fn issue_token(
         &self,
         request: TokenRequest,
     ) -> impl Future<Output = Result<IssuedToken, BackendError>> + Send;
+
+    /// RFC 7009: authenticates the client and revokes `request.token` if it was issued to
+    /// the calling app. `Ok(())` also when the token is unknown, invalid, expired or another
+    /// app's, so that the answer reveals nothing about it.
+    fn revoke_token(
+        &self,
+        request: TokenCallRequest,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// RFC 7662: authenticates the client and tells whether `request.token` is active.
+    /// `Ok(None)` = inactive (revoked, expired, malformed, another tenant's…);
+    /// `Ok(Some(claims))` = active, with its claims.
+    fn introspect_token(
+        &self,
+        request: TokenCallRequest,
+    ) -> impl Future<Output = Result<Option<AccessTokenClaims>, BackendError>> + Send;
 
     /// The tenant's issuer URL and JWK Set; [`ErrorCode::NotFound`] for an unknown tenant.
     fn jwks(
@@ -40,14 +63,49 @@ pub struct BackendError {
     pub code: ErrorCode,
     /// Details: public for OAuth errors, internal otherwise.
     pub message: String,
+    /// When the client may try again; sent as `Retry-After` (whole seconds, rounded up, at
+    /// least 1) with [`ErrorCode::ResourceExhausted`] and [`ErrorCode::Unavailable`], which
+    /// default to 1 s without it.
+    pub retry_after: Option<Duration>,
+    /// The rate limit that refused the request; sent as `RateLimit-Limit`,
+    /// `RateLimit-Remaining` and `RateLimit-Reset` with [`ErrorCode::ResourceExhausted`].
+    pub rate_limit: Option<RateLimitInfo>,
 }
 
 impl BackendError {
-    /// Builds an error.
+    /// Builds an error without retry information.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
+            retry_after: None,
+            rate_limit: None,
         }
     }
+
+    /// Sets [`BackendError::retry_after`].
+    #[must_use]
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = Some(retry_after);
+        self
+    }
+
+    /// Sets [`BackendError::rate_limit`].
+    #[must_use]
+    pub fn with_rate_limit(mut self, rate_limit: RateLimitInfo) -> Self {
+        self.rate_limit = Some(rate_limit);
+        self
+    }
+}
+
+/// The state of the rate limit that applied to a request, for the RateLimit header fields
+/// (draft-ietf-httpapi-ratelimit-headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitInfo {
+    /// Requests allowed per window (`RateLimit-Limit`).
+    pub limit: u32,
+    /// Requests left in the current window (`RateLimit-Remaining`).
+    pub remaining: u32,
+    /// Until the quota is fully restored (`RateLimit-Reset`, whole seconds rounded up).
+    pub reset: Duration,
 }

@@ -11,11 +11,13 @@ use axum::response::Response;
 use serde::Serialize;
 use tollgate_domain::{ErrorCode, TenantName};
 
-use crate::response::{APPLICATION_JSON, error_response, json_response};
+use crate::response::{APPLICATION_JSON, backend_error_response, error_response, json_response};
 use crate::tenant::ResolvedTenant;
 use crate::{Gateway, TenantKeys, TokenBackend};
 
 const UNKNOWN_TENANT: &str = "unknown tenant";
+/// How clients authenticate at the token, revocation and introspection endpoints alike.
+const CLIENT_AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
 
 /// Handles `GET /.well-known/jwks.json`, answering 304 when the client's copy is current.
 pub(crate) async fn jwks<B: TokenBackend>(
@@ -56,10 +58,10 @@ pub(crate) async fn jwks<B: TokenBackend>(
 
 /// RFC 8414 metadata, served at both well-known paths.
 ///
-/// Tollgate is an authorization server with only a token endpoint, not an OpenID provider:
-/// `/.well-known/openid-configuration` serves the same document for client libraries that
-/// only know that path and use it to find `token_endpoint` and `jwks_uri`. Members are
-/// limited to what is true:
+/// Tollgate is an authorization server with token, revocation and introspection endpoints,
+/// not an OpenID provider: `/.well-known/openid-configuration` serves the same document for
+/// client libraries that only know that path and use it to find `token_endpoint` and
+/// `jwks_uri`. Members are limited to what is true:
 /// - `response_types_supported` is REQUIRED by RFC 8414 §2, but its values are for the
 ///   authorization endpoint, which does not exist here. `[]` is the honest value and keeps
 ///   the member present for parsers that insist on it; `["token"]` would advertise the
@@ -78,6 +80,10 @@ struct Metadata<'a> {
     jwks_uri: String,
     grant_types_supported: [&'static str; 1],
     token_endpoint_auth_methods_supported: [&'static str; 2],
+    revocation_endpoint: String,
+    revocation_endpoint_auth_methods_supported: [&'static str; 2],
+    introspection_endpoint: String,
+    introspection_endpoint_auth_methods_supported: [&'static str; 2],
     response_types_supported: [&'static str; 0],
 }
 
@@ -100,7 +106,11 @@ pub(crate) async fn metadata<B: TokenBackend>(
             token_endpoint: format!("{issuer}oauth/token"),
             jwks_uri: format!("{issuer}.well-known/jwks.json"),
             grant_types_supported: ["client_credentials"],
-            token_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post"],
+            token_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS,
+            revocation_endpoint: format!("{issuer}oauth/revoke"),
+            revocation_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS,
+            introspection_endpoint: format!("{issuer}oauth/introspect"),
+            introspection_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS,
             response_types_supported: [],
         },
     );
@@ -125,7 +135,7 @@ async fn tenant_keys<B: TokenBackend>(
         .backend
         .jwks(&tenant)
         .await
-        .map_err(|error| Box::new(error_response(error.code, &error.message)))
+        .map_err(|error| Box::new(backend_error_response(&error)))
 }
 
 /// A strong entity tag for `body`: SipHash-1-3 with fixed keys, stable across processes and

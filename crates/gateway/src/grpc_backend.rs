@@ -1,15 +1,25 @@
 //! The [`TokenBackend`] of a standalone edge: `tollgate.v1.TokenService` over gRPC.
+//!
+//! The wire messages have no field for the client's address, so `source` does not cross
+//! this hop; the rate limits keyed on it see the edge's address instead.
 
 use std::future::Future;
 
-use tollgate_domain::{ErrorCode, IssuedToken, ScopeSet, TenantName, TokenRequest};
+use tollgate_domain::{
+    AccessTokenClaims, ErrorCode, IssuedToken, ScopeSet, TenantName, TokenCallRequest, TokenRequest,
+};
 use tollgate_proto::v1::token_service_client::TokenServiceClient;
-use tollgate_proto::v1::{GetJwksRequest, IssueTokenRequest};
+use tollgate_proto::v1::{
+    GetJwksRequest, IntrospectTokenRequest, IntrospectTokenResponse, IssueTokenRequest,
+    RevokeTokenRequest,
+};
 use tonic::transport::Channel;
+use tonic_types::StatusExt;
 
 use crate::{BackendError, TenantKeys, TokenBackend};
 
-/// Reaches issuance and public keys through a `TokenService` gRPC channel.
+/// Reaches issuance, revocation, introspection and public keys through a `TokenService`
+/// gRPC channel.
 #[derive(Debug, Clone)]
 pub struct GrpcBackend {
     client: TokenServiceClient<Channel>,
@@ -65,6 +75,44 @@ impl TokenBackend for GrpcBackend {
         }
     }
 
+    fn revoke_token(
+        &self,
+        request: TokenCallRequest,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let mut client = self.client.clone();
+        let message = RevokeTokenRequest {
+            tenant: request.tenant.as_str().to_owned(),
+            client_id: request.client_id.as_str().to_owned(),
+            client_secret: request.client_secret.expose().to_owned(),
+            token: request.token,
+        };
+        async move {
+            client.revoke_token(message).await.map_err(backend_error)?;
+            Ok(())
+        }
+    }
+
+    fn introspect_token(
+        &self,
+        request: TokenCallRequest,
+    ) -> impl Future<Output = Result<Option<AccessTokenClaims>, BackendError>> + Send {
+        let mut client = self.client.clone();
+        let message = IntrospectTokenRequest {
+            tenant: request.tenant.as_str().to_owned(),
+            client_id: request.client_id.as_str().to_owned(),
+            client_secret: request.client_secret.expose().to_owned(),
+            token: request.token,
+        };
+        async move {
+            let response = client
+                .introspect_token(message)
+                .await
+                .map_err(backend_error)?
+                .into_inner();
+            Ok(claims(response))
+        }
+    }
+
     fn jwks(
         &self,
         tenant: &TenantName,
@@ -87,8 +135,148 @@ impl TokenBackend for GrpcBackend {
     }
 }
 
-/// The status's Tollgate error code (from `google.rpc.ErrorInfo.reason`) and message.
+/// The claims of an active token; `None` when `active` is false (the other fields are then
+/// empty). `token_type` is not a claim: it is always `Bearer`.
+fn claims(response: IntrospectTokenResponse) -> Option<AccessTokenClaims> {
+    if !response.active {
+        return None;
+    }
+    Some(AccessTokenClaims {
+        iss: response.iss,
+        sub: response.sub,
+        aud: response.aud,
+        iat: response.iat,
+        nbf: response.nbf,
+        exp: response.exp,
+        jti: response.jti,
+        cid: response.cid,
+        sid: response.sid,
+        scp: response.scp,
+        scope: response.scope,
+        client_id: response.client_id,
+        gty: response.gty,
+    })
+}
+
+/// The status's Tollgate error code (from `google.rpc.ErrorInfo.reason`) and message, and
+/// for the retryable codes the delay of its `google.rpc.RetryInfo`. Rate-limit counters
+/// have no standard status detail, so [`BackendError::rate_limit`] stays `None`.
 fn backend_error(status: tonic::Status) -> BackendError {
     let (code, message) = tollgate_proto::status::error_code(&status);
-    BackendError { code, message }
+    let retry_after = matches!(code, ErrorCode::ResourceExhausted | ErrorCode::Unavailable)
+        .then(|| status.get_details_retry_info())
+        .flatten()
+        .and_then(|info| info.retry_delay);
+    BackendError {
+        code,
+        message,
+        retry_after,
+        rate_limit: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use tonic::Code;
+    use tonic_types::{ErrorDetails, StatusExt};
+
+    use super::*;
+
+    fn status(code: Code, reason: &str, retry_delay: Option<Duration>) -> tonic::Status {
+        let mut details = ErrorDetails::with_error_info(reason, "tollgate", HashMap::new());
+        if let Some(delay) = retry_delay {
+            details.set_retry_info(Some(delay));
+        }
+        tonic::Status::with_error_details(code, "message", details)
+    }
+
+    #[test]
+    fn retry_info_becomes_retry_after() {
+        let delay = Some(Duration::from_millis(1500));
+        for (status, code, retry_after) in [
+            (
+                status(Code::ResourceExhausted, "resource_exhausted", delay),
+                ErrorCode::ResourceExhausted,
+                delay,
+            ),
+            (
+                status(Code::ResourceExhausted, "resource_exhausted", None),
+                ErrorCode::ResourceExhausted,
+                None,
+            ),
+            (
+                status(Code::Unavailable, "unavailable", delay),
+                ErrorCode::Unavailable,
+                delay,
+            ),
+            // Retry information on a refusal that retrying cannot fix is dropped.
+            (
+                status(Code::Unauthenticated, "invalid_client", delay),
+                ErrorCode::InvalidClient,
+                None,
+            ),
+            // A status without details (e.g. from a proxy) still carries its code.
+            (
+                tonic::Status::resource_exhausted("quota"),
+                ErrorCode::ResourceExhausted,
+                None,
+            ),
+        ] {
+            let error = backend_error(status);
+            assert_eq!(error.code, code);
+            assert_eq!(error.retry_after, retry_after, "{code}");
+            assert_eq!(error.rate_limit, None);
+        }
+    }
+
+    #[test]
+    fn introspection_responses() {
+        assert_eq!(claims(IntrospectTokenResponse::default()), None);
+        // `active: false` wins over any stray field.
+        assert_eq!(
+            claims(IntrospectTokenResponse {
+                jti: "j".to_owned(),
+                ..IntrospectTokenResponse::default()
+            }),
+            None
+        );
+        let response = IntrospectTokenResponse {
+            active: true,
+            scope: "read write".to_owned(),
+            client_id: "app".to_owned(),
+            token_type: "Bearer".to_owned(),
+            exp: 1_700_003_600,
+            iat: 1_700_000_000,
+            nbf: 1_700_000_001,
+            sub: "app@client".to_owned(),
+            aud: "https://api.example.com/".to_owned(),
+            iss: "http://acme.hub.localhost:8080/".to_owned(),
+            jti: "jti-1".to_owned(),
+            cid: "tenant-1".to_owned(),
+            sid: "secret-1".to_owned(),
+            scp: vec!["read".to_owned(), "write".to_owned()],
+            gty: "client_credentials".to_owned(),
+        };
+        assert_eq!(
+            claims(response),
+            Some(AccessTokenClaims {
+                iss: "http://acme.hub.localhost:8080/".to_owned(),
+                sub: "app@client".to_owned(),
+                aud: "https://api.example.com/".to_owned(),
+                iat: 1_700_000_000,
+                nbf: 1_700_000_001,
+                exp: 1_700_003_600,
+                jti: "jti-1".to_owned(),
+                cid: "tenant-1".to_owned(),
+                sid: "secret-1".to_owned(),
+                scp: vec!["read".to_owned(), "write".to_owned()],
+                scope: "read write".to_owned(),
+                client_id: "app".to_owned(),
+                gty: "client_credentials".to_owned(),
+            })
+        );
+    }
 }

@@ -1,9 +1,10 @@
 //! Tollgate's HTTP edge: the OAuth 2.0 token endpoint (RFC 6749 §4.4, client credentials),
-//! each tenant's JWK Set and its RFC 8414 authorization-server metadata.
+//! token revocation (RFC 7009) and introspection (RFC 7662), each tenant's JWK Set and its
+//! RFC 8414 authorization-server metadata.
 //!
 //! The gateway parses HTTP, calls a [`TokenBackend`] and renders the outcome; it decides
-//! nothing about apps, APIs or scopes and holds no credentials of its own. The backend is
-//! in-process in the all-in-one server, or [`GrpcBackend`] at a separate edge.
+//! nothing about apps, APIs, scopes or tokens and holds no credentials of its own. The
+//! backend is in-process in the all-in-one server, or [`GrpcBackend`] at a separate edge.
 //!
 //! Every route exists twice: under `/t/<tenant>/` for clients that cannot set `Host`, and at
 //! the root, where the tenant is the first label of a `Host` ending in the issuer template's
@@ -12,13 +13,16 @@
 mod backend;
 mod basic;
 mod discovery;
+mod endpoint;
 mod grpc_backend;
 mod params;
 mod response;
 mod tenant;
 mod token;
+mod token_call;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -27,7 +31,7 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use tollgate_domain::{ErrorCode, IssuerTemplate};
 
-pub use backend::{BackendError, TenantKeys, TokenBackend};
+pub use backend::{BackendError, RateLimitInfo, TenantKeys, TokenBackend};
 pub use grpc_backend::GrpcBackend;
 
 /// How the gateway behaves; everything else comes from the backend.
@@ -37,7 +41,8 @@ pub struct GatewayConfig {
     pub issuer_template: IssuerTemplate,
     /// How long clients and caches may keep a JWK Set or metadata document.
     pub jwks_max_age_seconds: u64,
-    /// The largest token-request body accepted; larger ones get 413.
+    /// The largest body accepted by the token, revocation and introspection endpoints;
+    /// larger ones get 413.
     pub max_body_bytes: usize,
 }
 
@@ -73,8 +78,13 @@ pub(crate) struct Gateway<B> {
 /// [`tenant::ResolvedTenant`].
 const PREFIXES: [&str; 2] = ["", "/t/{tenant}"];
 
-/// Builds the gateway's routes: the token endpoint, JWKS and metadata (at the root and under
-/// `/t/<tenant>/`), `GET /healthz`, and a JSON 404 for everything else.
+/// Builds the gateway's routes: the token, revocation and introspection endpoints, JWKS and
+/// metadata (at the root and under `/t/<tenant>/`), `GET /healthz`, and a JSON 404 for
+/// everything else.
+///
+/// The `source` of the requests handed to the backend is the TCP peer's address, from
+/// axum's `ConnectInfo<SocketAddr>`, which [`serve`] provides; a router served otherwise
+/// passes `None`. Forwarding headers are never read.
 pub fn router<B: TokenBackend>(config: GatewayConfig, backend: Arc<B>) -> Router {
     // Digits and ASCII always make a valid header value; the fallback is unreachable.
     let public_cache_control =
@@ -92,7 +102,19 @@ pub fn router<B: TokenBackend>(config: GatewayConfig, backend: Arc<B>) -> Router
         router = router
             .route(
                 &format!("{prefix}/oauth/token"),
-                post(token::token::<B>).fallback(token::method_not_allowed),
+                post(token::token::<B>)
+                    .fallback(|| async { endpoint::method_not_allowed("the token endpoint") }),
+            )
+            .route(
+                &format!("{prefix}/oauth/revoke"),
+                post(token_call::revoke::<B>)
+                    .fallback(|| async { endpoint::method_not_allowed("the revocation endpoint") }),
+            )
+            .route(
+                &format!("{prefix}/oauth/introspect"),
+                post(token_call::introspect::<B>).fallback(|| async {
+                    endpoint::method_not_allowed("the introspection endpoint")
+                }),
             )
             .route(
                 &format!("{prefix}/.well-known/jwks.json"),
@@ -114,7 +136,9 @@ pub fn router<B: TokenBackend>(config: GatewayConfig, backend: Arc<B>) -> Router
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting and waits
-/// for in-flight requests to finish (graceful shutdown).
+/// for in-flight requests to finish (graceful shutdown). Each request carries its TCP
+/// peer's address (`ConnectInfo<SocketAddr>`), which becomes the `source` of the requests
+/// handed to the backend.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -126,9 +150,12 @@ pub async fn serve(
             tracing::trace!(%error, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 async fn healthz() -> &'static str {

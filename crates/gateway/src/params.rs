@@ -1,5 +1,6 @@
-//! The token request's parameters, read from a form (RFC 6749 §4.4.2) or a flat JSON object,
-//! without validating their values: that is [`crate::token`]'s job.
+//! The parameters of the client-authenticated endpoints (token, revocation, introspection),
+//! read from a form (RFC 6749 §4.4.2) or a flat JSON object, without validating their values:
+//! that is the endpoints' job.
 //!
 //! Both readers follow RFC 6749 §3.1–3.2: a parameter given twice is an error, an empty value
 //! is the same as no value, unknown parameters are ignored. Values borrow from the body
@@ -64,69 +65,105 @@ impl fmt::Display for ParamError {
     }
 }
 
-/// The parameters of a client-credentials request; `None` when absent or empty.
+/// Which endpoint's parameters to read: a parameter another endpoint knows is unknown here,
+/// and is ignored like any other unknown parameter (even repeated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// The token endpoint (RFC 6749 §4.4.2, RFC 8707).
+    Token,
+    /// Revocation (RFC 7009 §2.1) and introspection (RFC 7662 §2.1).
+    TokenCall,
+}
+
+impl Endpoint {
+    fn reads(self, param: Param) -> bool {
+        match param {
+            Param::ClientId | Param::ClientSecret => true,
+            Param::GrantType | Param::Audience | Param::Resource | Param::Scope => {
+                self == Endpoint::Token
+            }
+            Param::Token | Param::TokenTypeHint => self == Endpoint::TokenCall,
+        }
+    }
+}
+
+/// The parameters of a request to one of the client-authenticated endpoints; `None` when
+/// absent, empty, or not read by the endpoint.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct TokenParams<'a> {
-    pub(crate) grant_type: Option<Cow<'a, str>>,
+pub(crate) struct Params<'a> {
     pub(crate) client_id: Option<Cow<'a, str>>,
     pub(crate) client_secret: Option<Cow<'a, str>>,
+    pub(crate) grant_type: Option<Cow<'a, str>>,
     pub(crate) audience: Option<Cow<'a, str>>,
     /// RFC 8707's name for the audience.
     pub(crate) resource: Option<Cow<'a, str>>,
     pub(crate) scope: Option<Cow<'a, str>>,
+    /// The token to revoke or introspect.
+    pub(crate) token: Option<Cow<'a, str>>,
+    pub(crate) token_type_hint: Option<Cow<'a, str>>,
 }
 
-/// A parameter name the token endpoint knows.
+/// A parameter name some endpoint knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Param {
-    GrantType,
     ClientId,
     ClientSecret,
+    GrantType,
     Audience,
     Resource,
     Scope,
+    Token,
+    TokenTypeHint,
 }
 
 impl Param {
     fn from_name(name: &str) -> Option<Self> {
         Some(match name {
-            "grant_type" => Param::GrantType,
             "client_id" => Param::ClientId,
             "client_secret" => Param::ClientSecret,
+            "grant_type" => Param::GrantType,
             "audience" => Param::Audience,
             "resource" => Param::Resource,
             "scope" => Param::Scope,
+            "token" => Param::Token,
+            "token_type_hint" => Param::TokenTypeHint,
             _ => return None,
         })
     }
 
     fn name(self) -> &'static str {
         match self {
-            Param::GrantType => "grant_type",
             Param::ClientId => "client_id",
             Param::ClientSecret => "client_secret",
+            Param::GrantType => "grant_type",
             Param::Audience => "audience",
             Param::Resource => "resource",
             Param::Scope => "scope",
+            Param::Token => "token",
+            Param::TokenTypeHint => "token_type_hint",
         }
     }
 }
 
-impl<'a> TokenParams<'a> {
-    /// Reads `body` in `format`.
-    pub(crate) fn parse(format: BodyFormat, body: &'a [u8]) -> Result<Self, ParamError> {
+impl<'a> Params<'a> {
+    /// Reads `endpoint`'s parameters from `body` in `format`.
+    pub(crate) fn parse(
+        endpoint: Endpoint,
+        format: BodyFormat,
+        body: &'a [u8],
+    ) -> Result<Self, ParamError> {
         match format {
-            BodyFormat::Form => Self::from_form(body),
-            BodyFormat::Json => Self::from_json(body),
+            BodyFormat::Form => Self::from_form(endpoint, body),
+            BodyFormat::Json => Self::from_json(endpoint, body),
         }
     }
 
     /// Reads an `application/x-www-form-urlencoded` body. Invalid UTF-8 after decoding
     /// becomes U+FFFD, which no valid value contains.
-    pub(crate) fn from_form(body: &'a [u8]) -> Result<Self, ParamError> {
+    pub(crate) fn from_form(endpoint: Endpoint, body: &'a [u8]) -> Result<Self, ParamError> {
         let mut params = Self::default();
         for (name, value) in form_urlencoded::parse(body) {
-            if let Some(param) = Param::from_name(&name) {
+            if let Some(param) = Param::from_name(&name).filter(|&param| endpoint.reads(param)) {
                 params.set(param, value)?;
             }
         }
@@ -134,26 +171,32 @@ impl<'a> TokenParams<'a> {
     }
 
     /// Reads a flat JSON object whose known members are strings.
-    pub(crate) fn from_json(body: &'a [u8]) -> Result<Self, ParamError> {
-        match serde_json::from_slice::<JsonParams<'a>>(body) {
-            Ok(JsonParams(result)) => result,
+    pub(crate) fn from_json(endpoint: Endpoint, body: &'a [u8]) -> Result<Self, ParamError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let outcome = (&mut deserializer)
+            .deserialize_map(ParamsVisitor { endpoint })
+            .and_then(|params| deserializer.end().map(|()| params));
+        match outcome {
+            Ok(result) => result,
             Err(_) => Err(ParamError::MalformedJson),
         }
     }
 
     fn set(&mut self, param: Param, value: Cow<'a, str>) -> Result<(), ParamError> {
-        // §3.1: "Parameters sent without a value MUST be treated as if they were omitted",
-        // so an empty value neither counts nor collides with a later one.
+        // RFC 6749 §3.1: "Parameters sent without a value MUST be treated as if they were
+        // omitted", so an empty value neither counts nor collides with a later one.
         if value.is_empty() {
             return Ok(());
         }
         let slot = match param {
-            Param::GrantType => &mut self.grant_type,
             Param::ClientId => &mut self.client_id,
             Param::ClientSecret => &mut self.client_secret,
+            Param::GrantType => &mut self.grant_type,
             Param::Audience => &mut self.audience,
             Param::Resource => &mut self.resource,
             Param::Scope => &mut self.scope,
+            Param::Token => &mut self.token,
+            Param::TokenTypeHint => &mut self.token_type_hint,
         };
         if slot.is_some() {
             return Err(ParamError::Repeated(param.name()));
@@ -163,20 +206,14 @@ impl<'a> TokenParams<'a> {
     }
 }
 
-/// The outcome of reading a JSON body. A parameter error is the deserialised *value* rather
+/// Visits a JSON body's members one by one. A parameter error is the visited *value* rather
 /// than a serde error so that it keeps its precise meaning; serde errors mean "not JSON".
-struct JsonParams<'a>(Result<TokenParams<'a>, ParamError>);
-
-impl<'de> de::Deserialize<'de> for JsonParams<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(ParamsVisitor)
-    }
+struct ParamsVisitor {
+    endpoint: Endpoint,
 }
 
-struct ParamsVisitor;
-
 impl<'de> Visitor<'de> for ParamsVisitor {
-    type Value = JsonParams<'de>;
+    type Value = Result<Params<'de>, ParamError>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
@@ -185,13 +222,17 @@ impl<'de> Visitor<'de> for ParamsVisitor {
     // serde_json's `Map` keeps the last of duplicate keys silently; visiting the entries
     // one by one is what lets a repeated parameter be refused.
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut params = TokenParams::default();
+        let mut params = Params::default();
         let mut error = None;
         while let Some(key) = map.next_key::<Key>()? {
             let Key(Some(param)) = key else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
+            if !self.endpoint.reads(param) {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
             let value = map.next_value::<JsonValue<'de>>()?;
             if error.is_some() {
                 // Keep consuming: serde_json requires the whole object to be read.
@@ -203,10 +244,10 @@ impl<'de> Visitor<'de> for ParamsVisitor {
             };
             error = outcome.err();
         }
-        Ok(JsonParams(match error {
+        Ok(match error {
             Some(error) => Err(error),
             None => Ok(params),
-        }))
+        })
     }
 }
 
@@ -340,25 +381,27 @@ mod tests {
 
     #[test]
     fn form_reads_known_parameters_and_ignores_others() {
-        let params = TokenParams::from_form(
+        let params = Params::from_form(
+            Endpoint::Token,
             b"grant_type=client_credentials&client_id=app&client_secret=a%2Bb+c%25&audience=https%3A%2F%2Fapi%2F&scope=read+write&foo=1&foo=2&resource=",
         );
         assert_eq!(
             params,
-            Ok(TokenParams {
+            Ok(Params {
                 grant_type: some("client_credentials"),
                 client_id: some("app"),
                 client_secret: some("a+b c%"),
                 audience: some("https://api/"),
                 resource: None,
                 scope: some("read write"),
+                ..Params::default()
             })
         );
     }
 
     #[test]
     fn form_borrows_plain_values() -> Result<(), ParamError> {
-        let params = TokenParams::from_form(b"client_id=app")?;
+        let params = Params::from_form(Endpoint::Token, b"client_id=app")?;
         assert!(matches!(params.client_id, Some(Cow::Borrowed("app"))));
         Ok(())
     }
@@ -378,25 +421,25 @@ mod tests {
             // An empty value is no value: it neither counts nor collides.
             (
                 b"scope=&scope=a",
-                Ok(TokenParams {
+                Ok(Params {
                     scope: some("a"),
-                    ..TokenParams::default()
+                    ..Params::default()
                 }),
             ),
             (
                 b"audience=x&audience",
-                Ok(TokenParams {
+                Ok(Params {
                     audience: some("x"),
-                    ..TokenParams::default()
+                    ..Params::default()
                 }),
             ),
-            (b"client_id=&&scope", Ok(TokenParams::default())),
-            (b"", Ok(TokenParams::default())),
+            (b"client_id=&&scope", Ok(Params::default())),
+            (b"", Ok(Params::default())),
             // Names are case-sensitive; unknown ones are ignored, even repeated.
-            (b"Scope=a&Scope=b&x=1&x=2", Ok(TokenParams::default())),
+            (b"Scope=a&Scope=b&x=1&x=2", Ok(Params::default())),
         ] {
             assert_eq!(
-                TokenParams::from_form(body),
+                Params::from_form(Endpoint::Token, body),
                 expected,
                 "{}",
                 String::from_utf8_lossy(body)
@@ -406,18 +449,19 @@ mod tests {
 
     #[test]
     fn json_reads_strings() -> Result<(), ParamError> {
-        let params = TokenParams::from_json(
+        let params = Params::from_json(Endpoint::Token,
             br#"{"grant_type":"client_credentials","client_id":"app","client_secret":"s\"\u0041","resource":"https://api/","scope":"","extra":{"a":[1,null]},"n":1}"#,
         )?;
         assert_eq!(
             params,
-            TokenParams {
+            Params {
                 grant_type: some("client_credentials"),
                 client_id: some("app"),
                 client_secret: some("s\"A"),
                 audience: None,
                 resource: some("https://api/"),
                 scope: None,
+                ..Params::default()
             }
         );
         assert!(matches!(params.client_id, Some(Cow::Borrowed("app"))));
@@ -457,7 +501,7 @@ mod tests {
             (b"", ParamError::MalformedJson),
         ] {
             assert_eq!(
-                TokenParams::from_json(body),
+                Params::from_json(Endpoint::Token, body),
                 Err(expected),
                 "{}",
                 String::from_utf8_lossy(body)
@@ -468,11 +512,106 @@ mod tests {
     #[test]
     fn json_empty_strings_are_absent() {
         assert_eq!(
-            TokenParams::from_json(br#"{"scope":"","scope":"a","client_id":""}"#),
-            Ok(TokenParams {
+            Params::from_json(
+                Endpoint::Token,
+                br#"{"scope":"","scope":"a","client_id":""}"#
+            ),
+            Ok(Params {
                 scope: some("a"),
-                ..TokenParams::default()
+                ..Params::default()
             })
         );
+    }
+
+    #[test]
+    fn each_endpoint_reads_its_own_parameters() {
+        for (endpoint, body, expected) in [
+            (
+                Endpoint::TokenCall,
+                &b"token=a.b.c&token_type_hint=access_token&client_id=app&client_secret=s&grant_type=x&grant_type=y&audience=z"[..],
+                Ok(Params {
+                    token: some("a.b.c"),
+                    token_type_hint: some("access_token"),
+                    client_id: some("app"),
+                    client_secret: some("s"),
+                    ..Params::default()
+                }),
+            ),
+            (
+                Endpoint::TokenCall,
+                b"token=a&token=b",
+                Err(ParamError::Repeated("token")),
+            ),
+            (
+                Endpoint::TokenCall,
+                b"token=a&token_type_hint=x&token_type_hint=y",
+                Err(ParamError::Repeated("token_type_hint")),
+            ),
+            (
+                Endpoint::TokenCall,
+                b"token=&token=a",
+                Ok(Params {
+                    token: some("a"),
+                    ..Params::default()
+                }),
+            ),
+            // The token endpoint does not know `token`: ignored even when repeated.
+            (
+                Endpoint::Token,
+                b"token=a&token=b&token_type_hint=c&scope=s",
+                Ok(Params {
+                    scope: some("s"),
+                    ..Params::default()
+                }),
+            ),
+        ] {
+            assert_eq!(
+                Params::from_form(endpoint, body),
+                expected,
+                "{endpoint:?} {}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        for (endpoint, body, expected) in [
+            (
+                Endpoint::TokenCall,
+                &br#"{"token":"a.b.c","grant_type":["x"],"scope":1,"client_id":"app"}"#[..],
+                Ok(Params {
+                    token: some("a.b.c"),
+                    client_id: some("app"),
+                    ..Params::default()
+                }),
+            ),
+            (
+                Endpoint::TokenCall,
+                br#"{"token":"a","token":"b"}"#,
+                Err(ParamError::Repeated("token")),
+            ),
+            (
+                Endpoint::TokenCall,
+                br#"{"token":7}"#,
+                Err(ParamError::NotAString("token")),
+            ),
+            (
+                Endpoint::Token,
+                br#"{"token":7,"token_type_hint":{},"client_id":"app"}"#,
+                Ok(Params {
+                    client_id: some("app"),
+                    ..Params::default()
+                }),
+            ),
+            (
+                Endpoint::TokenCall,
+                br#"{"token":"a"} x"#,
+                Err(ParamError::MalformedJson),
+            ),
+        ] {
+            assert_eq!(
+                Params::from_json(endpoint, body),
+                expected,
+                "{endpoint:?} {}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 }

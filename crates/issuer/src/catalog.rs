@@ -3,7 +3,7 @@
 //! first use, dropped when management reports a change.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
@@ -13,6 +13,7 @@ use tollgate_domain::{
 };
 use tollgate_keys::{MasterKey, SigningKey, jwks_json};
 use tollgate_store::{Store, StoreError, TenantSnapshot};
+use tollgate_verify::KeySet;
 
 /// Beyond this many cached "no such tenant" answers, they are all forgotten, so that probing
 /// random tenant names cannot grow memory without bound.
@@ -33,8 +34,7 @@ pub struct ApiView {
     pub signing_alg: Option<Algorithm>,
 }
 
-/// One live client secret: its id (the `sid` of tokens it mints) and keyed hash.
-#[derive(Clone)]
+/// One client secret: its id (the `sid` of tokens it mints) and keyed hash.
 pub struct SecretView {
     /// The credential id.
     pub id: String,
@@ -42,7 +42,13 @@ pub struct SecretView {
     pub hash: String,
     /// When the secret stops working, if ever.
     pub expires_at: Option<UnixTime>,
+    /// When this instance last queued a last-used record for it; records are thinned to one
+    /// per secret per [`USAGE_RECORD_INTERVAL`] so the hot path rarely takes a lock.
+    pub last_recorded: AtomicI64,
 }
+
+/// Seconds between two last-used records of one secret.
+pub const USAGE_RECORD_INTERVAL: i64 = 30;
 
 /// An app as issuance sees it.
 pub struct AppView {
@@ -54,6 +60,8 @@ pub struct AppView {
     pub secrets: Vec<SecretView>,
     /// Granted scopes by API id.
     pub grants: HashMap<String, ScopeSet>,
+    /// Token-request rate limit; `None` = server default.
+    pub rate_limit_per_second: Option<i64>,
 }
 
 /// Everything issuance needs about one tenant, immutable once built.
@@ -70,12 +78,52 @@ pub struct TenantView {
     pub apis: HashMap<ApiIdentifier, ApiView>,
     /// Apps by client id.
     pub apps: HashMap<ClientId, AppView>,
-    /// The newest key of each algorithm, which signs.
-    pub signing_keys: HashMap<Algorithm, Arc<SigningKey>>,
-    /// Public JWKs of every key of the ring.
-    pub public_jwks: Vec<Value>,
-    /// The JWK Set document, rendered once.
-    pub jwks_json: String,
+    /// The key ring, newest activation first.
+    pub keys: Vec<RingKey>,
+    /// Verification keys of the whole ring, for introspection and admin tokens.
+    pub key_set: KeySet,
+    /// Tenant-wide token-request rate limit; `None` = server default.
+    pub rate_limit_per_second: Option<i64>,
+}
+
+/// One key of a tenant's ring, with its schedule.
+pub struct RingKey {
+    /// The parsed key.
+    pub key: Arc<SigningKey>,
+    /// Its public JWK.
+    pub public_jwk: Value,
+    /// When it starts signing.
+    pub activate_at: UnixTime,
+    /// When it stops signing, if scheduled.
+    pub retire_at: Option<UnixTime>,
+    /// When it leaves the JWKS, if scheduled.
+    pub remove_at: Option<UnixTime>,
+}
+
+impl TenantView {
+    /// The key that signs `alg` tokens at `now`: the newest of that algorithm that is active
+    /// (activated, not retired).
+    pub fn signing_key(&self, alg: Algorithm, now: UnixTime) -> Option<&Arc<SigningKey>> {
+        self.keys
+            .iter()
+            .find(|ring_key| {
+                ring_key.key.alg() == alg
+                    && ring_key.activate_at <= now
+                    && ring_key.retire_at.is_none_or(|retire_at| now < retire_at)
+            })
+            .map(|ring_key| &ring_key.key)
+    }
+
+    /// The JWK Set published at `now`: every key not yet removed, pending ones included, so
+    /// verifiers know a key before it signs.
+    pub fn jwks_json(&self, now: UnixTime) -> String {
+        jwks_json(
+            self.keys
+                .iter()
+                .filter(|ring_key| ring_key.remove_at.is_none_or(|remove_at| now < remove_at))
+                .map(|ring_key| &ring_key.public_jwk),
+        )
+    }
 }
 
 /// Why the catalog could not produce a tenant.
@@ -94,6 +142,14 @@ pub enum CatalogError {
         /// Why.
         #[source]
         source: tollgate_keys::KeyError,
+    },
+    /// The ring's public keys could not be read back for verification.
+    #[error("key set of tenant {tenant} is unusable: {reason}")]
+    UnusableKeySet {
+        /// The tenant.
+        tenant: TenantName,
+        /// Why.
+        reason: String,
     },
 }
 
@@ -156,6 +212,26 @@ impl Catalog {
         Ok(view)
     }
 
+    /// The store the catalog reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Forgets everything cached (a change notification may have been missed).
+    pub fn invalidate_all(&self) {
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+    }
+
+    /// Whether `name` has a cached view (present or absent).
+    pub fn is_cached(&self, name: &TenantName) -> bool {
+        self.cached(name).is_some()
+    }
+
     /// Forgets what is cached of `name`.
     pub fn invalidate(&self, name: &TenantName) {
         let mut entries = self
@@ -182,8 +258,7 @@ impl Catalog {
             secrets,
             keys,
         } = snapshot;
-        let mut signing_keys: HashMap<Algorithm, (i64, Arc<SigningKey>)> = HashMap::new();
-        let mut public_jwks = Vec::with_capacity(keys.len());
+        let mut ring = Vec::with_capacity(keys.len());
         for record in keys {
             let aad = key_aad(&tenant.id, &record.kid);
             let key = self
@@ -195,14 +270,27 @@ impl Catalog {
                     kid: record.kid.clone(),
                     source,
                 })?;
-            public_jwks.push(key.public_jwk());
-            let is_newer = signing_keys
-                .get(&record.alg)
-                .is_none_or(|(created_at, _)| record.created_at >= *created_at);
-            if is_newer {
-                signing_keys.insert(record.alg, (record.created_at, Arc::new(key)));
-            }
+            ring.push(RingKey {
+                public_jwk: key.public_jwk(),
+                key: Arc::new(key),
+                activate_at: record.activate_at,
+                retire_at: record.retire_at,
+                remove_at: record.remove_at,
+            });
         }
+        // Newest activation first; the creation order breaks ties, newest first too.
+        ring.reverse();
+        ring.sort_by_key(|ring_key| std::cmp::Reverse(ring_key.activate_at));
+        let key_set = KeySet::from_jwks(
+            &ring
+                .iter()
+                .map(|ring_key| ring_key.public_jwk.clone())
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|error| CatalogError::UnusableKeySet {
+            tenant: tenant.name.clone(),
+            reason: error.to_string(),
+        })?;
         let mut secrets_by_app: HashMap<String, Vec<SecretView>> = HashMap::new();
         for secret in secrets {
             secrets_by_app
@@ -212,6 +300,7 @@ impl Catalog {
                     id: secret.id.clone(),
                     hash: secret.hash.clone(),
                     expires_at: secret.expires_at,
+                    last_recorded: AtomicI64::new(secret.last_used_at.unwrap_or(i64::MIN)),
                 });
         }
         let apps = apps
@@ -225,6 +314,7 @@ impl Catalog {
                 let view = AppView {
                     client_id: entry.app.client_id.clone(),
                     is_blocked: entry.app.is_blocked,
+                    rate_limit_per_second: entry.app.rate_limit_per_second,
                     secrets: secrets_by_app.remove(&entry.app.id).unwrap_or_default(),
                     grants,
                 };
@@ -244,7 +334,6 @@ impl Catalog {
                 (api.identifier, view)
             })
             .collect();
-        let jwks_json = jwks_json(&public_jwks);
         Ok(TenantView {
             issuer: self.issuer_template.issuer(&tenant.name),
             id: tenant.id,
@@ -252,12 +341,9 @@ impl Catalog {
             signing_alg: tenant.signing_alg,
             apis,
             apps,
-            signing_keys: signing_keys
-                .into_iter()
-                .map(|(alg, (_, key))| (alg, key))
-                .collect(),
-            public_jwks,
-            jwks_json,
+            keys: ring,
+            key_set,
+            rate_limit_per_second: tenant.rate_limit_per_second,
         })
     }
 }

@@ -1,16 +1,22 @@
-//! The grant itself.
+//! The grant itself, and the client-authenticated calls about issued tokens: revocation
+//! (RFC 7009) and introspection (RFC 7662).
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use tollgate_domain::{
-    AccessTokenClaims, Algorithm, ApiIdentifier, Clock, ErrorCode, GRANT_TYPE_CLIENT_CREDENTIALS,
-    IssuedToken, Scope, TenantName, TokenRequest,
+    AccessTokenClaims, Algorithm, ApiIdentifier, ClientId, ClientSecret, Clock, ErrorCode,
+    GRANT_TYPE_CLIENT_CREDENTIALS, IssuedToken, Revocation, RevocationTarget, Scope, ScopeSet,
+    TenantName, TokenCallRequest, TokenFacts, TokenRequest, UnixTime,
 };
 use tollgate_keys::{KeyError, SecretHasher, generate_jti};
+use tollgate_state::RateDecision;
+use tollgate_verify::{Expectations, verify};
 
-use crate::catalog::{AppView, Catalog, CatalogError, TenantView};
+use crate::catalog::{AppView, Catalog, CatalogError, TenantView, USAGE_RECORD_INTERVAL};
+use crate::revocation::{RevocationError, Revocations};
 
-/// Why a token was not issued. Messages are safe to return to the client.
+/// Why a request failed. Messages are safe to return to the client.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
     /// Unknown tenant, unknown client, wrong secret or blocked app: deliberately one answer.
@@ -25,6 +31,9 @@ pub enum IssueError {
     /// A requested scope is not held on the API.
     #[error("scope {0} is not granted to the app on this API")]
     ScopeNotHeld(Scope),
+    /// Too many requests (or too many failed authentications); retry later.
+    #[error("too many requests; retry in {} s", .0.retry_after.as_secs().max(1))]
+    RateLimited(RateDecision),
     /// The tenant does not exist (for public-key lookups, where existence is not secret).
     #[error("tenant {0} not found")]
     UnknownTenant(TenantName),
@@ -37,6 +46,9 @@ pub enum IssueError {
     /// Signing or randomness failed.
     #[error("issuer unavailable")]
     Crypto(#[from] KeyError),
+    /// Revocation state could not be read or written: fail closed.
+    #[error("revocation state unavailable")]
+    Revocation(#[from] RevocationError),
 }
 
 impl IssueError {
@@ -47,28 +59,73 @@ impl IssueError {
             IssueError::UnknownAudience(_) => ErrorCode::InvalidTarget,
             IssueError::NoGrant(_) => ErrorCode::UnauthorizedClient,
             IssueError::ScopeNotHeld(_) => ErrorCode::InvalidScope,
+            IssueError::RateLimited(_) => ErrorCode::ResourceExhausted,
             IssueError::UnknownTenant(_) => ErrorCode::NotFound,
-            IssueError::NoSigningKey(_) | IssueError::Catalog(_) | IssueError::Crypto(_) => {
-                ErrorCode::Unavailable
-            }
+            IssueError::NoSigningKey(_)
+            | IssueError::Catalog(_)
+            | IssueError::Crypto(_)
+            | IssueError::Revocation(_) => ErrorCode::Unavailable,
         }
     }
 }
 
-/// Issues access tokens from the catalog.
+/// Default rate limits; apps and tenants may set their own request rates.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    /// Token requests per second of one app (bursts of twice that).
+    pub app_per_second: f64,
+    /// Token requests per second of one tenant (bursts of twice that).
+    pub tenant_per_second: f64,
+    /// Failed authentications per second per client id and per source address.
+    pub failures_per_second: f64,
+    /// Failed authentications allowed in a burst.
+    pub failure_burst: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            app_per_second: 100.0,
+            tenant_per_second: 2_000.0,
+            failures_per_second: 1.0,
+            failure_burst: 30,
+        }
+    }
+}
+
+/// The outcome of a client authentication.
+struct Authenticated {
+    view: Arc<TenantView>,
+    secret_id: String,
+}
+
+/// Issues access tokens from the catalog, and revokes and introspects them.
 pub struct Issuer {
     catalog: Arc<Catalog>,
     hasher: SecretHasher,
     clock: Arc<dyn Clock>,
+    revocations: Arc<Revocations>,
+    limits: RateLimits,
+    /// Last uses of secrets waiting to be written: (tenant id, secret id, time).
+    usage: Mutex<Vec<(String, String, UnixTime)>>,
 }
 
 impl Issuer {
     /// An issuer reading `catalog`, checking secrets with `hasher`, telling time by `clock`.
-    pub fn new(catalog: Arc<Catalog>, hasher: SecretHasher, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        hasher: SecretHasher,
+        clock: Arc<dyn Clock>,
+        revocations: Arc<Revocations>,
+        limits: RateLimits,
+    ) -> Self {
         Self {
             catalog,
             hasher,
             clock,
+            revocations,
+            limits,
+            usage: Mutex::new(Vec::new()),
         }
     }
 
@@ -77,25 +134,28 @@ impl Issuer {
         &self.catalog
     }
 
+    /// The revocations this issuer checks.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
+    }
+
     /// Runs the client-credentials grant.
     pub async fn issue(&self, request: TokenRequest) -> Result<IssuedToken, IssueError> {
-        let tenant = self.catalog.tenant(&request.tenant).await?;
         let now = self.clock.now();
-        let Some(tenant) = tenant else {
-            self.hasher.verify_dummy(&request.client_secret);
+        let Authenticated { view, secret_id } = self
+            .authenticate(
+                &request.tenant,
+                &request.client_id,
+                &request.client_secret,
+                request.source,
+                now,
+            )
+            .await?;
+        let Some(app) = view.apps.get(&request.client_id) else {
             return Err(IssueError::InvalidClient);
         };
-        let Some(app) = tenant.apps.get(&request.client_id) else {
-            self.hasher.verify_dummy(&request.client_secret);
-            return Err(IssueError::InvalidClient);
-        };
-        let secret_id = self
-            .authenticate(app, &request, now)
-            .ok_or(IssueError::InvalidClient)?;
-        if app.is_blocked {
-            return Err(IssueError::InvalidClient);
-        }
-        let api = tenant
+        self.enforce_request_rates(&view, app).await?;
+        let api = view
             .apis
             .get(&request.audience)
             .ok_or_else(|| IssueError::UnknownAudience(request.audience.clone()))?;
@@ -114,13 +174,12 @@ impl Issuer {
                 requested.clone()
             }
         };
-        let algorithm = api.signing_alg.unwrap_or(tenant.signing_alg);
-        let key = tenant
-            .signing_keys
-            .get(&algorithm)
+        let algorithm = api.signing_alg.unwrap_or(view.signing_alg);
+        let key = view
+            .signing_key(algorithm, now)
             .ok_or(IssueError::NoSigningKey(algorithm))?;
         let lifetime = api.token_lifetime.seconds();
-        let claims = claims(&tenant, &request, secret_id, &scopes, now, lifetime)?;
+        let claims = claims(&view, &request, &secret_id, &scopes, now, lifetime)?;
         let access_token = key.sign_token(&claims)?;
         Ok(IssuedToken {
             access_token,
@@ -129,43 +188,290 @@ impl Issuer {
         })
     }
 
-    /// The tenant's issuer URL and JWK Set.
+    /// RFC 7009: revokes the token if it was issued to the calling app; otherwise (unknown,
+    /// malformed, expired, another app's) does nothing and still succeeds.
+    pub async fn revoke(&self, request: TokenCallRequest) -> Result<(), IssueError> {
+        let now = self.clock.now();
+        let Authenticated { view, .. } = self
+            .authenticate(
+                &request.tenant,
+                &request.client_id,
+                &request.client_secret,
+                request.source,
+                now,
+            )
+            .await?;
+        let Some(claims) = verified_claims(&view, &request.token) else {
+            return Ok(());
+        };
+        if claims.client_id != request.client_id.as_str() {
+            return Ok(());
+        }
+        let tenant = self
+            .catalog
+            .store()
+            .find_tenant(&view.name)
+            .await
+            .map_err(RevocationError::from)?
+            .ok_or(IssueError::InvalidClient)?;
+        let revocation = Revocation {
+            tenant_id: view.id.clone(),
+            target: RevocationTarget::Token(claims.jti),
+            revoked_at: now,
+            expires_at: claims.exp + 60,
+        };
+        self.revocations.revoke(&tenant, revocation, now).await?;
+        Ok(())
+    }
+
+    /// RFC 7662: the token's claims if it is active (signed by the tenant, within its
+    /// lifetime, not revoked); `None` otherwise.
+    pub async fn introspect(
+        &self,
+        request: TokenCallRequest,
+    ) -> Result<Option<AccessTokenClaims>, IssueError> {
+        let now = self.clock.now();
+        let Authenticated { view, .. } = self
+            .authenticate(
+                &request.tenant,
+                &request.client_id,
+                &request.client_secret,
+                request.source,
+                now,
+            )
+            .await?;
+        let Some(claims) = verified_claims(&view, &request.token) else {
+            return Ok(None);
+        };
+        let facts = TokenFacts {
+            tenant_id: &claims.cid,
+            jti: &claims.jti,
+            sid: &claims.sid,
+            client_id: &claims.client_id,
+            iat: claims.iat,
+        };
+        if claims.cid != view.id || self.revocations.is_revoked(&facts, now).await? {
+            return Ok(None);
+        }
+        Ok(Some(claims))
+    }
+
+    /// The tenant's issuer URL and the JWK Set it publishes now.
     pub async fn jwks(&self, tenant: &TenantName) -> Result<(String, String), IssueError> {
         let view = self
             .catalog
             .tenant(tenant)
             .await?
             .ok_or_else(|| IssueError::UnknownTenant(tenant.clone()))?;
-        Ok((view.issuer.clone(), view.jwks_json.clone()))
+        Ok((view.issuer.clone(), view.jwks_json(self.clock.now())))
+    }
+
+    /// Writes the queued last-use times of secrets. Run periodically and at shutdown.
+    pub async fn flush_usage(&self) -> Result<(), tollgate_store::StoreError> {
+        let uses = std::mem::take(
+            &mut *self
+                .usage
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        if uses.is_empty() {
+            return Ok(());
+        }
+        self.catalog.store().touch_secrets(&uses).await
+    }
+
+    /// Authenticates a client by its secret. Every failure is [`IssueError::InvalidClient`]
+    /// (or [`IssueError::RateLimited`] once failures from the client id or the source address
+    /// exceed their limit), and costs one HMAC whatever failed.
+    async fn authenticate(
+        &self,
+        tenant: &TenantName,
+        client_id: &ClientId,
+        secret: &ClientSecret,
+        source: Option<std::net::IpAddr>,
+        now: UnixTime,
+    ) -> Result<Authenticated, IssueError> {
+        let view = self.catalog.tenant(tenant).await?;
+        let matched = match &view {
+            Some(view) => match view.apps.get(client_id) {
+                Some(app) => self
+                    .match_secret(app, secret, now)
+                    .filter(|_| !app.is_blocked),
+                None => {
+                    self.hasher.verify_dummy(secret);
+                    None
+                }
+            },
+            None => {
+                self.hasher.verify_dummy(secret);
+                None
+            }
+        };
+        match (view, matched) {
+            (Some(view), Some(secret_id)) => {
+                self.record_use(&view, client_id, &secret_id, now);
+                Ok(Authenticated { view, secret_id })
+            }
+            _ => Err(self.authentication_failed(tenant, client_id, source).await),
+        }
+    }
+
+    /// Counts a failed authentication against the client id and the source address.
+    async fn authentication_failed(
+        &self,
+        tenant: &TenantName,
+        client_id: &ClientId,
+        source: Option<std::net::IpAddr>,
+    ) -> IssueError {
+        let limits = &self.limits;
+        let by_client = self
+            .revocations
+            .state()
+            .check_rate(
+                &format!("fail:client:{tenant}:{client_id}"),
+                limits.failures_per_second,
+                limits.failure_burst,
+            )
+            .await;
+        if !by_client.allowed {
+            return IssueError::RateLimited(by_client);
+        }
+        if let Some(source) = source {
+            let by_source = self
+                .revocations
+                .state()
+                .check_rate(
+                    &format!("fail:ip:{source}"),
+                    limits.failures_per_second,
+                    limits.failure_burst,
+                )
+                .await;
+            if !by_source.allowed {
+                return IssueError::RateLimited(by_source);
+            }
+        }
+        IssueError::InvalidClient
+    }
+
+    /// Applies the app's and the tenant's token-request rates.
+    async fn enforce_request_rates(
+        &self,
+        view: &TenantView,
+        app: &AppView,
+    ) -> Result<(), IssueError> {
+        let state = self.revocations.state();
+        let app_rate = app
+            .rate_limit_per_second
+            .map_or(self.limits.app_per_second, |rate| rate as f64);
+        let decision = state
+            .check_rate(
+                &format!("app:{}:{}", view.id, app.client_id),
+                app_rate,
+                burst(app_rate),
+            )
+            .await;
+        if !decision.allowed {
+            return Err(IssueError::RateLimited(decision));
+        }
+        let tenant_rate = view
+            .rate_limit_per_second
+            .map_or(self.limits.tenant_per_second, |rate| rate as f64);
+        let decision = state
+            .check_rate(
+                &format!("tenant:{}", view.id),
+                tenant_rate,
+                burst(tenant_rate),
+            )
+            .await;
+        if !decision.allowed {
+            return Err(IssueError::RateLimited(decision));
+        }
+        Ok(())
     }
 
     /// The id of the live secret that matches, if any. Every live secret is checked, so the
     /// work does not depend on which one matches.
-    fn authenticate<'a>(
-        &self,
-        app: &'a AppView,
-        request: &TokenRequest,
-        now: i64,
-    ) -> Option<&'a str> {
+    fn match_secret(&self, app: &AppView, secret: &ClientSecret, now: UnixTime) -> Option<String> {
         let mut matched = None;
-        for secret in &app.secrets {
-            let is_live = secret.expires_at.is_none_or(|expires_at| now < expires_at);
-            if self.hasher.verify(&request.client_secret, &secret.hash) && is_live {
-                matched = Some(secret.id.as_str());
+        for candidate in &app.secrets {
+            let is_live = candidate
+                .expires_at
+                .is_none_or(|expires_at| now < expires_at);
+            if self.hasher.verify(secret, &candidate.hash) && is_live {
+                matched = Some(candidate.id.clone());
             }
         }
         if app.secrets.is_empty() {
-            self.hasher.verify_dummy(&request.client_secret);
+            self.hasher.verify_dummy(secret);
         }
         matched
     }
+
+    /// Queues a last-used record, at most one per secret per [`USAGE_RECORD_INTERVAL`].
+    fn record_use(&self, view: &TenantView, client_id: &ClientId, secret_id: &str, now: UnixTime) {
+        let Some(secret) = view
+            .apps
+            .get(client_id)
+            .and_then(|app| app.secrets.iter().find(|secret| secret.id == secret_id))
+        else {
+            return;
+        };
+        let last = secret.last_recorded.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < USAGE_RECORD_INTERVAL {
+            return;
+        }
+        if secret
+            .last_recorded
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.usage
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push((view.id.clone(), secret_id.to_owned(), now));
+        }
+    }
+}
+
+/// Bursts of twice the rate, at least one request.
+fn burst(rate_per_second: f64) -> u32 {
+    (rate_per_second * 2.0).clamp(1.0, f64::from(u32::MAX)) as u32
+}
+
+/// The claims of `token` if the tenant signed it and it is within its lifetime, for any of
+/// the tenant's audiences.
+fn verified_claims(view: &TenantView, token: &str) -> Option<AccessTokenClaims> {
+    // The audience is read unverified only to say which audience to expect; the signature
+    // check that follows covers it.
+    let audience = unverified_audience(token)?;
+    let expected = Expectations {
+        issuer: view.issuer.clone(),
+        audience,
+        leeway_seconds: 0,
+    };
+    verify(token, &view.key_set, &expected).ok()
+}
+
+fn unverified_audience(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    #[derive(serde::Deserialize)]
+    struct Audience {
+        aud: String,
+    }
+    serde_json::from_slice::<Audience>(&bytes)
+        .ok()
+        .map(|claims| claims.aud)
 }
 
 fn claims(
     tenant: &TenantView,
     request: &TokenRequest,
     secret_id: &str,
-    scopes: &tollgate_domain::ScopeSet,
+    scopes: &ScopeSet,
     now: i64,
     lifetime: i64,
 ) -> Result<AccessTokenClaims, KeyError> {

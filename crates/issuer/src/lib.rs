@@ -1,14 +1,22 @@
 //! The client-credentials grant (RFC 6749 §4.4): authenticate an app by its secret, check
-//! its grant on the requested API, and sign a JWT access token (RFC 9068).
+//! its grant on the requested API, and sign a JWT access token (RFC 9068); plus revocation
+//! (RFC 7009) and introspection (RFC 7662) of the tokens it issued.
 //!
-//! The hot path reads only the in-memory [`Catalog`], never the database: one lock-free-ish
-//! map lookup, one HMAC, one signature. Management tells the catalog when a tenant changes.
+//! The hot path reads only the in-memory [`Catalog`], never the database: one map lookup,
+//! one HMAC, the app's and tenant's rate checks, one signature. Management tells the catalog
+//! when a tenant changes.
 //!
-//! Invariant: to a caller, an unknown tenant, an unknown client, a wrong secret and a blocked
-//! app are the same [`IssueError::InvalidClient`], and each costs one HMAC.
+//! Invariants: to a caller, an unknown tenant, an unknown client, a wrong secret and a
+//! blocked app are the same [`IssueError::InvalidClient`], and each costs one HMAC.
+//! Revocation checks fail closed.
 
 mod catalog;
 mod issue;
+mod revocation;
 
-pub use catalog::{ApiView, AppView, Catalog, CatalogError, SecretView, TenantView, key_aad};
-pub use issue::{IssueError, Issuer};
+pub use catalog::{
+    ApiView, AppView, Catalog, CatalogError, RingKey, SecretView, TenantView,
+    USAGE_RECORD_INTERVAL, key_aad,
+};
+pub use issue::{IssueError, Issuer, RateLimits};
+pub use revocation::{MAX_TOKEN_LIFETIME, RevocationError, Revocations};

@@ -31,6 +31,10 @@ pub struct AppUpdate {
     pub grants: Option<Vec<(ApiIdentifier, ScopeSet)>>,
     /// Block (true) or unblock (false).
     pub blocked: Option<bool>,
+    /// With `blocked: Some(true)`, also revoke every token the app holds now.
+    pub revoke_tokens: bool,
+    /// New token-request rate limit; `Some(None)` returns to the server default.
+    pub rate_limit_per_second: Option<Option<i64>>,
 }
 
 fn check_description(description: &str) -> Result<(), InvalidValue> {
@@ -127,6 +131,9 @@ impl Management {
         if let Some(blocked) = update.blocked {
             app.is_blocked = blocked;
         }
+        if let Some(rate_limit) = update.rate_limit_per_second {
+            app.rate_limit_per_second = rate_limit;
+        }
         let new_grants = match update.grants {
             Some(requested) => Some(self.resolve_grants(&tenant_record, requested).await?),
             None => None,
@@ -139,6 +146,13 @@ impl Management {
         self.listener.tenant_changed(tenant);
         if update.blocked == Some(true) {
             tracing::info!(tenant = %tenant, client_id = %client_id, "app blocked");
+            if update.revoke_tokens {
+                self.revoke_target(
+                    &tenant_record,
+                    tollgate_domain::RevocationTarget::App(client_id.to_string()),
+                )
+                .await?;
+            }
         }
         Ok(AppWithGrants {
             app,
@@ -166,7 +180,7 @@ impl Management {
         Ok(())
     }
 
-    async fn find_app(
+    pub(crate) async fn find_app(
         &self,
         tenant: &TenantRecord,
         client_id: &ClientId,

@@ -1,12 +1,12 @@
 //! Who is calling, and what they may do.
 
-use tollgate_domain::{ScopeSet, TenantName};
-use tollgate_verify::{Expectations, KeySet, VerifyError, verify};
+use tollgate_domain::{ScopeSet, TenantName, TokenFacts};
+use tollgate_verify::{Expectations, VerifyError, verify};
 
 use crate::{ManageError, Management};
 
 /// The scopes of every tenant's Management API.
-pub const MANAGEMENT_SCOPES: [(&str, &str); 6] = [
+pub const MANAGEMENT_SCOPES: [(&str, &str); 7] = [
     ("apis:read", "Read APIs"),
     ("apis:write", "Create, update and delete APIs"),
     ("apps:read", "Read apps and their grants"),
@@ -16,6 +16,7 @@ pub const MANAGEMENT_SCOPES: [(&str, &str); 6] = [
     ),
     ("keys:read", "Read signing keys"),
     ("keys:write", "Rotate signing keys"),
+    ("tokens:revoke", "Revoke outstanding tokens"),
 ];
 
 /// The extra scopes of the `system` tenant's Management API.
@@ -97,14 +98,30 @@ impl Management {
                 ManageError::Unauthenticated("admin token cannot be checked now".to_owned())
             })?
             .ok_or_else(|| unauthenticated("unknown issuer"))?;
-        let keys = KeySet::from_jwks(&view.public_jwks)
-            .map_err(|error| unauthenticated(&error.to_string()))?;
         let expected = Expectations::new(
             view.issuer.clone(),
             self.issuer_template.management_audience(&tenant),
         );
-        let claims = verify(token, &keys, &expected)
+        let claims = verify(token, &view.key_set, &expected)
             .map_err(|error: VerifyError| unauthenticated(&error.to_string()))?;
+        let facts = TokenFacts {
+            tenant_id: &claims.cid,
+            jti: &claims.jti,
+            sid: &claims.sid,
+            client_id: &claims.client_id,
+            iat: claims.iat,
+        };
+        let is_revoked = self
+            .revocations
+            .is_revoked(&facts, self.clock.now())
+            .await
+            .map_err(|error| {
+                tracing::error!(error = %error, "cannot check an admin token's revocation");
+                ManageError::Unauthenticated("admin token cannot be checked now".to_owned())
+            })?;
+        if is_revoked || claims.cid != view.id {
+            return Err(unauthenticated("token has been revoked"));
+        }
         let scopes = ScopeSet::parse_all(claims.scp.iter().map(String::as_str))
             .map_err(|_| unauthenticated("malformed scopes"))?;
         Ok(Principal {

@@ -14,18 +14,23 @@
 mod apis;
 mod apps;
 mod auth;
+mod keys;
+mod revoke;
+mod secrets;
 mod tenants;
 
 use std::sync::Arc;
 
 use tollgate_domain::{ChangeListener, Clock, ErrorCode, InvalidValue, IssuerTemplate};
-use tollgate_issuer::Catalog;
+use tollgate_issuer::{Catalog, Issuer, Revocations};
 use tollgate_keys::{KeyError, MasterKey, SecretHasher};
 use tollgate_store::{Store, StoreError};
 
 pub use apis::{ApiUpdate, NewApi};
 pub use apps::{AppUpdate, NewApp};
 pub use auth::{MANAGEMENT_SCOPES, Principal, SYSTEM_ONLY_SCOPES};
+pub use keys::{KeyState, key_state};
+pub use secrets::{DEFAULT_SECRET_OVERLAP, RotatedSecret};
 pub use tenants::{AdminCredentials, NewTenantInput, TenantUpdate};
 
 /// Why a management call failed. Messages are lowercase, name the entity and are safe to
@@ -56,6 +61,9 @@ pub enum ManageError {
     /// Key generation or randomness failed.
     #[error("key material unavailable")]
     Keys(#[from] KeyError),
+    /// A revocation could not be recorded.
+    #[error("revocation unavailable")]
+    Revocation(#[from] tollgate_issuer::RevocationError),
 }
 
 impl ManageError {
@@ -69,7 +77,7 @@ impl ManageError {
             ManageError::AlreadyExists(_) => ErrorCode::AlreadyExists,
             ManageError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             ManageError::Store(error) => error.code(),
-            ManageError::Keys(_) => ErrorCode::Unavailable,
+            ManageError::Keys(_) | ManageError::Revocation(_) => ErrorCode::Unavailable,
         }
     }
 
@@ -140,19 +148,37 @@ pub struct Management {
     master_key: Arc<MasterKey>,
     hasher: SecretHasher,
     clock: Arc<dyn Clock>,
+    revocations: Arc<Revocations>,
+    keys: KeyPolicy,
+}
+
+/// How signing keys are rotated.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyPolicy {
+    /// Seconds between publishing a new key and signing with it, by default: at least the
+    /// JWKS max-age, so verifiers have refetched the JWKS before they meet a token it signed.
+    pub propagation_delay: i64,
 }
 
 impl Management {
-    /// Wires the services. `catalog` supplies tenants' public keys for admin-token checks;
-    /// `listener` is told of every committed change (in one process, the catalog itself).
+    /// The current time, as management sees it (for rendering key and secret states).
+    pub fn now(&self) -> tollgate_domain::UnixTime {
+        self.clock.now()
+    }
+
+    /// Wires the services over the issuer's store, catalog (whose public keys check admin
+    /// tokens) and revocations. `listener` is told of every committed change.
     pub fn new(
-        store: Store,
-        catalog: Arc<Catalog>,
+        issuer: &Issuer,
         listener: Arc<dyn ChangeListener>,
         issuer_template: IssuerTemplate,
         master_key: Arc<MasterKey>,
         clock: Arc<dyn Clock>,
+        keys: KeyPolicy,
     ) -> Self {
+        let catalog = Arc::clone(issuer.catalog());
+        let store = catalog.store().clone();
+        let revocations = Arc::clone(issuer.revocations());
         let hasher = master_key.secret_hasher();
         Self {
             store,
@@ -162,6 +188,8 @@ impl Management {
             master_key,
             hasher,
             clock,
+            revocations,
+            keys,
         }
     }
 }

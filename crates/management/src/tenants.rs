@@ -32,6 +32,8 @@ pub struct TenantUpdate {
     pub display_name: Option<String>,
     /// New default signing algorithm.
     pub signing_alg: Option<Algorithm>,
+    /// New tenant-wide rate limit; `Some(None)` returns to the server default.
+    pub rate_limit_per_second: Option<Option<i64>>,
 }
 
 /// The client credentials of a tenant's admin app, shown once.
@@ -117,6 +119,9 @@ impl Management {
             self.ensure_signing_key(&tenant, signing_alg).await?;
             tenant.signing_alg = signing_alg;
         }
+        if let Some(rate_limit) = update.rate_limit_per_second {
+            tenant.rate_limit_per_second = rate_limit;
+        }
         tenant.updated_at = self.clock.now();
         self.store
             .update_tenant(&tenant)
@@ -171,6 +176,8 @@ impl Management {
             signing_alg: input.signing_alg,
             created_at: now,
             updated_at: now,
+            keys_rotated_at: Some(now),
+            rate_limit_per_second: None,
         };
         let key = self.new_signing_key(&tenant.id, input.signing_alg).await?;
         let audience =
@@ -254,12 +261,16 @@ impl Management {
         let sealed = self
             .master_key
             .seal(&pkcs8, key_aad(tenant_id, &kid).as_bytes())?;
+        let now = self.clock.now();
         Ok(SigningKeyRecord {
             kid,
             alg,
             public_jwk: key.public_jwk().to_string(),
             private_key_sealed: sealed,
-            created_at: self.clock.now(),
+            created_at: now,
+            activate_at: now,
+            retire_at: None,
+            remove_at: None,
         })
     }
 
@@ -299,6 +310,7 @@ impl Management {
             is_system,
             created_at: now,
             updated_at: now,
+            rate_limit_per_second: None,
         };
         let client_secret = generate_client_secret()?;
         let secret = SecretRecord {
@@ -307,6 +319,7 @@ impl Management {
             hash: self.hasher.hash(&client_secret),
             created_at: now,
             expires_at: None,
+            last_used_at: None,
         };
         Ok((app, secret, client_secret))
     }

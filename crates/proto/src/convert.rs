@@ -32,6 +32,8 @@ impl TryFrom<v1::IssueTokenRequest> for TokenRequest {
             audience: ApiIdentifier::parse(&request.audience)
                 .map_err(|error| error.for_field("audience"))?,
             scopes,
+            // Known only to the transport, which fills it in.
+            source: None,
         })
     }
 }

@@ -36,6 +36,17 @@ pub fn to_status(code: ErrorCode, message: impl Into<String>) -> Status {
     Status::with_error_details(grpc_code(code), message, details)
 }
 
+/// Like [`to_status`], with a `google.rpc.RetryInfo` telling the client when to retry.
+pub fn to_status_with_retry(
+    code: ErrorCode,
+    message: impl Into<String>,
+    retry_after: std::time::Duration,
+) -> Status {
+    let mut details = ErrorDetails::with_error_info(code.reason(), ERROR_DOMAIN, HashMap::new());
+    details.set_retry_info(Some(retry_after));
+    Status::with_error_details(grpc_code(code), message, details)
+}
+
 /// A malformed request field: INVALID_ARGUMENT naming the field.
 pub fn invalid_argument(error: InvalidValue) -> Status {
     to_status(ErrorCode::InvalidRequest, error.to_string())
@@ -80,6 +91,23 @@ mod tests {
             assert_eq!(status.code(), grpc);
             assert_eq!(error_code(&status), (code, "some message".to_owned()));
         }
+    }
+
+    #[test]
+    fn retry_info_travels() {
+        let status = to_status_with_retry(
+            ErrorCode::ResourceExhausted,
+            "slow down",
+            std::time::Duration::from_secs(3),
+        );
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(
+            status
+                .get_details_retry_info()
+                .and_then(|info| info.retry_delay),
+            Some(std::time::Duration::from_secs(3))
+        );
+        assert_eq!(error_code(&status).0, ErrorCode::ResourceExhausted);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use tollgate_domain::{ApiIdentifier, ScopeSet};
 
+use crate::changes::log_change;
 use crate::entity::{apis, grants};
 use crate::error::DbResultExt;
 use crate::records::{api_row, scope_definitions_json, scope_set_json};
@@ -11,18 +12,20 @@ use crate::support::page_limit;
 use crate::{ApiRecord, Store, StoreError, TenantRecord};
 
 impl Store {
-    /// Adds `api` to `tenant`. `AlreadyExists` if the tenant has an API with the same
-    /// identifier (or the id is taken).
+    /// Adds `api` to `tenant`, with a change-log row, in one transaction. `AlreadyExists` if
+    /// the tenant has an API with the same identifier (or the id is taken).
     pub async fn create_api(
         &self,
         tenant: &TenantRecord,
         api: &ApiRecord,
     ) -> Result<(), StoreError> {
+        let txn = self.conn.begin().await.or_unavailable()?;
         apis::Entity::insert(api_row(&tenant.id, api))
-            .exec_without_returning(&self.conn)
+            .exec_without_returning(&txn)
             .await
             .or_conflict("api", "tenant")?;
-        Ok(())
+        log_change(&txn, &tenant.name, self.now()).await?;
+        txn.commit().await.or_unavailable()
     }
 
     /// The API of `tenant` with `identifier`, if any.
@@ -65,9 +68,9 @@ impl Store {
 
     /// Writes `name`, `scopes`, `token_lifetime`, `signing_alg` and `updated_at` of the API
     /// with `api.id` (its identifier and `is_system` never change), and in the same
-    /// transaction removes from every grant on it the scopes it no longer defines. A grant
-    /// left with no scope stays: the app still holds the API. `NotFound` if the tenant has
-    /// no such API.
+    /// transaction removes from every grant on it the scopes it no longer defines and writes
+    /// a change-log row. A grant left with no scope stays: the app still holds the API.
+    /// `NotFound` if the tenant has no such API.
     pub async fn update_api(
         &self,
         tenant: &TenantRecord,
@@ -131,11 +134,12 @@ impl Store {
                 .or_unavailable()?;
         }
 
+        log_change(&txn, &tenant.name, self.now()).await?;
         txn.commit().await.or_unavailable()
     }
 
-    /// Deletes the API of `tenant` with `identifier` and every grant on it, in one
-    /// transaction. `false` if there was no such API.
+    /// Deletes the API of `tenant` with `identifier` and every grant on it, and writes a
+    /// change-log row, in one transaction. `false` if there was no such API (nothing logged).
     pub async fn delete_api(
         &self,
         tenant: &TenantRecord,
@@ -162,8 +166,12 @@ impl Store {
             .exec(&txn)
             .await
             .or_unavailable()?;
+        let existed = deleted.rows_affected > 0;
+        if existed {
+            log_change(&txn, &tenant.name, self.now()).await?;
+        }
 
         txn.commit().await.or_unavailable()?;
-        Ok(deleted.rows_affected > 0)
+        Ok(existed)
     }
 }

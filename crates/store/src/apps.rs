@@ -10,6 +10,7 @@ use sea_orm::{
 };
 use tollgate_domain::ClientId;
 
+use crate::changes::log_change;
 use crate::entity::{apis, app_secrets, apps, grants};
 use crate::error::DbResultExt;
 use crate::records::{app_row, grant_from_row, grant_row, secret_row};
@@ -17,7 +18,8 @@ use crate::support::{IN_LIST_CHUNK, insert_all, page_limit};
 use crate::{AppRecord, AppWithGrants, GrantRecord, SecretRecord, Store, StoreError, TenantRecord};
 
 impl Store {
-    /// Adds `app` to `tenant` with its first secret and its grants, in one transaction.
+    /// Adds `app` to `tenant` with its first secret and its grants, and writes a change-log
+    /// row, in one transaction.
     /// `secret.app_id` is taken from `app.id`. `AlreadyExists` if the client id (or an id)
     /// is taken; a grant on an API that is not the tenant's is `NotFound { entity: "api" }`.
     pub async fn create_app(
@@ -44,6 +46,7 @@ impl Store {
             .collect();
         insert_all(&txn, rows, "grant", "api").await?;
 
+        log_change(&txn, &tenant.name, self.now()).await?;
         txn.commit().await.or_unavailable()
     }
 
@@ -100,10 +103,11 @@ impl Store {
         Ok(attach_grants(apps, grants))
     }
 
-    /// Writes `name`, `description`, `is_blocked` and `updated_at` of the app with `app.id`
-    /// (its client id and `is_system` never change) and, when `grants` is given, replaces
-    /// all its grants; one transaction. `NotFound` if the tenant has no such app, or
-    /// `NotFound { entity: "api" }` if a grant names an API that is not the tenant's.
+    /// Writes `name`, `description`, `is_blocked`, `rate_limit_per_second` and `updated_at`
+    /// of the app with `app.id` (its client id and `is_system` never change) and, when
+    /// `grants` is given, replaces all its grants; with a change-log row, in one
+    /// transaction. `NotFound` if the tenant has no such app, or `NotFound { entity: "api" }`
+    /// if a grant names an API that is not the tenant's.
     pub async fn update_app(
         &self,
         tenant: &TenantRecord,
@@ -119,6 +123,10 @@ impl Store {
                 Expr::value(app.description.clone()),
             )
             .col_expr(apps::Column::IsBlocked, Expr::value(app.is_blocked))
+            .col_expr(
+                apps::Column::RateLimitPerSecond,
+                Expr::value(app.rate_limit_per_second),
+            )
             .col_expr(apps::Column::UpdatedAt, Expr::value(app.updated_at))
             .filter(apps::Column::TenantId.eq(tenant.id.as_str()))
             .filter(apps::Column::Id.eq(app.id.as_str()))
@@ -143,11 +151,13 @@ impl Store {
             insert_all(&txn, rows, "grant", "api").await?;
         }
 
+        log_change(&txn, &tenant.name, self.now()).await?;
         txn.commit().await.or_unavailable()
     }
 
-    /// Deletes the app of `tenant` with `client_id`, its secrets and its grants, in one
-    /// transaction. `false` if there was no such app.
+    /// Deletes the app of `tenant` with `client_id`, its secrets and its grants, and writes a
+    /// change-log row, in one transaction. `false` if there was no such app (nothing
+    /// logged). Its revocations stay until they expire.
     pub async fn delete_app(
         &self,
         tenant: &TenantRecord,
@@ -182,9 +192,13 @@ impl Store {
             .exec(&txn)
             .await
             .or_unavailable()?;
+        let existed = deleted.rows_affected > 0;
+        if existed {
+            log_change(&txn, &tenant.name, self.now()).await?;
+        }
 
         txn.commit().await.or_unavailable()?;
-        Ok(deleted.rows_affected > 0)
+        Ok(existed)
     }
 }
 

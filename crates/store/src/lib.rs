@@ -1,5 +1,6 @@
 //! Tollgate's persistence: sea-orm entities and the [`Store`], whose repository methods read
-//! and write tenants, APIs, apps, secrets, grants and signing keys on SQLite or PostgreSQL.
+//! and write tenants, APIs, apps, secrets, grants, signing keys, revocations and the change
+//! log on SQLite or PostgreSQL.
 //!
 //! Invariants:
 //! - This is the only crate that speaks SQL. Other crates see parsed domain records
@@ -10,14 +11,20 @@
 //! - Every multi-row write is one transaction: after a failure nothing is half written.
 //! - The same code and schema run on SQLite and PostgreSQL, with the same results
 //!   (including sort order: see the migration's byte-wise collation).
+//! - Every write of a tenant's configuration appends a row to the change log in the same
+//!   transaction, so other instances that poll it ([`Store::changed_tenants_since`]) learn
+//!   of every committed change even when a pub/sub message was lost.
 
 mod apis;
 mod apps;
+mod changes;
 mod connect;
 mod entity;
 mod error;
 mod keys;
 mod records;
+mod revocations;
+mod secrets;
 mod snapshot;
 mod support;
 mod tenants;
@@ -29,15 +36,29 @@ pub use records::{
     SigningKeyRecord, TenantRecord, TenantSnapshot,
 };
 
+use std::fmt;
+use std::sync::Arc;
+
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
+use tollgate_domain::{Clock, SystemClock};
 use tollgate_migrations::{Migrator, MigratorTrait};
 
 use crate::error::DbResultExt;
 
 /// A handle on the database: a small connection pool. Cheap to clone; clones share the pool.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     conn: DatabaseConnection,
+    /// Stamps change-log rows; the caller's clock for everything else.
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -48,7 +69,16 @@ impl Store {
     /// vanish with it). The URL is never echoed in errors: it may hold a password.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         let conn = connect::open(url).await?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// This store reading the time from `clock` (the system clock by default). The store
+    /// reads it only to stamp change-log rows; every other time is given by the caller.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Store {
+        Store { clock, ..self }
     }
 
     /// Applies every pending migration of [`tollgate_migrations::Migrator`]. Idempotent.

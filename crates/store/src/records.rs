@@ -6,14 +6,15 @@ use std::fmt;
 use sea_orm::ActiveValue::Set;
 use serde_json::Value;
 use tollgate_domain::{
-    Algorithm, ApiIdentifier, ClientId, ScopeDefinition, ScopeSet, TenantName, TokenLifetime,
-    UnixTime,
+    Algorithm, ApiIdentifier, ClientId, Revocation, RevocationTarget, ScopeDefinition, ScopeSet,
+    TenantName, TokenLifetime, UnixTime,
 };
 
 use crate::StoreError;
-use crate::entity::{apis, app_secrets, apps, grants, signing_keys, tenants};
+use crate::entity::{apis, app_secrets, apps, grants, revocations, signing_keys, tenants};
 
-/// The only key status written today; kept as a column so rotation can add others.
+/// The only key status written. A key's state follows from its dates (`activate_at`,
+/// `retire_at`, `remove_at`); the column predates them and is kept for compatibility.
 pub(crate) const KEY_STATUS_ACTIVE: &str = "active";
 
 /// A tenant and everything created with it, written in one transaction by
@@ -56,6 +57,12 @@ pub struct TenantRecord {
     pub created_at: UnixTime,
     /// When it was last changed.
     pub updated_at: UnixTime,
+    /// When its signing keys were last rotated; `None` if never (its creation time counts).
+    /// Written only by [`crate::Store::create_tenant`] and
+    /// [`crate::Store::rotate_signing_keys`], which compares and sets it.
+    pub keys_rotated_at: Option<UnixTime>,
+    /// Its token requests per second, across its apps; `None` for the server's default.
+    pub rate_limit_per_second: Option<i64>,
 }
 
 /// An API (a resource server) of a tenant.
@@ -100,6 +107,8 @@ pub struct AppRecord {
     pub created_at: UnixTime,
     /// When it was last changed.
     pub updated_at: UnixTime,
+    /// Its token requests per second; `None` for the server's default.
+    pub rate_limit_per_second: Option<i64>,
 }
 
 /// One secret of an app: only its keyed hash, never the secret.
@@ -115,6 +124,8 @@ pub struct SecretRecord {
     pub created_at: UnixTime,
     /// When it stops authenticating, if ever.
     pub expires_at: Option<UnixTime>,
+    /// When it last authenticated, as far as recorded ([`crate::Store::touch_secrets`]).
+    pub last_used_at: Option<UnixTime>,
 }
 
 // Written by hand: the hash is the one thing an attacker could brute-force offline, so it
@@ -126,6 +137,7 @@ impl fmt::Debug for SecretRecord {
             .field("app_id", &self.app_id)
             .field("created_at", &self.created_at)
             .field("expires_at", &self.expires_at)
+            .field("last_used_at", &self.last_used_at)
             .finish_non_exhaustive()
     }
 }
@@ -163,8 +175,14 @@ pub struct SigningKeyRecord {
     pub public_jwk: String,
     /// The private key, sealed by the keys crate.
     pub private_key_sealed: Vec<u8>,
-    /// When it was created.
+    /// When it was created (and, at once, published in the JWKS).
     pub created_at: UnixTime,
+    /// When it may start signing; 0 for keys that predate rotation.
+    pub activate_at: UnixTime,
+    /// When it stops signing, if ever.
+    pub retire_at: Option<UnixTime>,
+    /// When it leaves the JWKS, if ever: once every token it signed has expired.
+    pub remove_at: Option<UnixTime>,
 }
 
 // Written by hand: key material, even sealed, stays out of logs.
@@ -173,6 +191,10 @@ impl fmt::Debug for SigningKeyRecord {
         f.debug_struct("SigningKeyRecord")
             .field("kid", &self.kid)
             .field("alg", &self.alg)
+            .field("created_at", &self.created_at)
+            .field("activate_at", &self.activate_at)
+            .field("retire_at", &self.retire_at)
+            .field("remove_at", &self.remove_at)
             .finish_non_exhaustive()
     }
 }
@@ -188,7 +210,7 @@ pub struct TenantSnapshot {
     pub apps: Vec<AppWithGrants>,
     /// The secrets of all its apps, by app then creation time.
     pub secrets: Vec<SecretRecord>,
-    /// Its signing keys, oldest first.
+    /// Its signing keys with their dates (whatever their state), oldest first.
     pub keys: Vec<SigningKeyRecord>,
 }
 
@@ -206,6 +228,8 @@ impl TryFrom<tenants::Model> for TenantRecord {
             display_name: row.display_name,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            keys_rotated_at: row.keys_rotated_at,
+            rate_limit_per_second: row.rate_limit_per_second,
         })
     }
 }
@@ -249,6 +273,7 @@ impl TryFrom<apps::Model> for AppRecord {
             is_system: row.is_system,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            rate_limit_per_second: row.rate_limit_per_second,
         })
     }
 }
@@ -261,6 +286,7 @@ impl From<app_secrets::Model> for SecretRecord {
             hash: row.hash,
             created_at: row.created_at,
             expires_at: row.expires_at,
+            last_used_at: row.last_used_at,
         }
     }
 }
@@ -274,6 +300,27 @@ impl TryFrom<signing_keys::Model> for SigningKeyRecord {
             public_jwk: row.public_jwk,
             private_key_sealed: row.private_key_sealed,
             created_at: row.created_at,
+            activate_at: row.activate_at,
+            retire_at: row.retire_at,
+            remove_at: row.remove_at,
+        })
+    }
+}
+
+impl TryFrom<revocations::Model> for Revocation {
+    type Error = StoreError;
+    fn try_from(row: revocations::Model) -> Result<Self, StoreError> {
+        let target = RevocationTarget::from_parts(&row.kind, &row.subject).ok_or_else(|| {
+            StoreError::Corrupt {
+                entity: "revocation",
+                reason: format!("unknown kind {:?}", row.kind),
+            }
+        })?;
+        Ok(Revocation {
+            tenant_id: row.tenant_id,
+            target,
+            revoked_at: row.revoked_at,
+            expires_at: row.expires_at,
         })
     }
 }
@@ -328,6 +375,8 @@ pub(crate) fn tenant_row(tenant: &TenantRecord) -> tenants::ActiveModel {
         signing_alg: Set(tenant.signing_alg.as_str().to_owned()),
         created_at: Set(tenant.created_at),
         updated_at: Set(tenant.updated_at),
+        keys_rotated_at: Set(tenant.keys_rotated_at),
+        rate_limit_per_second: Set(tenant.rate_limit_per_second),
     }
 }
 
@@ -357,6 +406,7 @@ pub(crate) fn app_row(tenant_id: &str, app: &AppRecord) -> apps::ActiveModel {
         is_system: Set(app.is_system),
         created_at: Set(app.created_at),
         updated_at: Set(app.updated_at),
+        rate_limit_per_second: Set(app.rate_limit_per_second),
     }
 }
 
@@ -372,7 +422,7 @@ pub(crate) fn secret_row(
         hash: Set(secret.hash.clone()),
         created_at: Set(secret.created_at),
         expires_at: Set(secret.expires_at),
-        last_used_at: Set(None),
+        last_used_at: Set(secret.last_used_at),
     }
 }
 
@@ -394,6 +444,25 @@ pub(crate) fn key_row(tenant_id: &str, key: &SigningKeyRecord) -> signing_keys::
         public_jwk: Set(key.public_jwk.clone()),
         private_key_sealed: Set(key.private_key_sealed.clone()),
         created_at: Set(key.created_at),
+        activate_at: Set(key.activate_at),
+        retire_at: Set(key.retire_at),
+        remove_at: Set(key.remove_at),
+    }
+}
+
+pub(crate) fn revocation_row(
+    id: &str,
+    revocation: &Revocation,
+    created_at: UnixTime,
+) -> revocations::ActiveModel {
+    revocations::ActiveModel {
+        id: Set(id.to_owned()),
+        tenant_id: Set(revocation.tenant_id.clone()),
+        kind: Set(revocation.target.kind().to_owned()),
+        subject: Set(revocation.target.subject().to_owned()),
+        revoked_at: Set(revocation.revoked_at),
+        expires_at: Set(revocation.expires_at),
+        created_at: Set(created_at),
     }
 }
 
@@ -427,6 +496,7 @@ mod tests {
             hash: "HASHVALUE".into(),
             created_at: 1,
             expires_at: None,
+            last_used_at: Some(2),
         };
         assert!(!format!("{secret:?}").contains("HASHVALUE"));
         let key = SigningKeyRecord {
@@ -435,10 +505,43 @@ mod tests {
             public_jwk: "PUBLICJWK".into(),
             private_key_sealed: b"SEALED".to_vec(),
             created_at: 1,
+            activate_at: 2,
+            retire_at: Some(3),
+            remove_at: Some(4),
         };
         let debug = format!("{key:?}");
         assert!(debug.contains("kid_1") && debug.contains("Es256"));
+        assert!(debug.contains("activate_at: 2") && debug.contains("remove_at: Some(4)"));
         assert!(!debug.contains("PUBLICJWK") && !debug.contains("83, 69, 65"));
+    }
+
+    #[test]
+    fn revocations_round_trip_and_unknown_kinds_are_corrupt() {
+        let revocation = Revocation {
+            tenant_id: "ten_1".into(),
+            target: RevocationTarget::Secret("sid_1".into()),
+            revoked_at: 10,
+            expires_at: 20,
+        };
+        let row = revocations::Model {
+            id: "rev_1".into(),
+            tenant_id: "ten_1".into(),
+            kind: revocation.target.kind().to_owned(),
+            subject: revocation.target.subject().to_owned(),
+            revoked_at: 10,
+            expires_at: 20,
+            created_at: 5,
+        };
+        assert_eq!(Revocation::try_from(row.clone()).ok(), Some(revocation));
+        let unknown = revocations::Model {
+            kind: "everything".into(),
+            ..row
+        };
+        let error = Revocation::try_from(unknown).err().map(|e| e.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some("stored revocation is corrupt: unknown kind \"everything\"")
+        );
     }
 
     #[test]
@@ -450,6 +553,8 @@ mod tests {
             signing_alg: "ES256".into(),
             created_at: 0,
             updated_at: 0,
+            keys_rotated_at: None,
+            rate_limit_per_second: None,
         };
         let error = TenantRecord::try_from(row).err().map(|e| e.to_string());
         assert_eq!(

@@ -5,16 +5,18 @@ use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use tollgate_domain::TenantName;
 
-use crate::entity::{apis, app_secrets, apps, grants, signing_keys, tenants};
+use crate::changes::log_change;
+use crate::entity::{apis, app_secrets, apps, grants, revocations, signing_keys, tenants};
 use crate::error::DbResultExt;
 use crate::records::{api_row, app_row, grant_row, key_row, secret_row, tenant_row};
 use crate::support::{insert_all, page_limit};
 use crate::{NewTenant, Store, StoreError, TenantRecord};
 
 impl Store {
-    /// Writes the tenant, its keys, APIs and apps (with their secrets and grants) in one
-    /// transaction. `AlreadyExists` if the name (or any id or client id) is taken; a grant
-    /// on an API not in `new.apis` is `NotFound { entity: "api" }`.
+    /// Writes the tenant (every field, `keys_rotated_at` included), its keys, APIs and apps
+    /// (with their secrets and grants) and a change-log row in one transaction.
+    /// `AlreadyExists` if the name (or any id or client id) is taken; a grant on an API not
+    /// in `new.apis` is `NotFound { entity: "api" }`.
     pub async fn create_tenant(&self, new: &NewTenant) -> Result<(), StoreError> {
         let tenant_id = new.tenant.id.as_str();
         let txn = self.conn.begin().await.or_unavailable()?;
@@ -52,6 +54,7 @@ impl Store {
             .collect();
         insert_all(&txn, grants, "grant", "api").await?;
 
+        log_change(&txn, &new.tenant.name, self.now()).await?;
         txn.commit().await.or_unavailable()
     }
 
@@ -87,9 +90,12 @@ impl Store {
             .collect()
     }
 
-    /// Writes `display_name`, `signing_alg` and `updated_at` of the tenant with
-    /// `record.id`; the id and name never change. `NotFound` if it does not exist.
+    /// Writes `display_name`, `signing_alg`, `rate_limit_per_second` and `updated_at` of the
+    /// tenant with `record.id`, and a change-log row, in one transaction; the id and name
+    /// never change, and `keys_rotated_at` belongs to [`Store::rotate_signing_keys`].
+    /// `NotFound` if it does not exist.
     pub async fn update_tenant(&self, record: &TenantRecord) -> Result<(), StoreError> {
+        let txn = self.conn.begin().await.or_unavailable()?;
         let result = tenants::Entity::update_many()
             .col_expr(
                 tenants::Column::DisplayName,
@@ -99,19 +105,25 @@ impl Store {
                 tenants::Column::SigningAlg,
                 Expr::value(record.signing_alg.as_str()),
             )
+            .col_expr(
+                tenants::Column::RateLimitPerSecond,
+                Expr::value(record.rate_limit_per_second),
+            )
             .col_expr(tenants::Column::UpdatedAt, Expr::value(record.updated_at))
             .filter(tenants::Column::Id.eq(record.id.as_str()))
-            .exec(&self.conn)
+            .exec(&txn)
             .await
             .or_unavailable()?;
         if result.rows_affected == 0 {
             return Err(StoreError::NotFound { entity: "tenant" });
         }
-        Ok(())
+        log_change(&txn, &record.name, self.now()).await?;
+        txn.commit().await.or_unavailable()
     }
 
-    /// Deletes the tenant named `name` and every row it owns, in one transaction.
-    /// `false` if there was no such tenant.
+    /// Deletes the tenant named `name` and every row it owns (its revocations too: its id is
+    /// never reused, so they can cover nothing any more), and writes a change-log row, in one
+    /// transaction. `false` if there was no such tenant (and nothing is logged).
     pub async fn delete_tenant(&self, name: &TenantName) -> Result<bool, StoreError> {
         // The tenant's id as a subquery, so that the first statement of the transaction is
         // already a write: a SQLite transaction that reads first and writes later can fail
@@ -151,14 +163,23 @@ impl Store {
             .exec(&txn)
             .await
             .or_unavailable()?;
+        revocations::Entity::delete_many()
+            .filter(revocations::Column::TenantId.in_subquery(tenant_id()))
+            .exec(&txn)
+            .await
+            .or_unavailable()?;
         let deleted = tenants::Entity::delete_many()
             .filter(tenants::Column::Name.eq(name.as_str()))
             .exec(&txn)
             .await
             .or_unavailable()?;
+        let existed = deleted.rows_affected > 0;
+        if existed {
+            log_change(&txn, name, self.now()).await?;
+        }
 
         txn.commit().await.or_unavailable()?;
-        Ok(deleted.rows_affected > 0)
+        Ok(existed)
     }
 
     /// Whether no tenant exists at all (a first start).

@@ -59,13 +59,26 @@ pub async fn drop_postgres_database(base_url: &str, database_url: &str) -> Resul
     }
     let admin = connect_admin(base_url).await?;
     // FORCE: a pool a failed test left open must not keep the database alive.
-    let dropped = admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await;
+    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    let mut dropped = admin.execute_unprepared(&drop).await;
+    // FORCE cannot end an autovacuum worker that happens to be visiting the database
+    // ("must be a member of the role whose process is being terminated" for a role that is
+    // not a superuser); it leaves soon, so wait a little and try again. The server does the
+    // waiting: this crate has no timer of its own.
+    for _ in 0..DROP_ATTEMPTS {
+        if dropped.is_ok() {
+            break;
+        }
+        let _ = admin.execute_unprepared("SELECT pg_sleep(0.2)").await;
+        dropped = admin.execute_unprepared(&drop).await;
+    }
     let closed = admin.close().await;
     dropped.or_unavailable()?;
     closed.or_unavailable()
 }
+
+/// How many times a failed DROP DATABASE is retried, 0.2 s apart.
+const DROP_ATTEMPTS: usize = 25;
 
 /// One connection to the server's maintenance database, for CREATE/DROP DATABASE.
 async fn connect_admin(base_url: &str) -> Result<DatabaseConnection, StoreError> {

@@ -4,6 +4,10 @@
 //!
 //! Backend selection: PostgreSQL suites read `TOLLGATE_TEST_POSTGRES_URL`; unset, they skip
 //! loudly, and with `TOLLGATE_REQUIRE_BACKENDS=1` (as in CI) a skip is a failure.
+//!
+//! [`RedisServer`] runs a throwaway `redis-server` per test (`serve` has no setting for a
+//! Redis key prefix, so parallel tests cannot share one), which a test may also kill and
+//! restart empty.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +27,9 @@ use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+mod redis;
+pub use redis::RedisServer;
 
 /// Which database a test server uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +82,29 @@ pub struct TestOptions {
     pub backend: Backend,
     /// The issuer template (default: `http://{tenant}.hub.localhost:8080/`).
     pub issuer_template: Option<String>,
+    /// `TOLLGATE_REDIS_URL`; `None` = in-process shared state.
+    pub redis_url: Option<String>,
+    /// Join another instance: same database, same master key (same admin credentials).
+    pub join: Option<Joined>,
+    /// Default app rate limit (requests per second).
+    pub app_rate_limit: u64,
+    /// Scheduled key rotation period (`30d`, `10s`, …; `0` = off).
+    pub key_rotation_period: String,
+    /// Seconds between looks for due rotations.
+    pub key_rotation_check_seconds: u64,
+    /// Key propagation delay in seconds.
+    pub key_propagation_seconds: u64,
+}
+
+/// What a second instance shares with the first.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    /// The database both use.
+    pub database_url: String,
+    /// The master key both use.
+    pub master_key: String,
+    /// The admin credentials the first one bootstrapped.
+    pub admin: AdminCredentials,
 }
 
 impl Default for TestOptions {
@@ -82,6 +112,12 @@ impl Default for TestOptions {
         Self {
             backend: Backend::Sqlite,
             issuer_template: None,
+            redis_url: None,
+            join: None,
+            app_rate_limit: 100,
+            key_rotation_period: "30d".to_owned(),
+            key_rotation_check_seconds: 60,
+            key_propagation_seconds: 0,
         }
     }
 }
@@ -96,6 +132,8 @@ pub struct TestServer {
     pub admin: AdminCredentials,
     /// The server's data dir.
     pub data_dir: PathBuf,
+    /// What another instance needs to join this one.
+    pub joined: Joined,
     channel: Channel,
     _temp_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -112,26 +150,42 @@ impl TestServer {
     pub async fn start_with(options: TestOptions) -> anyhow::Result<Self> {
         let temp_dir = tempfile::tempdir()?;
         let data_dir = temp_dir.path().join("data");
-        let database_url = match options.backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => {
-                let base = std::env::var("TOLLGATE_TEST_POSTGRES_URL")
-                    .context("TOLLGATE_TEST_POSTGRES_URL is not set")?;
-                Some(tollgate_store::testing::fresh_postgres_database(&base).await?)
-            }
+        let (database_url, master_key) = match &options.join {
+            Some(joined) => (
+                Some(joined.database_url.clone()),
+                Some(joined.master_key.clone()),
+            ),
+            // The first instance uses the defaults where it can: SQLite and the generated
+            // development master key in its data dir.
+            None => match options.backend {
+                Backend::Sqlite => (None, None),
+                Backend::Postgres => {
+                    let base = std::env::var("TOLLGATE_TEST_POSTGRES_URL")
+                        .context("TOLLGATE_TEST_POSTGRES_URL is not set")?;
+                    let url = tollgate_store::testing::fresh_postgres_database(&base).await?;
+                    (Some(url), None)
+                }
+            },
         };
         let args = ServeArgs {
             data_dir: data_dir.clone(),
             grpc_addr: "127.0.0.1:0".parse()?,
             http_addr: "127.0.0.1:0".parse()?,
             database_url,
-            master_key: None,
+            master_key: master_key.clone(),
             issuer_template: options
                 .issuer_template
                 .unwrap_or_else(|| tollgate_domain::IssuerTemplate::DEFAULT.to_owned()),
             jwks_max_age: 300,
+            redis_url: options.redis_url.clone(),
+            key_rotation_period: options.key_rotation_period.clone(),
+            key_rotation_check_seconds: options.key_rotation_check_seconds,
+            key_propagation_seconds: Some(options.key_propagation_seconds),
+            app_rate_limit: options.app_rate_limit,
+            tenant_rate_limit: 100_000,
         };
         let config = Config::from_args(args)?;
+        let database_url = config.database_url.clone();
         let grpc = TcpListener::bind("127.0.0.1:0").await?;
         let http = TcpListener::bind("127.0.0.1:0").await?;
         let grpc_url = format!("http://{}", grpc.local_addr()?);
@@ -141,36 +195,28 @@ impl TestServer {
             let _ = stopped.await;
         }));
         let channel = Channel::from_shared(grpc_url.clone())?.connect_lazy();
-        // The listeners are bound already; wait until bootstrap has written the credentials.
-        let credentials_path = data_dir.join(ADMIN_CREDENTIALS_FILE);
-        let mut waited = Duration::ZERO;
-        while !credentials_path.exists() {
-            if task.is_finished() {
-                match task.await {
-                    Ok(Ok(())) => bail!("server stopped during start-up"),
-                    Ok(Err(error)) => return Err(error.context("server failed to start")),
-                    Err(error) => bail!("server task panicked: {error}"),
-                }
+        let admin = match &options.join {
+            Some(joined) => {
+                wait_until_serving(&channel, &task).await?;
+                joined.admin.clone()
             }
-            if waited > Duration::from_secs(60) {
-                bail!("server did not bootstrap within 60 s");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            waited += Duration::from_millis(20);
-        }
-        // The file is created empty, then written: read until it parses.
-        let admin = loop {
-            let text = std::fs::read_to_string(&credentials_path)?;
-            if let Ok(admin) = serde_json::from_str::<AdminCredentials>(&text) {
-                break admin;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            None => read_admin_credentials(&data_dir, &task).await?,
+        };
+        let master_key = match master_key {
+            Some(key) => key,
+            None => std::fs::read_to_string(data_dir.join("master.key"))?,
+        };
+        let joined = Joined {
+            database_url,
+            master_key,
+            admin: admin.clone(),
         };
         Ok(Self {
             grpc_url,
             http_url,
             admin,
             data_dir,
+            joined,
             channel,
             _temp_dir: temp_dir,
             stop: Some(stop),
@@ -260,9 +306,65 @@ impl Drop for TestServer {
     }
 }
 
+/// Waits until bootstrap has written the admin credentials to the data dir, and reads them.
+async fn read_admin_credentials(
+    data_dir: &std::path::Path,
+    task: &JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<AdminCredentials> {
+    let path = data_dir.join(ADMIN_CREDENTIALS_FILE);
+    let started = std::time::Instant::now();
+    loop {
+        // The file is created empty, then written: read until it parses.
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(admin) = serde_json::from_str::<AdminCredentials>(&text)
+        {
+            return Ok(admin);
+        }
+        if task.is_finished() {
+            bail!("server stopped during start-up");
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("server did not bootstrap within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the gRPC API answers (an instance joining a bootstrapped database).
+async fn wait_until_serving(
+    channel: &Channel,
+    task: &JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let answer = TokenServiceClient::new(channel.clone())
+            .get_jwks(tollgate_proto::v1::GetJwksRequest {
+                tenant: "system".to_owned(),
+            })
+            .await;
+        if answer.is_ok() {
+            return Ok(());
+        }
+        if task.is_finished() {
+            bail!("server stopped during start-up");
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("server did not start within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Adds `authorization: Bearer …` to every call.
 #[derive(Clone)]
 pub struct BearerAuth(MetadataValue<tonic::metadata::Ascii>);
+
+impl BearerAuth {
+    /// Sends `token` as the bearer token.
+    pub fn new(token: &str) -> anyhow::Result<Self> {
+        Ok(Self(format!("Bearer {token}").parse()?))
+    }
+}
 
 impl Interceptor for BearerAuth {
     fn call(

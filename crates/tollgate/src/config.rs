@@ -36,6 +36,33 @@ pub struct ServeArgs {
     /// `Cache-Control: max-age` of the JWKS and metadata documents, in seconds.
     #[arg(long, env = "TOLLGATE_JWKS_MAX_AGE", default_value_t = 300)]
     pub jwks_max_age: u64,
+    /// `redis://host:port/db`: revocation, rate limits and cache invalidation shared by every
+    /// instance. Without it they are in-process, which is correct for one instance only.
+    #[arg(long, env = "TOLLGATE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Time between scheduled signing-key rotations of each tenant, as a number with a unit
+    /// (`30d`, `12h`, `90m`, `45s`); `0` turns them off.
+    #[arg(long, env = "TOLLGATE_KEY_ROTATION_PERIOD", default_value = "30d")]
+    pub key_rotation_period: String,
+    /// Seconds between two looks for tenants due for a scheduled rotation.
+    #[arg(
+        long,
+        env = "TOLLGATE_KEY_ROTATION_CHECK_SECONDS",
+        default_value_t = 60
+    )]
+    pub key_rotation_check_seconds: u64,
+    /// Seconds between publishing a new signing key and signing with it; default: the JWKS
+    /// max-age, so verifiers have the key before they meet a token it signed.
+    #[arg(long, env = "TOLLGATE_KEY_PROPAGATION_SECONDS")]
+    pub key_propagation_seconds: Option<u64>,
+    /// Default token requests per second of one app (bursts of twice that); apps may set
+    /// their own.
+    #[arg(long, env = "TOLLGATE_APP_RATE_LIMIT", default_value_t = 100)]
+    pub app_rate_limit: u64,
+    /// Default token requests per second of one tenant (bursts of twice that); tenants may
+    /// set their own.
+    #[arg(long, env = "TOLLGATE_TENANT_RATE_LIMIT", default_value_t = 2000)]
+    pub tenant_rate_limit: u64,
 }
 
 /// Redacts the master key and the database URL, which may hold a password.
@@ -50,6 +77,15 @@ impl std::fmt::Debug for ServeArgs {
             .field("master_key", &redacted(&self.master_key))
             .field("issuer_template", &self.issuer_template)
             .field("jwks_max_age", &self.jwks_max_age)
+            .field("redis_url", &redacted(&self.redis_url))
+            .field("key_rotation_period", &self.key_rotation_period)
+            .field(
+                "key_rotation_check_seconds",
+                &self.key_rotation_check_seconds,
+            )
+            .field("key_propagation_seconds", &self.key_propagation_seconds)
+            .field("app_rate_limit", &self.app_rate_limit)
+            .field("tenant_rate_limit", &self.tenant_rate_limit)
             .finish()
     }
 }
@@ -112,6 +148,27 @@ impl GatewayOnlyConfig {
     }
 }
 
+/// Parses `30d`, `12h`, `90m`, `45s` into seconds; `0` is `None` (off).
+fn parse_period(text: &str) -> Option<Option<i64>> {
+    let text = text.trim();
+    if text == "0" {
+        return Some(None);
+    }
+    let split = text.len().checked_sub(1)?;
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number.parse().ok()?;
+    let seconds = number.checked_mul(match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return None,
+    })?;
+    (1..=3_650 * 86_400)
+        .contains(&seconds)
+        .then_some(Some(seconds))
+}
+
 fn parse_issuer_template(template: &str) -> anyhow::Result<IssuerTemplate> {
     IssuerTemplate::parse(template).map_err(|error| {
         anyhow::anyhow!(
@@ -147,6 +204,16 @@ pub struct Config {
     pub issuer_template: IssuerTemplate,
     /// See [`ServeArgs::jwks_max_age`].
     pub jwks_max_age: u64,
+    /// See [`ServeArgs::redis_url`].
+    pub redis_url: Option<String>,
+    /// Seconds between scheduled key rotations; `None` = off.
+    pub key_rotation_period: Option<i64>,
+    /// Seconds between two looks for due rotations.
+    pub key_rotation_check: std::time::Duration,
+    /// Seconds between publishing and using a new key.
+    pub key_propagation_delay: i64,
+    /// Rate limits.
+    pub rate_limits: tollgate_issuer::RateLimits,
 }
 
 impl std::fmt::Debug for Config {
@@ -159,6 +226,11 @@ impl std::fmt::Debug for Config {
             .field("master_key", &self.master_key)
             .field("issuer_template", &self.issuer_template)
             .field("jwks_max_age", &self.jwks_max_age)
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "<redacted>"))
+            .field("key_rotation_period", &self.key_rotation_period)
+            .field("key_rotation_check", &self.key_rotation_check)
+            .field("key_propagation_delay", &self.key_propagation_delay)
+            .field("rate_limits", &self.rate_limits)
             .finish()
     }
 }
@@ -211,6 +283,41 @@ impl Config {
             None => MasterKeySource::DevelopmentFile(args.data_dir.join("master.key")),
         };
         check_jwks_max_age(args.jwks_max_age)?;
+        let redis_url = match args.redis_url {
+            Some(url) if url.starts_with("redis://") => Some(url),
+            Some(_) => bail!("invalid TOLLGATE_REDIS_URL (--redis-url): must start with redis://"),
+            None => None,
+        };
+        let key_rotation_period = parse_period(&args.key_rotation_period).ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid TOLLGATE_KEY_ROTATION_PERIOD (--key-rotation-period): a number with a unit (30d, 12h, 90m, 45s), at most 3650d, or 0"
+            )
+        })?;
+        if !(1..=86_400).contains(&args.key_rotation_check_seconds) {
+            bail!(
+                "invalid TOLLGATE_KEY_ROTATION_CHECK_SECONDS (--key-rotation-check-seconds): must be between 1 and 86400"
+            );
+        }
+        let key_propagation_delay = args.key_propagation_seconds.unwrap_or(args.jwks_max_age);
+        if key_propagation_delay > 86_400 {
+            bail!(
+                "invalid TOLLGATE_KEY_PROPAGATION_SECONDS (--key-propagation-seconds): at most 86400"
+            );
+        }
+        for (name, value) in [
+            (
+                "TOLLGATE_APP_RATE_LIMIT (--app-rate-limit)",
+                args.app_rate_limit,
+            ),
+            (
+                "TOLLGATE_TENANT_RATE_LIMIT (--tenant-rate-limit)",
+                args.tenant_rate_limit,
+            ),
+        ] {
+            if !(1..=1_000_000).contains(&value) {
+                bail!("invalid {name}: must be between 1 and 1000000");
+            }
+        }
         Ok(Self {
             data_dir: args.data_dir,
             grpc_addr: args.grpc_addr,
@@ -219,6 +326,15 @@ impl Config {
             master_key,
             issuer_template,
             jwks_max_age: args.jwks_max_age,
+            redis_url,
+            key_rotation_period,
+            key_rotation_check: std::time::Duration::from_secs(args.key_rotation_check_seconds),
+            key_propagation_delay: key_propagation_delay as i64,
+            rate_limits: tollgate_issuer::RateLimits {
+                app_per_second: args.app_rate_limit as f64,
+                tenant_per_second: args.tenant_rate_limit as f64,
+                ..tollgate_issuer::RateLimits::default()
+            },
         })
     }
 

@@ -2,6 +2,7 @@
 //! reflection. `main.rs` only parses the command line and calls in here, so tests can run
 //! the real [`serve`](server::serve) on ephemeral ports.
 
+mod background;
 pub mod cli;
 pub mod config;
 mod files;

@@ -8,17 +8,24 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tollgate_domain::{ChangeListener, Clock, IssuedToken, SystemClock, TenantName, TokenRequest};
+use tollgate_domain::{
+    AccessTokenClaims, ChangeListener, Clock, IssuedToken, SystemClock, TenantName,
+    TokenCallRequest, TokenRequest,
+};
 use tollgate_gateway::{BackendError, GatewayConfig, TenantKeys, TokenBackend};
-use tollgate_issuer::{Catalog, Issuer};
-use tollgate_management::{AdminCredentials, Management};
+use tollgate_issuer::{Catalog, Issuer, Revocations};
+use tollgate_management::{AdminCredentials, KeyPolicy, Management};
 use tollgate_proto::v1::api_service_server::ApiServiceServer;
 use tollgate_proto::v1::app_service_server::AppServiceServer;
+use tollgate_proto::v1::key_service_server::KeyServiceServer;
+use tollgate_proto::v1::revocation_service_server::RevocationServiceServer;
 use tollgate_proto::v1::tenant_service_server::TenantServiceServer;
 use tollgate_proto::v1::token_service_server::TokenServiceServer;
+use tollgate_state::SharedState;
 use tollgate_store::Store;
 use tonic::transport::server::TcpIncoming;
 
+use crate::background::{Background, Broadcaster};
 use crate::config::{Config, GatewayOnlyConfig};
 use crate::grpc::{ManagementAdapter, TokenAdapter};
 
@@ -70,6 +77,12 @@ pub async fn serve(
     let store = open_store(&config).await?;
     let master_key = Arc::new(config.load_master_key()?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let state = match &config.redis_url {
+        Some(url) => SharedState::connect_redis(url)
+            .await
+            .context("cannot connect to TOLLGATE_REDIS_URL")?,
+        None => SharedState::in_process(),
+    };
     let catalog = Arc::new(Catalog::new(
         store.clone(),
         Arc::clone(&master_key),
@@ -79,15 +92,22 @@ pub async fn serve(
         Arc::clone(&catalog),
         master_key.secret_hasher(),
         Arc::clone(&clock),
+        Arc::new(Revocations::new(store.clone(), state.clone())),
+        config.rate_limits,
     ));
-    let listener: Arc<dyn ChangeListener> = catalog.clone();
+    let listener: Arc<dyn ChangeListener> = Arc::new(Broadcaster {
+        catalog: Arc::clone(&catalog),
+        state: state.clone(),
+    });
     let management = Arc::new(Management::new(
-        store.clone(),
-        Arc::clone(&catalog),
+        &issuer,
         listener,
         config.issuer_template.clone(),
         Arc::clone(&master_key),
-        clock,
+        Arc::clone(&clock),
+        KeyPolicy {
+            propagation_delay: config.key_propagation_delay,
+        },
     ));
     if let Some(credentials) = management.bootstrap().await? {
         announce_admin_credentials(&config.data_dir, &credentials)?;
@@ -98,6 +118,16 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_sender.send(true);
     });
+    let background = Arc::new(Background {
+        catalog: Arc::clone(&catalog),
+        issuer: Arc::clone(&issuer),
+        management: Arc::clone(&management),
+        state: state.clone(),
+        clock,
+        key_rotation_period: config.key_rotation_period,
+        key_rotation_check: config.key_rotation_check,
+    })
+    .spawn(stop_receiver.clone());
 
     let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
@@ -123,9 +153,13 @@ pub async fn serve(
         grpc = %grpc_addr,
         http = %http_addr,
         database = store.backend_name(),
+        shared_state = state.backend_name(),
         "tollgate serving"
     );
     let (grpc, http) = tokio::join!(grpc, http);
+    for task in background {
+        let _ = task.await;
+    }
     grpc.context("gRPC server task failed")??;
     http.context("HTTP server task failed")?
         .context("HTTP server failed")?;
@@ -182,7 +216,9 @@ async fn serve_grpc(
         .add_service(TokenServiceServer::new(TokenAdapter::new(issuer)))
         .add_service(TenantServiceServer::new(management.clone()))
         .add_service(ApiServiceServer::new(management.clone()))
-        .add_service(AppServiceServer::new(management))
+        .add_service(AppServiceServer::new(management.clone()))
+        .add_service(KeyServiceServer::new(management.clone()))
+        .add_service(RevocationServiceServer::new(management))
         // Without TCP_NODELAY, small responses wait on delayed ACKs (~40 ms per call).
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -229,6 +265,17 @@ impl TokenBackend for InProcessBackend {
         let (issuer, jwks_json) = self.issuer.jwks(tenant).await.map_err(backend_error)?;
         Ok(TenantKeys { issuer, jwks_json })
     }
+
+    async fn revoke_token(&self, request: TokenCallRequest) -> Result<(), BackendError> {
+        self.issuer.revoke(request).await.map_err(backend_error)
+    }
+
+    async fn introspect_token(
+        &self,
+        request: TokenCallRequest,
+    ) -> Result<Option<AccessTokenClaims>, BackendError> {
+        self.issuer.introspect(request).await.map_err(backend_error)
+    }
 }
 
 fn backend_error(error: tollgate_issuer::IssueError) -> BackendError {
@@ -239,8 +286,14 @@ fn backend_error(error: tollgate_issuer::IssueError) -> BackendError {
     ) {
         tracing::error!(error = %error, cause = ?std::error::Error::source(&error), "token request failed");
     }
-    BackendError {
-        code,
-        message: error.to_string(),
+    let mut backend_error = BackendError::new(code, error.to_string());
+    if let tollgate_issuer::IssueError::RateLimited(decision) = &error {
+        backend_error.retry_after = Some(decision.retry_after);
+        backend_error.rate_limit = Some(tollgate_gateway::RateLimitInfo {
+            limit: decision.limit,
+            remaining: decision.remaining,
+            reset: decision.reset_after,
+        });
     }
+    backend_error
 }

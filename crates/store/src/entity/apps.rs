@@ -17,6 +17,7 @@ pub struct Model {
     pub is_system: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    pub rate_limit_per_second: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

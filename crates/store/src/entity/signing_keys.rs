@@ -18,6 +18,9 @@ pub struct Model {
     #[sea_orm(column_type = "Blob")]
     pub private_key_sealed: Vec<u8>,
     pub created_at: i64,
+    pub activate_at: i64,
+    pub retire_at: Option<i64>,
+    pub remove_at: Option<i64>,
 }
 
 // Written by hand: even sealed, key material has no business in logs.
@@ -28,6 +31,10 @@ impl fmt::Debug for Model {
             .field("tenant_id", &self.tenant_id)
             .field("alg", &self.alg)
             .field("status", &self.status)
+            .field("created_at", &self.created_at)
+            .field("activate_at", &self.activate_at)
+            .field("retire_at", &self.retire_at)
+            .field("remove_at", &self.remove_at)
             .finish_non_exhaustive()
     }
 }

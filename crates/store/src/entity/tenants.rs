@@ -14,6 +14,8 @@ pub struct Model {
     pub signing_alg: String,
     pub created_at: i64,
     pub updated_at: i64,
+    pub keys_rotated_at: Option<i64>,
+    pub rate_limit_per_second: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

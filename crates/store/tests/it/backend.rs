@@ -1,6 +1,7 @@
 //! Fresh databases for each case: a temporary SQLite file, or a uniquely named PostgreSQL
 //! database created over `TOLLGATE_TEST_POSTGRES_URL` (with
-//! `tollgate_store::testing`) and dropped afterwards.
+//! `tollgate_store::testing`) and dropped afterwards. Migrated, or (for migration cases)
+//! left empty.
 
 use std::future::Future;
 use std::io::Write;
@@ -20,22 +21,31 @@ pub enum Backend {
     Postgres,
 }
 
-/// What a case gets: a migrated, empty store and a second, raw connection to the same
-/// database for checks the store API does not offer (row counts).
+/// What a case gets: a migrated, empty store (unless the case asked for no migration) and a
+/// second, raw connection to the same database for checks and writes the store API does not
+/// offer (row counts, rows of an older schema).
 #[derive(Clone)]
 pub struct TestDb {
     pub store: Store,
-    raw: DatabaseConnection,
+    pub raw: DatabaseConnection,
+}
+
+/// Whether [`run`] migrates the database before the case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    Migrated,
+    Empty,
 }
 
 /// Every table that holds a tenant's rows, and the column naming the tenant.
-pub const TENANT_TABLES: [(&str, &str); 6] = [
+pub const TENANT_TABLES: [(&str, &str); 7] = [
     ("tenants", "id"),
     ("apis", "tenant_id"),
     ("apps", "tenant_id"),
     ("app_secrets", "tenant_id"),
     ("grants", "tenant_id"),
     ("signing_keys", "tenant_id"),
+    ("revocations", "tenant_id"),
 ];
 
 impl TestDb {
@@ -45,10 +55,25 @@ impl TestDb {
             .iter()
             .find(|(name, _)| *name == table)
             .map_or("tenant_id", |(_, column)| *column);
+        self.count_where(table, column, tenant_id).await
+    }
+
+    /// How many change-log rows name the tenant `name`.
+    pub async fn changes(&self, name: &str) -> Result<i64, sea_orm::DbErr> {
+        self.count_where("change_log", "tenant_name", name).await
+    }
+
+    /// How many rows of `table` have `column = value`.
+    pub async fn count_where(
+        &self,
+        table: &str,
+        column: &str,
+        value: impl Into<sea_orm::Value>,
+    ) -> Result<i64, sea_orm::DbErr> {
         let query = Query::select()
             .expr(Expr::col(Asterisk).count())
             .from(Alias::new(table))
-            .and_where(Expr::col(Alias::new(column)).eq(tenant_id))
+            .and_where(Expr::col(Alias::new(column)).eq(value))
             .to_owned();
         let statement = self.raw.get_database_backend().build(&query);
         let row = self
@@ -72,9 +97,9 @@ impl TestDb {
     }
 }
 
-/// Runs `case` on a fresh database of `backend`, then removes the database, even when the
-/// case fails or panics.
-pub async fn run<F, Fut>(backend: Backend, case: F) -> TestResult
+/// Runs `case` on a fresh database of `backend` (migrated, or not at all), then removes the
+/// database, even when the case fails or panics.
+pub async fn run<F, Fut>(backend: Backend, schema: Schema, case: F) -> TestResult
 where
     F: FnOnce(TestDb) -> Fut,
     Fut: Future<Output = TestResult> + Send + 'static,
@@ -86,7 +111,7 @@ where
                 "sqlite://{}?mode=rwc",
                 dir.path().join("store.db").display()
             );
-            let db = open(&url).await?;
+            let db = open(&url, schema).await?;
             let outcome = tokio::spawn(case(db.clone())).await;
             db.store.close().await?;
             db.raw.close().await?;
@@ -97,7 +122,7 @@ where
                 return Ok(());
             };
             let url = fresh_postgres_database(&base_url).await?;
-            let outcome = match open(&url).await {
+            let outcome = match open(&url, schema).await {
                 Ok(db) => {
                     let outcome = tokio::spawn(case(db.clone())).await;
                     db.store.close().await?;
@@ -121,9 +146,14 @@ fn finish(outcome: Result<TestResult, tokio::task::JoinError>) -> TestResult {
     }
 }
 
-async fn open(url: &str) -> Result<TestDb, Box<dyn std::error::Error + Send + Sync>> {
+async fn open(
+    url: &str,
+    schema: Schema,
+) -> Result<TestDb, Box<dyn std::error::Error + Send + Sync>> {
     let store = Store::connect(url).await?;
-    store.migrate().await?;
+    if schema == Schema::Migrated {
+        store.migrate().await?;
+    }
     let raw = Database::connect(url).await?;
     Ok(TestDb { store, raw })
 }

@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tollgate_domain::{
-    Algorithm, ApiIdentifier, ClientId, InvalidValue, Scope, ScopeDefinition, ScopeSet, TenantName,
-    TokenLifetime,
+    Algorithm, ApiIdentifier, ClientId, InvalidValue, Revocation, RevocationTarget, Scope,
+    ScopeDefinition, ScopeSet, TenantName, TokenLifetime, UnixTime,
 };
 use tollgate_store::{
     ApiRecord, AppRecord, GrantRecord, NewApp, NewTenant, SecretRecord, SigningKeyRecord,
@@ -26,6 +26,8 @@ pub fn tenant(name: &str) -> Result<TenantRecord, InvalidValue> {
         signing_alg: Algorithm::Es256,
         created_at: 1_700_000_000,
         updated_at: 1_700_000_000,
+        keys_rotated_at: None,
+        rate_limit_per_second: None,
     })
 }
 
@@ -71,6 +73,7 @@ pub fn app(client_id: &str) -> Result<AppRecord, InvalidValue> {
         is_system: false,
         created_at: 1_700_000_200,
         updated_at: 1_700_000_200,
+        rate_limit_per_second: None,
     })
 }
 
@@ -81,6 +84,7 @@ pub fn secret(app: &AppRecord) -> SecretRecord {
         hash: format!("hash-of-{}", app.client_id),
         created_at: 1_700_000_300,
         expires_at: Some(1_800_000_000),
+        last_used_at: None,
     }
 }
 
@@ -100,6 +104,23 @@ pub fn key(alg: Algorithm, created_at: i64) -> SigningKeyRecord {
         // Every byte value, to prove the binary column is byte-exact on both backends.
         private_key_sealed: (0..=255u8).rev().chain(0..=255u8).collect(),
         created_at,
+        activate_at: created_at,
+        retire_at: None,
+        remove_at: None,
+    }
+}
+
+pub fn revocation(
+    tenant_id: &str,
+    target: RevocationTarget,
+    revoked_at: UnixTime,
+    expires_at: UnixTime,
+) -> Revocation {
+    Revocation {
+        tenant_id: tenant_id.to_owned(),
+        target,
+        revoked_at,
+        expires_at,
     }
 }
 

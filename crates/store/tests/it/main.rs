@@ -10,23 +10,26 @@ mod fixtures;
 /// What every case returns; `?` works on store, domain and setup errors alike.
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-/// Declares each case once per backend, as `sqlite::<case>` and `postgres::<case>`.
+/// Declares each case once per backend, as `sqlite::<case>` and `postgres::<case>`. Cases
+/// after `empty:` get a database no migration has touched.
 macro_rules! suite {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
+    ($($case:ident),* $(,)?; empty: $($empty:ident),* $(,)?) => {
+        suite!(@backend sqlite, Sqlite; $($case),*; $($empty),*);
+        suite!(@backend postgres, Postgres; $($case),*; $($empty),*);
+    };
+    (@backend $module:ident, $backend:ident; $($case:ident),*; $($empty:ident),*) => {
+        mod $module {
+            use crate::backend::{Backend, Schema, run};
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() -> crate::TestResult {
-                    crate::backend::run(crate::backend::Backend::Sqlite, crate::cases::$case).await
+                    run(Backend::$backend, Schema::Migrated, crate::cases::$case).await
                 }
             )*
-        }
-        mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() -> crate::TestResult {
-                    crate::backend::run(crate::backend::Backend::Postgres, crate::cases::$case)
-                        .await
+                async fn $empty() -> crate::TestResult {
+                    run(Backend::$backend, Schema::Empty, crate::cases::$empty).await
                 }
             )*
         }
@@ -53,6 +56,19 @@ suite!(
     snapshot_content,
     signing_keys_round_trip,
     concurrent_writes_and_reads,
+    secrets_list_add_expire,
+    touch_secrets_keeps_the_latest_use,
+    rotation_compare_and_set,
+    concurrent_rotations_one_wins,
+    rotation_failures_write_nothing,
+    tenants_due_for_rotation_order,
+    delete_removed_keys,
+    revocations_live_matching_purge,
+    revocations_on_delete,
+    change_log_rows_per_write,
+    changed_tenants_since_and_purge;
+    empty:
+    migration_upgrades_initial_schema,
 );
 
 /// `sqlite::memory:` keeps its one connection alive: data written is still there to read.

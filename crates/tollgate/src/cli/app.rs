@@ -1,12 +1,22 @@
-//! `tollgate app …`: `AppService`.
+//! `tollgate app …`: `AppService`: apps, their secrets (rotation, revocation) and blocking.
 
 use clap::Subcommand;
 use tollgate_proto::v1;
 
 use super::auth::AdminSession;
 use super::flags::parse_grant;
-use super::output::{self, print, print_deleted};
+use super::output::{self, print, print_deleted, print_done};
 use super::{GlobalOptions, ListArgs, collect_pages};
+
+/// The longest `--overlap` of `app rotate-secret`: thirty days, as the server allows.
+pub(super) const MAX_OVERLAP_SECONDS: i64 = 30 * 86_400;
+/// The largest `--rate-limit` the server accepts.
+pub(super) const MAX_RATE_LIMIT: i64 = 1_000_000;
+
+/// The value parser of `--rate-limit`: requests per second, 0 for the server default.
+pub(super) fn rate_limit_parser() -> clap::builder::RangedI64ValueParser<i64> {
+    clap::value_parser!(i64).range(0..=MAX_RATE_LIMIT)
+}
 
 /// The app verbs.
 #[derive(Debug, Subcommand)]
@@ -72,12 +82,100 @@ pub enum AppSubcommand {
         /// Removes every grant of the app.
         #[arg(long)]
         clear_grants: bool,
-        /// Blocks the app: it gets no tokens until unblocked.
+        /// Blocks the app: it gets no tokens until unblocked (same as `app block`).
         #[arg(long, conflicts_with = "unblock")]
         block: bool,
-        /// Unblocks the app.
+        /// With --block: also revokes every token the app holds now.
+        #[arg(long, requires = "block", conflicts_with = "unblock")]
+        revoke_tokens: bool,
+        /// Unblocks the app (same as `app unblock`).
         #[arg(long)]
         unblock: bool,
+        /// Token requests per second the app may make (bursts of twice that); 0 returns to
+        /// the server default (TOLLGATE_APP_RATE_LIMIT).
+        #[arg(long, value_name = "N", value_parser = rate_limit_parser())]
+        rate_limit: Option<i64>,
+    },
+    /// Blocks an app: it gets no tokens until unblocked (`app update --block`).
+    ///
+    /// Its token requests fail with `invalid_client` from the next request, on every
+    /// instance. Tokens it already holds stay valid until they expire unless --revoke-tokens
+    /// is given.
+    Block {
+        /// The tenant that owns the app.
+        #[arg(long)]
+        tenant: String,
+        /// The app's client id.
+        #[arg(long, value_name = "ID")]
+        client_id: String,
+        /// Also revokes every token the app holds now.
+        #[arg(long)]
+        revoke_tokens: bool,
+    },
+    /// Unblocks an app (`app update --unblock`).
+    ///
+    /// It gets tokens again from the next request. Tokens revoked while it was blocked stay
+    /// revoked.
+    Unblock {
+        /// The tenant that owns the app.
+        #[arg(long)]
+        tenant: String,
+        /// The app's client id.
+        #[arg(long, value_name = "ID")]
+        client_id: String,
+    },
+    /// Gives an app a new client secret, shown only this once; the old one works on for the
+    /// overlap.
+    ///
+    /// Prints the new secret and the app's secrets. The secrets the app had keep working for
+    /// the overlap, so the new one can be deployed first. An app has at most two live
+    /// secrets: revoke one first if it has two.
+    RotateSecret {
+        /// The tenant that owns the app.
+        #[arg(long)]
+        tenant: String,
+        /// The app's client id.
+        #[arg(long, value_name = "ID")]
+        client_id: String,
+        /// How long the current secret keeps working, in seconds (at most 2592000, 30 days);
+        /// 0 ends it now. Default: 86400 (one day).
+        #[arg(
+            long,
+            value_name = "SECS",
+            value_parser = clap::value_parser!(i64).range(0..=MAX_OVERLAP_SECONDS)
+        )]
+        overlap: Option<i64>,
+    },
+    /// Ends one of an app's client secrets now, optionally with the tokens it obtained.
+    ///
+    /// With --revoke-tokens, also revokes every token the secret obtained: the tokens whose
+    /// `sid` claim is the secret's id.
+    RevokeSecret {
+        /// The tenant that owns the app.
+        #[arg(long)]
+        tenant: String,
+        /// The app's client id.
+        #[arg(long, value_name = "ID")]
+        client_id: String,
+        /// The secret's id, as `app secrets` lists it.
+        #[arg(long, value_name = "SID")]
+        secret_id: String,
+        /// Also revokes every token this secret obtained.
+        #[arg(long)]
+        revoke_tokens: bool,
+    },
+    /// Lists an app's client secrets (ids and dates, never values).
+    ///
+    /// Newest first, with each secret's id (the `sid` claim of the tokens it obtains),
+    /// creation, end, last use (to within about a minute) and whether it works now.
+    #[command(visible_alias = "list-secrets")]
+    Secrets {
+        /// The tenant that owns the app.
+        #[arg(long)]
+        tenant: String,
+        /// The app's client id.
+        #[arg(long, value_name = "ID")]
+        client_id: String,
     },
     /// Deletes an app with its secrets and grants.
     Delete {
@@ -156,7 +254,9 @@ pub async fn run(options: &GlobalOptions, command: AppSubcommand) -> anyhow::Res
             grants,
             clear_grants,
             block,
+            revoke_tokens,
             unblock,
+            rate_limit,
         } => {
             let grants = (clear_grants || !grants.is_empty()).then_some(v1::GrantList { grants });
             let blocked = match (block, unblock) {
@@ -172,10 +272,82 @@ pub async fn run(options: &GlobalOptions, command: AppSubcommand) -> anyhow::Res
                     description,
                     grants,
                     blocked,
+                    revoke_tokens,
+                    rate_limit_per_second: rate_limit,
                 })
                 .await?
                 .into_inner();
             print(format, &app)
+        }
+        AppSubcommand::Block {
+            tenant,
+            client_id,
+            revoke_tokens,
+        } => {
+            let app = client
+                .update_app(set_blocked(tenant, client_id, true, revoke_tokens))
+                .await?
+                .into_inner();
+            print(format, &app)
+        }
+        AppSubcommand::Unblock { tenant, client_id } => {
+            let app = client
+                .update_app(set_blocked(tenant, client_id, false, false))
+                .await?
+                .into_inner();
+            print(format, &app)
+        }
+        AppSubcommand::RotateSecret {
+            tenant,
+            client_id,
+            overlap,
+        } => {
+            let response = client
+                .rotate_secret(v1::RotateSecretRequest {
+                    tenant,
+                    client_id,
+                    overlap_seconds: overlap,
+                })
+                .await?
+                .into_inner();
+            print(format, &response)?;
+            output::secret_shown_once(format);
+            Ok(())
+        }
+        AppSubcommand::RevokeSecret {
+            tenant,
+            client_id,
+            secret_id,
+            revoke_tokens,
+        } => {
+            let response = client
+                .revoke_secret(v1::RevokeSecretRequest {
+                    tenant: tenant.clone(),
+                    client_id: client_id.clone(),
+                    secret_id: secret_id.clone(),
+                    revoke_tokens,
+                })
+                .await?
+                .into_inner();
+            let tokens = if revoke_tokens {
+                " and every token it obtained"
+            } else {
+                ""
+            };
+            print_done(
+                format,
+                &response,
+                &format!(
+                    "revoked secret {secret_id} of app {client_id} of tenant {tenant}{tokens}"
+                ),
+            )
+        }
+        AppSubcommand::Secrets { tenant, client_id } => {
+            let response = client
+                .list_secrets(v1::ListSecretsRequest { tenant, client_id })
+                .await?
+                .into_inner();
+            print(format, &response)
         }
         AppSubcommand::Delete { tenant, client_id } => {
             let response = client
@@ -191,5 +363,21 @@ pub async fn run(options: &GlobalOptions, command: AppSubcommand) -> anyhow::Res
                 &format!("app {client_id} of tenant {tenant}"),
             )
         }
+    }
+}
+
+/// The `UpdateApp` request of `app block` and `app unblock`: only the block state changes.
+fn set_blocked(
+    tenant: String,
+    client_id: String,
+    blocked: bool,
+    revoke_tokens: bool,
+) -> v1::UpdateAppRequest {
+    v1::UpdateAppRequest {
+        tenant,
+        client_id,
+        blocked: Some(blocked),
+        revoke_tokens,
+        ..Default::default()
     }
 }

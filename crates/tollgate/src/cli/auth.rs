@@ -15,6 +15,8 @@ use tollgate_domain::MANAGEMENT_API_SUFFIX;
 use tollgate_proto::v1;
 use tollgate_proto::v1::api_service_client::ApiServiceClient;
 use tollgate_proto::v1::app_service_client::AppServiceClient;
+use tollgate_proto::v1::key_service_client::KeyServiceClient;
+use tollgate_proto::v1::revocation_service_client::RevocationServiceClient;
 use tollgate_proto::v1::tenant_service_client::TenantServiceClient;
 use tollgate_proto::v1::token_service_client::TokenServiceClient;
 use tonic::metadata::AsciiMetadataValue;
@@ -276,6 +278,16 @@ impl AdminSession {
     /// An `AppService` client.
     pub fn apps(&self) -> AppServiceClient<AdminChannel> {
         AppServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    /// A `KeyService` client.
+    pub fn keys(&self) -> KeyServiceClient<AdminChannel> {
+        KeyServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    /// A `RevocationService` client.
+    pub fn revocations(&self) -> RevocationServiceClient<AdminChannel> {
+        RevocationServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 }
 

@@ -1,6 +1,7 @@
-//! The `tollgate` command line: `serve` and `migrate` run the server side; `tenant`, `api`
-//! and `app` manage a running server over gRPC with admin credentials; `token` asks for an
-//! access token with an app's own credentials.
+//! The `tollgate` command line: `serve` and `migrate` run the server side; `tenant`, `api`,
+//! `app` and `key` manage a running server over gRPC with admin credentials; `token` asks
+//! for, introspects and revokes access tokens with an app's own credentials (and revokes
+//! them more widely with admin credentials).
 //!
 //! Commands are noun–verb (`tollgate tenant create acme`). Everything is driven by flags and
 //! environment variables, never by prompts, so scripts and tests can run every command.
@@ -15,6 +16,7 @@ mod api;
 mod app;
 mod auth;
 mod flags;
+mod key;
 mod output;
 mod serve;
 mod tenant;
@@ -33,9 +35,10 @@ pub use auth::{
     ENV_ADMIN_TENANT, find_credentials,
 };
 pub use flags::{parse_grant, parse_scope, parse_scope_definition};
+pub use key::KeySubcommand;
 pub use output::{OutputFormat, ProtoMessage, describe_error, to_json, to_text};
 pub use tenant::TenantSubcommand;
-pub use token::{IssueArgs, TokenSubcommand};
+pub use token::{IntrospectArgs, IssueArgs, Revocation, RevokeArgs, TokenSubcommand};
 
 /// The default gRPC endpoint of the admin and token commands.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
@@ -73,10 +76,14 @@ pub enum Command {
     /// Manages a tenant's APIs (resource servers).
     #[command(subcommand)]
     Api(ApiSubcommand),
-    /// Manages a tenant's M2M apps (clients).
+    /// Manages a tenant's M2M apps (clients): grants, blocking, secrets and their rotation.
     #[command(subcommand)]
     App(AppSubcommand),
-    /// Gets access tokens with an app's own client credentials.
+    /// Manages a tenant's signing keys: rotation and their states.
+    #[command(subcommand)]
+    Key(KeySubcommand),
+    /// Gets, introspects and revokes access tokens with an app's own client credentials;
+    /// `token revoke` also revokes by jti, secret, app or tenant with admin credentials.
     #[command(subcommand)]
     Token(TokenSubcommand),
 }
@@ -155,6 +162,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(command) => tenant::run(&cli.options, command).await,
         Command::Api(command) => api::run(&cli.options, command).await,
         Command::App(command) => app::run(&cli.options, command).await,
+        Command::Key(command) => key::run(&cli.options, command).await,
         Command::Token(command) => token::run(&cli.options, command).await,
     }
 }
@@ -341,6 +349,90 @@ mod tests {
                 "a b",
             ][..],
             &["tenant", "list", "--output", "yaml"][..],
+            // --revoke-tokens belongs to blocking.
+            &[
+                "app",
+                "update",
+                "--tenant",
+                "t",
+                "--client-id",
+                "c",
+                "--revoke-tokens",
+            ][..],
+            &[
+                "app",
+                "update",
+                "--tenant",
+                "t",
+                "--client-id",
+                "c",
+                "--unblock",
+                "--revoke-tokens",
+            ][..],
+            &[
+                "app",
+                "unblock",
+                "--tenant",
+                "t",
+                "--client-id",
+                "c",
+                "--revoke-tokens",
+            ][..],
+            &["app", "block", "--tenant", "t"][..],
+            // Rate limits: 0 (server default) to 1000000 per second.
+            &[
+                "app",
+                "update",
+                "--tenant",
+                "t",
+                "--client-id",
+                "c",
+                "--rate-limit",
+                "-1",
+            ][..],
+            &["tenant", "update", "acme", "--rate-limit", "1000001"][..],
+            &["tenant", "update", "acme", "--rate-limit", "fast"][..],
+            // Overlap: 0 to 30 days, in seconds.
+            &[
+                "app",
+                "rotate-secret",
+                "--tenant",
+                "t",
+                "--client-id",
+                "c",
+                "--overlap",
+                "2592001",
+            ][..],
+            &[
+                "app",
+                "rotate-secret",
+                "--tenant",
+                "t",
+                "--client-id",
+                "c",
+                "--overlap",
+                "24h",
+            ][..],
+            &["app", "revoke-secret", "--tenant", "t", "--client-id", "c"][..],
+            &["app", "secrets", "--tenant", "t"][..],
+            // Propagation delay: 0 to one day.
+            &[
+                "key",
+                "rotate",
+                "--tenant",
+                "t",
+                "--propagation-delay",
+                "86401",
+            ][..],
+            &[
+                "key",
+                "rotate",
+                "--tenant",
+                "t",
+                "--propagation-delay",
+                "-1",
+            ][..],
+            &["key", "list"][..],
         ] {
             let error = parse(args).err();
             assert_eq!(
@@ -349,5 +441,157 @@ mod tests {
                 "{args:?} should be a usage error"
             );
         }
+    }
+
+    #[test]
+    fn block_and_unblock_are_update_app_sugar() -> anyhow::Result<()> {
+        let cli = parse(&[
+            "app",
+            "block",
+            "--tenant",
+            "acme",
+            "--client-id",
+            "c1",
+            "--revoke-tokens",
+        ])?;
+        let Command::App(AppSubcommand::Block {
+            tenant,
+            client_id,
+            revoke_tokens,
+        }) = cli.command
+        else {
+            anyhow::bail!("not app block");
+        };
+        assert_eq!((tenant.as_str(), client_id.as_str()), ("acme", "c1"));
+        assert!(revoke_tokens);
+
+        let cli = parse(&["app", "unblock", "--tenant", "acme", "--client-id", "c1"])?;
+        assert!(matches!(
+            cli.command,
+            Command::App(AppSubcommand::Unblock { .. })
+        ));
+
+        // `app update --block` keeps working, now with --revoke-tokens and --rate-limit.
+        let cli = parse(&[
+            "app",
+            "update",
+            "--tenant",
+            "acme",
+            "--client-id",
+            "c1",
+            "--block",
+            "--revoke-tokens",
+            "--rate-limit",
+            "0",
+        ])?;
+        let Command::App(AppSubcommand::Update {
+            block,
+            revoke_tokens,
+            unblock,
+            rate_limit,
+            ..
+        }) = cli.command
+        else {
+            anyhow::bail!("not app update");
+        };
+        assert!(block && revoke_tokens && !unblock);
+        assert_eq!(rate_limit, Some(0), "0 returns to the server default");
+        Ok(())
+    }
+
+    #[test]
+    fn secret_and_key_commands() -> anyhow::Result<()> {
+        let cli = parse(&[
+            "app",
+            "rotate-secret",
+            "--tenant",
+            "acme",
+            "--client-id",
+            "c1",
+            "--overlap",
+            "0",
+        ])?;
+        assert!(matches!(
+            cli.command,
+            Command::App(AppSubcommand::RotateSecret {
+                overlap: Some(0),
+                ..
+            })
+        ));
+        let cli = parse(&[
+            "app",
+            "rotate-secret",
+            "--tenant",
+            "acme",
+            "--client-id",
+            "c1",
+        ])?;
+        assert!(matches!(
+            cli.command,
+            Command::App(AppSubcommand::RotateSecret { overlap: None, .. })
+        ));
+        let cli = parse(&[
+            "app",
+            "revoke-secret",
+            "--tenant",
+            "acme",
+            "--client-id",
+            "c1",
+            "--secret-id",
+            "sec_1",
+        ])?;
+        assert!(matches!(
+            cli.command,
+            Command::App(AppSubcommand::RevokeSecret {
+                revoke_tokens: false,
+                ..
+            })
+        ));
+        for verb in ["secrets", "list-secrets"] {
+            let cli = parse(&["app", verb, "--tenant", "acme", "--client-id", "c1"])?;
+            assert!(matches!(
+                cli.command,
+                Command::App(AppSubcommand::Secrets { .. })
+            ));
+        }
+
+        let cli = parse(&["key", "rotate", "--tenant", "acme"])?;
+        assert!(matches!(
+            cli.command,
+            Command::Key(KeySubcommand::Rotate {
+                propagation_delay: None,
+                ..
+            })
+        ));
+        let cli = parse(&[
+            "key",
+            "rotate",
+            "--tenant",
+            "acme",
+            "--propagation-delay",
+            "0",
+        ])?;
+        assert!(matches!(
+            cli.command,
+            Command::Key(KeySubcommand::Rotate {
+                propagation_delay: Some(0),
+                ..
+            })
+        ));
+        let cli = parse(&["key", "list", "--tenant", "acme", "--output", "json"])?;
+        assert!(matches!(
+            cli.command,
+            Command::Key(KeySubcommand::List { .. })
+        ));
+
+        let cli = parse(&["tenant", "update", "acme", "--rate-limit", "5000"])?;
+        assert!(matches!(
+            cli.command,
+            Command::Tenant(TenantSubcommand::Update {
+                rate_limit: Some(5000),
+                ..
+            })
+        ));
+        Ok(())
     }
 }

@@ -58,6 +58,16 @@ proto_messages!(
     CreateAppResponse,
     ListAppsResponse,
     DeleteAppResponse,
+    ClientSecretInfo,
+    RotateSecretResponse,
+    RevokeSecretResponse,
+    ListSecretsResponse,
+    SigningKeyInfo,
+    RotateSigningKeyResponse,
+    ListKeysResponse,
+    RevokeTokensResponse,
+    RevokeTokenResponse,
+    IntrospectTokenResponse,
 );
 
 /// Prints `message` in `format` to standard output.
@@ -75,8 +85,17 @@ pub fn print_deleted<M: ProtoMessage>(
     message: &M,
     what: &str,
 ) -> anyhow::Result<()> {
+    print_done(format, message, &format!("deleted {what}"))
+}
+
+/// Prints an (empty) response: the one-line `confirmation` in text, the message in JSON.
+pub fn print_done<M: ProtoMessage>(
+    format: OutputFormat,
+    message: &M,
+    confirmation: &str,
+) -> anyhow::Result<()> {
     match format {
-        OutputFormat::Text => emit(&format!("deleted {what}\n")),
+        OutputFormat::Text => emit(&format!("{confirmation}\n")),
         OutputFormat::Json => print(format, message),
     }
 }
@@ -350,6 +369,7 @@ mod tests {
                 nanos: 0,
             }),
             update_time: None,
+            rate_limit_per_second: 0,
         }
     }
 
@@ -416,6 +436,7 @@ grants:
 blocked: false
 is_system: false
 create_time: 2023-11-14T22:13:20Z
+rate_limit_per_second: 0
 ";
         assert_eq!(to_text(&sample_app())?, expected);
 

@@ -3,6 +3,7 @@
 use clap::Subcommand;
 use tollgate_proto::v1;
 
+use super::app::rate_limit_parser;
 use super::auth::AdminSession;
 use super::output::{self, print, print_deleted};
 use super::{GlobalOptions, ListArgs, collect_pages};
@@ -32,7 +33,7 @@ pub enum TenantSubcommand {
     },
     /// Lists tenants by name.
     List(ListArgs),
-    /// Changes a tenant's display name or default signing algorithm.
+    /// Changes a tenant's display name, default signing algorithm or rate limit.
     Update {
         /// The tenant's name.
         name: String,
@@ -42,6 +43,10 @@ pub enum TenantSubcommand {
         /// New default signing algorithm; takes effect for the next token.
         #[arg(long, value_name = "ALG", value_parser = ALGORITHMS)]
         alg: Option<String>,
+        /// Token requests per second across all the tenant's apps (bursts of twice that);
+        /// 0 returns to the server default (TOLLGATE_TENANT_RATE_LIMIT).
+        #[arg(long, value_name = "N", value_parser = rate_limit_parser())]
+        rate_limit: Option<i64>,
     },
     /// Deletes a tenant with everything it owns.
     Delete {
@@ -108,12 +113,14 @@ pub async fn run(options: &GlobalOptions, command: TenantSubcommand) -> anyhow::
             name,
             display_name,
             alg,
+            rate_limit,
         } => {
             let tenant = client
                 .update_tenant(v1::UpdateTenantRequest {
                     name,
                     display_name,
                     signing_alg: alg,
+                    rate_limit_per_second: rate_limit,
                 })
                 .await?
                 .into_inner();

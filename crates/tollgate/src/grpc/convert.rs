@@ -92,6 +92,7 @@ pub fn tenant_update(
         tollgate_management::TenantUpdate {
             display_name: request.display_name,
             signing_alg,
+            rate_limit_per_second: request.rate_limit_per_second.map(rate_limit).transpose()?,
         },
     ))
 }
@@ -152,6 +153,8 @@ pub fn app_update(
             description: request.description,
             grants: request.grants.map(|list| grants(list.grants)).transpose()?,
             blocked: request.blocked,
+            revoke_tokens: request.revoke_tokens,
+            rate_limit_per_second: request.rate_limit_per_second.map(rate_limit).transpose()?,
         },
     ))
 }
@@ -165,6 +168,7 @@ pub fn tenant(record: TenantRecord, template: &IssuerTemplate) -> v1::Tenant {
         id: record.id,
         create_time: timestamp(record.created_at),
         update_time: timestamp(record.updated_at),
+        rate_limit_per_second: record.rate_limit_per_second.unwrap_or(0),
     }
 }
 
@@ -219,5 +223,88 @@ pub fn app(tenant: &TenantName, record: AppWithGrants) -> v1::App {
         is_system: app.is_system,
         create_time: timestamp(app.created_at),
         update_time: timestamp(app.updated_at),
+        rate_limit_per_second: app.rate_limit_per_second.unwrap_or(0),
+    }
+}
+
+/// A client-authenticated call about a token (revocation, introspection).
+pub fn token_call(
+    tenant: &str,
+    client_id: &str,
+    client_secret: String,
+    token: String,
+    source: Option<std::net::IpAddr>,
+) -> Result<tollgate_domain::TokenCallRequest, InvalidValue> {
+    if token.is_empty() {
+        return Err(InvalidValue::new("token", "must not be empty"));
+    }
+    Ok(tollgate_domain::TokenCallRequest {
+        tenant: TenantName::parse(tenant)?,
+        client_id: tollgate_domain::ClientId::parse(client_id)?,
+        client_secret: tollgate_domain::ClientSecret::new(client_secret),
+        token,
+        source,
+    })
+}
+
+/// A rate limit on the wire (0 = server default) as stored (`None` = server default).
+pub fn rate_limit(value: i64) -> Result<Option<i64>, InvalidValue> {
+    match value {
+        0 => Ok(None),
+        rate if (1..=1_000_000).contains(&rate) => Ok(Some(rate)),
+        _ => Err(InvalidValue::new(
+            "rate_limit_per_second",
+            "must be between 0 (server default) and 1000000",
+        )),
+    }
+}
+
+pub fn secret_info(record: &tollgate_store::SecretRecord, now: i64) -> v1::ClientSecretInfo {
+    v1::ClientSecretInfo {
+        id: record.id.clone(),
+        create_time: timestamp(record.created_at),
+        expire_time: record.expires_at.and_then(timestamp),
+        last_used_time: record.last_used_at.and_then(timestamp),
+        active: record.expires_at.is_none_or(|expires_at| now < expires_at),
+    }
+}
+
+pub fn key_info(record: &tollgate_store::SigningKeyRecord, now: i64) -> v1::SigningKeyInfo {
+    v1::SigningKeyInfo {
+        kid: record.kid.clone(),
+        alg: record.alg.to_string(),
+        state: tollgate_management::key_state(record, now)
+            .as_str()
+            .to_owned(),
+        create_time: timestamp(record.created_at),
+        activate_time: timestamp(record.activate_at),
+        retire_time: record.retire_at.and_then(timestamp),
+        remove_time: record.remove_at.and_then(timestamp),
+    }
+}
+
+pub fn revocation_target(
+    target: Option<v1::revoke_tokens_request::Target>,
+) -> Result<tollgate_domain::RevocationTarget, InvalidValue> {
+    use tollgate_domain::RevocationTarget;
+    use v1::revoke_tokens_request::Target;
+    let non_empty = |field: &'static str, value: String| {
+        if value.is_empty() {
+            Err(InvalidValue::new(field, "must not be empty"))
+        } else {
+            Ok(value)
+        }
+    };
+    match target {
+        Some(Target::Jti(jti)) => Ok(RevocationTarget::Token(non_empty("jti", jti)?)),
+        Some(Target::SecretId(sid)) => Ok(RevocationTarget::Secret(non_empty("secret_id", sid)?)),
+        Some(Target::ClientId(client_id)) => Ok(RevocationTarget::App(
+            tollgate_domain::ClientId::parse(&client_id)?.to_string(),
+        )),
+        Some(Target::All(true)) => Ok(RevocationTarget::Tenant),
+        Some(Target::All(false)) | None => Err(InvalidValue::new(
+            "target",
+            "set one of jti, secret_id, client_id or all",
+        )),
     }
 }

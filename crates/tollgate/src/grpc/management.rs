@@ -8,6 +8,8 @@ use tollgate_management::{Management, Principal};
 use tollgate_proto::status::invalid_argument;
 use tollgate_proto::v1::api_service_server::ApiService;
 use tollgate_proto::v1::app_service_server::AppService;
+use tollgate_proto::v1::key_service_server::KeyService;
+use tollgate_proto::v1::revocation_service_server::RevocationService;
 use tollgate_proto::v1::tenant_service_server::TenantService;
 use tollgate_proto::v1::*;
 use tonic::{Request, Response, Status};
@@ -314,5 +316,129 @@ impl AppService for ManagementAdapter {
             .await
             .map_err(into_status)?;
         Ok(Response::new(DeleteAppResponse {}))
+    }
+
+    async fn rotate_secret(
+        &self,
+        request: Request<RotateSecretRequest>,
+    ) -> Result<Response<RotateSecretResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let request = request.into_inner();
+        let tenant = convert::tenant_name(&request.tenant).map_err(invalid_argument)?;
+        let client_id = convert::client_id(&request.client_id).map_err(invalid_argument)?;
+        let rotated = self
+            .management
+            .rotate_secret(&principal, &tenant, &client_id, request.overlap_seconds)
+            .await
+            .map_err(into_status)?;
+        let now = self.management.now();
+        Ok(Response::new(RotateSecretResponse {
+            secret: Some(convert::secret_info(&rotated.record, now)),
+            client_secret: rotated.secret.expose().to_owned(),
+            secrets: rotated
+                .secrets
+                .iter()
+                .map(|secret| convert::secret_info(secret, now))
+                .collect(),
+        }))
+    }
+
+    async fn revoke_secret(
+        &self,
+        request: Request<RevokeSecretRequest>,
+    ) -> Result<Response<RevokeSecretResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let request = request.into_inner();
+        let tenant = convert::tenant_name(&request.tenant).map_err(invalid_argument)?;
+        let client_id = convert::client_id(&request.client_id).map_err(invalid_argument)?;
+        self.management
+            .revoke_secret(
+                &principal,
+                &tenant,
+                &client_id,
+                &request.secret_id,
+                request.revoke_tokens,
+            )
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(RevokeSecretResponse {}))
+    }
+
+    async fn list_secrets(
+        &self,
+        request: Request<ListSecretsRequest>,
+    ) -> Result<Response<ListSecretsResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let tenant = convert::tenant_name(&request.get_ref().tenant).map_err(invalid_argument)?;
+        let client_id =
+            convert::client_id(&request.get_ref().client_id).map_err(invalid_argument)?;
+        let secrets = self
+            .management
+            .list_secrets(&principal, &tenant, &client_id)
+            .await
+            .map_err(into_status)?;
+        let now = self.management.now();
+        Ok(Response::new(ListSecretsResponse {
+            secrets: secrets
+                .iter()
+                .map(|secret| convert::secret_info(secret, now))
+                .collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl KeyService for ManagementAdapter {
+    async fn rotate_signing_key(
+        &self,
+        request: Request<RotateSigningKeyRequest>,
+    ) -> Result<Response<RotateSigningKeyResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let request = request.into_inner();
+        let tenant = convert::tenant_name(&request.tenant).map_err(invalid_argument)?;
+        let keys = self
+            .management
+            .rotate_signing_key(&principal, &tenant, request.propagation_delay_seconds)
+            .await
+            .map_err(into_status)?;
+        let now = self.management.now();
+        Ok(Response::new(RotateSigningKeyResponse {
+            keys: keys.iter().map(|key| convert::key_info(key, now)).collect(),
+        }))
+    }
+
+    async fn list_keys(
+        &self,
+        request: Request<ListKeysRequest>,
+    ) -> Result<Response<ListKeysResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let tenant = convert::tenant_name(&request.get_ref().tenant).map_err(invalid_argument)?;
+        let keys = self
+            .management
+            .list_keys(&principal, &tenant)
+            .await
+            .map_err(into_status)?;
+        let now = self.management.now();
+        Ok(Response::new(ListKeysResponse {
+            keys: keys.iter().map(|key| convert::key_info(key, now)).collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl RevocationService for ManagementAdapter {
+    async fn revoke_tokens(
+        &self,
+        request: Request<RevokeTokensRequest>,
+    ) -> Result<Response<RevokeTokensResponse>, Status> {
+        let principal = self.principal(&request).await?;
+        let request = request.into_inner();
+        let tenant = convert::tenant_name(&request.tenant).map_err(invalid_argument)?;
+        let target = convert::revocation_target(request.target).map_err(invalid_argument)?;
+        self.management
+            .revoke_tokens(&principal, &tenant, target)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(RevokeTokensResponse {}))
     }
 }

@@ -6,11 +6,12 @@ mod convert;
 mod management;
 mod token;
 
+pub(crate) use convert::token_call;
 pub use management::ManagementAdapter;
 pub use token::TokenAdapter;
 
 use tollgate_domain::ErrorCode;
-use tollgate_proto::status::to_status;
+use tollgate_proto::status::{to_status, to_status_with_retry};
 use tonic::Status;
 
 /// Converts a service error to a status; internal causes are logged, never returned.
@@ -22,17 +23,32 @@ where
     if matches!(code, ErrorCode::Internal | ErrorCode::Unavailable) {
         tracing::error!(error = %error, cause = ?std::error::Error::source(&error), "request failed");
     }
-    to_status(code, error.to_string())
+    match error.retry_after() {
+        Some(retry_after) => to_status_with_retry(code, error.to_string(), retry_after),
+        None => to_status(code, error.to_string()),
+    }
 }
 
 /// Service errors that know their caller-visible code.
 trait HasCode {
     fn code(&self) -> ErrorCode;
+
+    /// When a rate-limited caller may retry.
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 impl HasCode for tollgate_issuer::IssueError {
     fn code(&self) -> ErrorCode {
         tollgate_issuer::IssueError::code(self)
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            tollgate_issuer::IssueError::RateLimited(decision) => Some(decision.retry_after),
+            _ => None,
+        }
     }
 }
 

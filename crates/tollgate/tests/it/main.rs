@@ -6,7 +6,9 @@ mod fixtures;
 mod http_errors;
 mod infra;
 mod interop;
+mod lifecycle;
 mod management;
+mod multi;
 mod tokens;
 
 /// Declares each listed scenario `async fn name(server: TestServer) -> anyhow::Result<()>`

@@ -156,6 +156,7 @@ async fn tenants_crud_and_pagination(server: TestServer) -> anyhow::Result<()> {
             name: "t1".into(),
             display_name: Some("Tenant One".into()),
             signing_alg: Some("EdDSA".into()),
+            rate_limit_per_second: None,
         })
         .await?
         .into_inner();

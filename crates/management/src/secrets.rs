@@ -1,0 +1,138 @@
+//! Client-secret rotation: a new secret alongside the current one for an overlap, then the
+//! old one ends; or a secret ended at once, with the tokens it obtained.
+
+use tollgate_domain::{ClientId, ClientSecret, InvalidValue, RevocationTarget, TenantName};
+use tollgate_keys::{generate_client_secret, generate_id};
+use tollgate_store::SecretRecord;
+
+use crate::auth::Principal;
+use crate::{ManageError, Management};
+
+/// How long the previous secret keeps working after a rotation, by default: one day.
+pub const DEFAULT_SECRET_OVERLAP: i64 = 86_400;
+/// The longest overlap allowed: thirty days.
+const MAX_SECRET_OVERLAP: i64 = 30 * 86_400;
+/// Live secrets an app may have at once.
+const MAX_LIVE_SECRETS: usize = 2;
+
+/// The outcome of a rotation.
+pub struct RotatedSecret {
+    /// The new secret's record.
+    pub record: SecretRecord,
+    /// The new secret, to be shown once.
+    pub secret: ClientSecret,
+    /// The app's secrets after the rotation, newest first.
+    pub secrets: Vec<SecretRecord>,
+}
+
+impl Management {
+    /// Adds a new secret to the app; the current live secrets end after `overlap_seconds`.
+    pub async fn rotate_secret(
+        &self,
+        principal: &Principal,
+        tenant: &TenantName,
+        client_id: &ClientId,
+        overlap_seconds: Option<i64>,
+    ) -> Result<RotatedSecret, ManageError> {
+        principal.require(tenant, "apps:write")?;
+        let overlap = overlap_seconds.unwrap_or(DEFAULT_SECRET_OVERLAP);
+        if !(0..=MAX_SECRET_OVERLAP).contains(&overlap) {
+            return Err(InvalidValue::new(
+                "overlap_seconds",
+                format!("must be between 0 and {MAX_SECRET_OVERLAP}"),
+            )
+            .into());
+        }
+        let tenant_record = self.find_tenant(tenant).await?;
+        let app = self.find_app(&tenant_record, client_id).await?.app;
+        let now = self.clock.now();
+        let existing = self.store.list_secrets(&tenant_record, &app).await?;
+        let live: Vec<&SecretRecord> = existing
+            .iter()
+            .filter(|secret| secret.expires_at.is_none_or(|expires_at| now < expires_at))
+            .collect();
+        if live.len() >= MAX_LIVE_SECRETS {
+            return Err(ManageError::FailedPrecondition(format!(
+                "app {client_id} already has {MAX_LIVE_SECRETS} live secrets; revoke one first"
+            )));
+        }
+        let ends_at = now + overlap;
+        let expire: Vec<(String, i64)> = live
+            .iter()
+            .filter(|secret| {
+                secret
+                    .expires_at
+                    .is_none_or(|expires_at| ends_at < expires_at)
+            })
+            .map(|secret| (secret.id.clone(), ends_at))
+            .collect();
+        let secret = generate_client_secret()?;
+        let record = SecretRecord {
+            id: generate_id("sec")?,
+            app_id: app.id.clone(),
+            hash: self.hasher.hash(&secret),
+            created_at: now,
+            expires_at: None,
+            last_used_at: None,
+        };
+        self.store
+            .add_secret(&tenant_record, &app, &record, &expire)
+            .await?;
+        self.listener.tenant_changed(tenant);
+        tracing::info!(tenant = %tenant, client_id = %client_id, secret_id = %record.id, "secret rotated");
+        let secrets = self.store.list_secrets(&tenant_record, &app).await?;
+        Ok(RotatedSecret {
+            record,
+            secret,
+            secrets,
+        })
+    }
+
+    /// Ends one secret now; with `revoke_tokens`, also revokes every token it obtained.
+    pub async fn revoke_secret(
+        &self,
+        principal: &Principal,
+        tenant: &TenantName,
+        client_id: &ClientId,
+        secret_id: &str,
+        revoke_tokens: bool,
+    ) -> Result<(), ManageError> {
+        principal.require(tenant, "apps:write")?;
+        if revoke_tokens {
+            principal.require(tenant, "tokens:revoke")?;
+        }
+        let tenant_record = self.find_tenant(tenant).await?;
+        let app = self.find_app(&tenant_record, client_id).await?.app;
+        let now = self.clock.now();
+        let is_found = self
+            .store
+            .expire_secret(&tenant_record, &app, secret_id, now)
+            .await?;
+        if !is_found {
+            return Err(ManageError::NotFound(format!("secret {secret_id}")));
+        }
+        self.listener.tenant_changed(tenant);
+        tracing::info!(tenant = %tenant, client_id = %client_id, secret_id = %secret_id, "secret revoked");
+        if revoke_tokens {
+            self.revoke_target(
+                &tenant_record,
+                RevocationTarget::Secret(secret_id.to_owned()),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The app's secrets, newest first (never their values).
+    pub async fn list_secrets(
+        &self,
+        principal: &Principal,
+        tenant: &TenantName,
+        client_id: &ClientId,
+    ) -> Result<Vec<SecretRecord>, ManageError> {
+        principal.require(tenant, "apps:read")?;
+        let tenant_record = self.find_tenant(tenant).await?;
+        let app = self.find_app(&tenant_record, client_id).await?.app;
+        Ok(self.store.list_secrets(&tenant_record, &app).await?)
+    }
+}

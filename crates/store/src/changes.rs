@@ -1,0 +1,71 @@
+//! The change log: which tenants' configuration changed when. Every configuration write
+//! appends a row in its own transaction ([`log_change`]); other instances poll
+//! [`Store::changed_tenants_since`] to drop stale caches when a pub/sub message was missed.
+
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use tollgate_domain::{TenantName, UnixTime};
+
+use crate::entity::change_log;
+use crate::error::DbResultExt;
+use crate::{Store, StoreError};
+
+/// Appends `(tenant, changed_at)` to the change log, inside the caller's transaction, so that
+/// the row commits (or rolls back) with the change it records.
+pub(crate) async fn log_change(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantName,
+    changed_at: UnixTime,
+) -> Result<(), StoreError> {
+    change_log::Entity::insert(change_log::ActiveModel {
+        id: NotSet,
+        tenant_name: Set(tenant.as_str().to_owned()),
+        changed_at: Set(changed_at),
+    })
+    .exec_without_returning(conn)
+    .await
+    .or_unavailable()?;
+    Ok(())
+}
+
+impl Store {
+    /// The current time of the store's clock: the `changed_at` of change-log rows.
+    pub(crate) fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    /// The distinct names of tenants whose configuration changed at or after `since`, by
+    /// name. A deleted tenant is listed too (its cache must go).
+    ///
+    /// `changed_at` is taken before the change commits, in whole seconds, and instances'
+    /// clocks differ: a poller should ask from a little before its previous poll (e.g. a few
+    /// seconds), not from exactly then, and tolerate seeing a tenant twice.
+    pub async fn changed_tenants_since(
+        &self,
+        since: UnixTime,
+    ) -> Result<Vec<TenantName>, StoreError> {
+        change_log::Entity::find()
+            .select_only()
+            .column(change_log::Column::TenantName)
+            .distinct()
+            .filter(change_log::Column::ChangedAt.gte(since))
+            .order_by_asc(change_log::Column::TenantName)
+            .into_tuple::<String>()
+            .all(&self.conn)
+            .await
+            .or_unavailable()?
+            .iter()
+            .map(|name| TenantName::parse(name).map_err(|e| StoreError::corrupt("change", e)))
+            .collect()
+    }
+
+    /// Deletes change-log rows older than `before` (`changed_at < before`); returns how many.
+    pub async fn purge_change_log(&self, before: UnixTime) -> Result<u64, StoreError> {
+        let deleted = change_log::Entity::delete_many()
+            .filter(change_log::Column::ChangedAt.lt(before))
+            .exec(&self.conn)
+            .await
+            .or_unavailable()?;
+        Ok(deleted.rows_affected)
+    }
+}
