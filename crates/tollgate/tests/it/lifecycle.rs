@@ -25,6 +25,7 @@ crate::backend_tests!(
     block_with_revocation,
     key_rotation,
     rate_limits,
+    secrets_record_their_last_use,
 );
 
 type KeyClient = tollgate_proto::v1::key_service_client::KeyServiceClient<
@@ -689,6 +690,52 @@ async fn rate_limits(server: TestServer) -> anyhow::Result<()> {
         post(&server, "token", me, &form).await?.status(),
         200,
         "the real client still gets in"
+    );
+    Ok(())
+}
+
+/// Each secret records when it last obtained a token (written in the background, within
+/// about ten seconds).
+async fn secrets_record_their_last_use(server: TestServer) -> anyhow::Result<()> {
+    let mut fixture = Fixture::new(&server, "acme").await?;
+    let list = ListSecretsRequest {
+        tenant: "acme".into(),
+        client_id: fixture.client_id.clone(),
+    };
+    let before = fixture
+        .admin_clients
+        .apps
+        .list_secrets(list.clone())
+        .await?
+        .into_inner()
+        .secrets;
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].last_used_time, None, "never used yet");
+    let issued_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    token(&server, &fixture).await?;
+    let started = std::time::Instant::now();
+    let last_used = loop {
+        let secrets = fixture
+            .admin_clients
+            .apps
+            .list_secrets(list.clone())
+            .await?
+            .into_inner()
+            .secrets;
+        if let Some(time) = secrets[0].last_used_time {
+            break time.seconds;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(15),
+            "last use not recorded within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        (issued_at..=issued_at + 1).contains(&last_used),
+        "last used {last_used}, issued {issued_at}"
     );
     Ok(())
 }
