@@ -37,8 +37,101 @@ fn ci() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ])?;
-    cargo(&["test", "--workspace"])?;
+    test_workspace()
+}
+
+/// `cargo test --workspace`, echoing its output, then one closing line with the totals of
+/// every test binary (`N passed, M failed`), so the run ends on the whole count rather than on
+/// the last binary's (often a doc-test run with nothing in it).
+fn test_workspace() -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    eprintln!("$ cargo test --workspace");
+    let mut child = Command::new(&cargo)
+        .args(["test", "--workspace"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut totals = TestTotals::default();
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        totals.add(&line);
+        writeln!(out, "{line}")?;
+    }
+    let status = child.wait()?;
+    writeln!(out, "{}, {} skipped", totals.summary(), totals.ignored)?;
+    if !status.success() {
+        bail!("cargo test --workspace failed with {status}");
+    }
+    if totals.passed == 0 {
+        bail!("cargo test --workspace ran no test");
+    }
     Ok(())
+}
+
+/// Sums libtest's `test result:` lines.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl TestTotals {
+    fn add(&mut self, line: &str) {
+        let Some(result) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in result.split(['.', ';']) {
+            let mut words = part.split_whitespace();
+            let (Some(count), Some(what)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(count) = count.parse::<u64>() else {
+                continue;
+            };
+            match what {
+                "passed" => self.passed += count,
+                "failed" => self.failed += count,
+                "ignored" => self.ignored += count,
+                _ => {}
+            }
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!("{} passed, {} failed", self.passed, self.failed)
+    }
+}
+
+#[cfg(test)]
+mod ci_tests {
+    use super::TestTotals;
+
+    #[test]
+    fn totals_sum_every_binary() {
+        let mut totals = TestTotals::default();
+        for line in [
+            "test result: ok. 27 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.04s",
+            "running 3 tests",
+            "test result: FAILED. 5 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s",
+            "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s",
+        ] {
+            totals.add(line);
+        }
+        assert_eq!(
+            totals,
+            TestTotals {
+                passed: 32,
+                failed: 2,
+                ignored: 1
+            }
+        );
+        assert_eq!(totals.summary(), "32 passed, 2 failed");
+    }
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
