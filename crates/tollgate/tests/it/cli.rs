@@ -9,7 +9,7 @@ use tollgate_testkit::TestServer;
 
 use crate::fixtures::{fetch_jwks, verify_with_jwks};
 
-crate::backend_tests!(cli_walkthrough);
+crate::backend_tests!(cli_walkthrough, cli_operating_access);
 
 /// Runs `tollgate` with `args` against `server`, as the system admin (credentials found in
 /// the data dir, as after `serve` on a fresh machine).
@@ -257,5 +257,297 @@ async fn invalid_configuration_names_the_setting() -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The README's "Operating access" commands through the binary: the leaked-secret recipe,
+/// revocation and introspection with an app's own credentials, blocking, key rotation.
+async fn cli_operating_access(server: TestServer) -> anyhow::Result<()> {
+    json(&server, &["tenant", "create", "acme"]).await?;
+    json(
+        &server,
+        &[
+            "api",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "Archive",
+            "--identifier",
+            "https://archive.example.com/",
+            "--scope",
+            "archive:read",
+        ],
+    )
+    .await?;
+    let app = json(
+        &server,
+        &[
+            "app",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "archiver",
+            "--grant",
+            "https://archive.example.com/=archive:read",
+        ],
+    )
+    .await?;
+    let client_id = app["app"]["client_id"]
+        .as_str()
+        .context("client_id")?
+        .to_owned();
+    let leaked = app["client_secret"]
+        .as_str()
+        .context("client_secret")?
+        .to_owned();
+    let issue = |secret: String| {
+        let client_id = client_id.clone();
+        let server = &server;
+        async move {
+            json(
+                server,
+                &[
+                    "token",
+                    "issue",
+                    "--tenant",
+                    "acme",
+                    "--client-id",
+                    &client_id,
+                    "--client-secret",
+                    &secret,
+                    "--audience",
+                    "https://archive.example.com/",
+                ],
+            )
+            .await
+        }
+    };
+    let introspect = |token: String| {
+        let client_id = client_id.clone();
+        let secret = leaked.clone();
+        let server = &server;
+        async move {
+            json(
+                server,
+                &[
+                    "token",
+                    "introspect",
+                    "--tenant",
+                    "acme",
+                    "--client-id",
+                    &client_id,
+                    "--client-secret",
+                    &secret,
+                    "--token",
+                    &token,
+                ],
+            )
+            .await
+        }
+    };
+
+    // RFC 7009 with the app's own credentials, checked by introspection.
+    let first = issue(leaked.clone()).await?["access_token"]
+        .as_str()
+        .context("token")?
+        .to_owned();
+    let active = introspect(first.clone()).await?;
+    assert_eq!(active["active"], true);
+    let leaked_sid = active["sid"].as_str().context("sid")?.to_owned();
+    let revoked = tollgate(
+        &server,
+        &[
+            "token",
+            "revoke",
+            "--tenant",
+            "acme",
+            "--client-id",
+            &client_id,
+            "--client-secret",
+            &leaked,
+            "--token",
+            &first,
+        ],
+    )
+    .await?;
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    assert_eq!(introspect(first).await?["active"], false);
+
+    // The leaked-secret recipe, in three commands.
+    let held = issue(leaked.clone()).await?["access_token"]
+        .as_str()
+        .context("token")?
+        .to_owned();
+    json(
+        &server,
+        &[
+            "app",
+            "revoke-secret",
+            "--tenant",
+            "acme",
+            "--client-id",
+            &client_id,
+            "--secret-id",
+            &leaked_sid,
+            "--revoke-tokens",
+        ],
+    )
+    .await?;
+    let rotated = json(
+        &server,
+        &[
+            "app",
+            "rotate-secret",
+            "--tenant",
+            "acme",
+            "--client-id",
+            &client_id,
+        ],
+    )
+    .await?;
+    let fresh = rotated["client_secret"]
+        .as_str()
+        .context("new secret")?
+        .to_owned();
+    let secrets = json(
+        &server,
+        &[
+            "app",
+            "secrets",
+            "--tenant",
+            "acme",
+            "--client-id",
+            &client_id,
+        ],
+    )
+    .await?;
+    let mut states: Vec<(String, bool)> = secrets["secrets"]
+        .as_array()
+        .context("secrets")?
+        .iter()
+        .map(|secret| {
+            (
+                secret["id"].as_str().unwrap_or_default().to_owned(),
+                secret["active"].as_bool().unwrap_or_default(),
+            )
+        })
+        .collect();
+    states.sort_by_key(|(_, active)| *active);
+    assert_eq!(states.len(), 2);
+    assert_eq!(states[0], (leaked_sid.clone(), false));
+    assert!(states[1].1);
+    // The leaked secret gets nothing, its tokens are dead, the new secret works.
+    let refused = tollgate(
+        &server,
+        &[
+            "token",
+            "issue",
+            "--tenant",
+            "acme",
+            "--client-id",
+            &client_id,
+            "--client-secret",
+            &leaked,
+            "--audience",
+            "https://archive.example.com/",
+        ],
+    )
+    .await?;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("invalid_client"));
+    let after = issue(fresh.clone()).await?["access_token"]
+        .as_str()
+        .context("token")?
+        .to_owned();
+    let by_new = json(
+        &server,
+        &[
+            "token",
+            "introspect",
+            "--tenant",
+            "acme",
+            "--client-id",
+            &client_id,
+            "--client-secret",
+            &fresh,
+            "--token",
+            &held,
+        ],
+    )
+    .await?;
+    assert_eq!(by_new["active"], false);
+    let by_new = json(
+        &server,
+        &[
+            "token",
+            "introspect",
+            "--tenant",
+            "acme",
+            "--client-id",
+            &client_id,
+            "--client-secret",
+            &fresh,
+            "--token",
+            &after,
+        ],
+    )
+    .await?;
+    assert_eq!(by_new["active"], true);
+
+    // Blocking, and key rotation.
+    let blocked = json(
+        &server,
+        &[
+            "app",
+            "block",
+            "--tenant",
+            "acme",
+            "--client-id",
+            &client_id,
+        ],
+    )
+    .await?;
+    assert_eq!(blocked["blocked"], true);
+    let unblocked = json(
+        &server,
+        &[
+            "app",
+            "unblock",
+            "--tenant",
+            "acme",
+            "--client-id",
+            &client_id,
+        ],
+    )
+    .await?;
+    assert_eq!(unblocked["blocked"], false);
+    let keys = json(
+        &server,
+        &[
+            "key",
+            "rotate",
+            "--tenant",
+            "acme",
+            "--propagation-delay",
+            "0",
+        ],
+    )
+    .await?;
+    let mut states: Vec<&str> = keys["keys"]
+        .as_array()
+        .context("keys")?
+        .iter()
+        .filter_map(|key| key["state"].as_str())
+        .collect();
+    states.sort();
+    assert_eq!(states, ["active", "retiring"]);
+    let listed = json(&server, &["key", "list", "--tenant", "acme"]).await?;
+    assert_eq!(listed["keys"].as_array().map(Vec::len), Some(2));
     Ok(())
 }
