@@ -3,12 +3,13 @@
 //! - **Closed loop** (maximum throughput): each client sends its next request as soon as the
 //!   previous one is answered, so the number in flight is the number of clients.
 //! - **Open loop** (latency at a given load): request `i` is due at `start + i / rate`,
-//!   whatever happened before. A pacer thread (an OS thread, whose sleeps are precise to tens
+//!   whatever happened before. A pacer thread (an OS thread: its sleeps are precise to tens
 //!   of microseconds, where tokio's timer has a 1 ms resolution and would send in bursts)
-//!   releases each slot when it is due into a queue; a free client takes the next one and
-//!   sends it. Latency is reported from the actual send and, to avoid coordinated omission,
-//!   also from the due time, which includes any wait for a free client. Slots the queue
-//!   cannot hold, or still queued long after the end, are counted as not sent.
+//!   wakes at most every 200 µs and hands each due slot to client `i mod clients` through
+//!   that client's own queue (as wrk2 gives each connection its own schedule). Latency is
+//!   reported from the actual send and, to avoid coordinated omission, also from the due
+//!   time, which includes the pacer's tick and any wait for the client to be free. Slots a
+//!   full queue cannot take, or still queued long after the end, are counted as not sent.
 //!
 //! Both start with a warm-up whose requests are not counted. Credentials are used round
 //! robin, so with one app per tenant the tenants are too.
@@ -18,7 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 
 use crate::client::{Client, Failure, Prepared};
 use crate::stats::{self, LATE_THRESHOLD, WorkerReport};
@@ -59,9 +60,12 @@ pub struct Outcome {
 /// Slots still queued this long after the end of the measurement are not sent.
 const LATE_DROP: Duration = Duration::from_secs(1);
 
-/// The most slots the open loop's queue holds; beyond, the generator has fallen hopelessly
-/// behind and further slots are counted as not sent.
+/// The most slots the open loop's queues hold in all; beyond, the generator has fallen
+/// hopelessly behind and further slots are counted as not sent.
 const SLOT_QUEUE: u64 = 65_536;
+
+/// The pacer's shortest sleep.
+const PACER_TICK: Duration = Duration::from_micros(200);
 
 /// One scheduled request of the open loop.
 struct Slot {
@@ -121,8 +125,8 @@ struct Shared {
     credentials: Arc<Vec<Prepared>>,
     /// Closed loop: the next request index.
     next: AtomicU64,
-    /// Open loop: the due slots, shared by every client in turn.
-    slots: Option<Mutex<mpsc::Receiver<Slot>>>,
+    /// Open loop or closed loop.
+    open: bool,
     /// Requests started in the warm-up, and in the measurement.
     warmup_started: AtomicU64,
     measured_started: AtomicU64,
@@ -149,25 +153,27 @@ pub async fn run(
     let measure_from = start + spec.warmup;
     let end = measure_from + spec.duration;
     let dropped_by_pacer = Arc::new(AtomicU64::new(0));
-    let (slots, pacer) = match spec.rate {
+    let (queues, pacer) = match spec.rate {
         Some(rate) => {
             // Every slot of warm-up and measurement, and not one more.
             let max_slots = ((spec.warmup + spec.duration).as_secs_f64() * rate).ceil() as u64;
-            let capacity = usize::try_from(max_slots.clamp(1, SLOT_QUEUE)).unwrap_or(1);
-            let (sender, receiver) = mpsc::channel(capacity);
+            let per_client = (max_slots.clamp(1, SLOT_QUEUE) / clients.len().max(1) as u64).max(16);
+            let capacity = usize::try_from(per_client).unwrap_or(16);
+            let (senders, receivers): (Vec<_>, Vec<_>) =
+                (0..clients.len()).map(|_| mpsc::channel(capacity)).unzip();
             let dropped = Arc::clone(&dropped_by_pacer);
             let pacer = std::thread::Builder::new()
                 .name("pacer".to_owned())
-                .spawn(move || pace(&sender, start, end, rate, max_slots, &dropped))
+                .spawn(move || pace(&senders, start, end, rate, max_slots, &dropped))
                 .context("cannot start the pacer thread")?;
-            (Some(Mutex::new(receiver)), Some(pacer))
+            (receivers.into_iter().map(Some).collect(), Some(pacer))
         }
-        None => (None, None),
+        None => (clients.iter().map(|_| None).collect::<Vec<_>>(), None),
     };
     let shared = Arc::new(Shared {
         credentials,
         next: AtomicU64::new(0),
-        slots,
+        open: spec.rate.is_some(),
         warmup_started: AtomicU64::new(0),
         measured_started: AtomicU64::new(0),
         unsent: AtomicU64::new(0),
@@ -178,7 +184,8 @@ pub async fn run(
     });
     let tasks: Vec<_> = clients
         .into_iter()
-        .map(|client| tokio::spawn(worker(client, Arc::clone(&shared))))
+        .zip(queues)
+        .map(|(client, queue)| tokio::spawn(worker(client, queue, Arc::clone(&shared))))
         .collect();
 
     tokio::time::sleep_until(measure_from.into()).await;
@@ -218,9 +225,10 @@ pub async fn run(
     })
 }
 
-/// Releases slot `i` at `start + i / rate` until `end`, sleeping in between.
+/// Hands slot `i` to queue `i mod queues` at `start + i / rate` until `end`, sleeping in
+/// between.
 fn pace(
-    sender: &mpsc::Sender<Slot>,
+    senders: &[mpsc::Sender<Slot>],
     start: Instant,
     end: Instant,
     rate: f64,
@@ -235,34 +243,47 @@ fn pace(
         }
         let now = Instant::now();
         if due > now {
-            std::thread::sleep(due - now);
+            // Never shorter than a tick: waking per slot would cost the generator more CPU
+            // than the requests themselves. Slots are released up to a tick late, which the
+            // latency from the due time shows.
+            std::thread::sleep((due - now).max(PACER_TICK));
             continue;
         }
+        let Some(sender) = usize::try_from(index % senders.len().max(1) as u64)
+            .ok()
+            .and_then(|queue| senders.get(queue))
+        else {
+            break;
+        };
         match sender.try_send(Slot { index, due }) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            // Full: that client is hopelessly behind. Closed: it stopped (request budget
+            // spent). Either way the slot is not sent; the others go on until `end`.
+            Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) => {
                 dropped.fetch_add(1, Ordering::Relaxed);
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => break,
         }
         index += 1;
     }
 }
 
-async fn worker(mut client: Client, shared: Arc<Shared>) -> anyhow::Result<WorkerReport> {
+async fn worker(
+    mut client: Client,
+    mut queue: Option<mpsc::Receiver<Slot>>,
+    shared: Arc<Shared>,
+) -> anyhow::Result<WorkerReport> {
     let mut report = WorkerReport::new()?;
     let count = shared.credentials.len() as u64;
     loop {
-        let (index, scheduled) = match &shared.slots {
+        let (index, scheduled) = match &mut queue {
             None => {
                 if Instant::now() >= shared.end {
                     break;
                 }
                 (shared.next.fetch_add(1, Ordering::Relaxed), None)
             }
-            Some(slots) => {
-                let slot = slots.lock().await.recv().await;
-                let Some(Slot { index, due }) = slot else {
+            Some(queue) => {
+                let Some(Slot { index, due }) = queue.recv().await else {
                     break; // the pacer is done and the queue empty
                 };
                 if Instant::now() > shared.end + LATE_DROP {
@@ -278,7 +299,7 @@ async fn worker(mut client: Client, shared: Arc<Shared>) -> anyhow::Result<Worke
                 break;
             }
         } else if shared.warmup_started.fetch_add(1, Ordering::Relaxed) >= shared.max_requests {
-            if shared.slots.is_none() {
+            if !shared.open {
                 // Warm-up budget spent: idle until the measurement.
                 tokio::time::sleep_until(shared.measure_from.into()).await;
             }
