@@ -691,6 +691,43 @@ async fn rate_limits(server: TestServer) -> anyhow::Result<()> {
         200,
         "the real client still gets in"
     );
+
+    // ... and per source address: one failure each for many client ids from one address.
+    // (This address already spent part of its allowance above, so the damping starts early.)
+    let mut by_address = Vec::new();
+    for index in 0..40 {
+        let client_id = format!("unknown-{index}");
+        by_address.push(
+            post(&server, "token", (&client_id, "tgsec_wrong"), &form)
+                .await?
+                .status()
+                .as_u16(),
+        );
+    }
+    let first_limited = by_address
+        .iter()
+        .position(|status| *status == 429)
+        .context("no damping per address")?;
+    assert!(
+        by_address[..first_limited]
+            .iter()
+            .all(|status| *status == 401),
+        "{by_address:?}"
+    );
+    assert!(
+        by_address[first_limited..]
+            .iter()
+            .all(|status| *status == 429),
+        "{by_address:?}"
+    );
+    // The app's own request rate (1/s) has refilled after a second; damping never applies to a
+    // correct secret.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        post(&server, "token", me, &form).await?.status(),
+        200,
+        "a correct secret is never damped"
+    );
     Ok(())
 }
 
