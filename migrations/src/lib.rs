@@ -12,6 +12,7 @@ pub use sea_orm_migration::MigratorTrait;
 
 mod m20261121_000001_initial;
 mod m20261122_000001_lifecycle;
+mod m20261122_000002_audit;
 
 /// Applies Tollgate's migrations in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_initial::Migration),
             Box::new(m20261122_000001_lifecycle::Migration),
+            Box::new(m20261122_000002_audit::Migration),
         ]
     }
 }

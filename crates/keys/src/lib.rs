@@ -1,17 +1,20 @@
 //! Tollgate's cryptography, and the only crate that touches it: the [`MasterKey`] that seals
 //! stored private keys and derives the client-secret pepper, the [`SecretHasher`] for client
-//! secrets, token [`SigningKey`]s with their public JWKs and the JWKS document, and the
-//! random identifiers (client ids, client secrets, database ids, token ids).
+//! secrets, token [`SigningKey`]s with their public JWKs and the JWKS document, the random
+//! identifiers (client ids, client secrets, database ids, token ids), and plain [`sha256`]
+//! for the audit trail's hash chain.
 //!
 //! ring does all cryptography at run time; the `rsa` crate only generates RSA private keys.
 //! Keys are parsed once into ready-to-use form, so the token path does no re-parsing.
 
+mod digest;
 mod error;
 mod master;
 mod random;
 mod secret;
 mod signing;
 
+pub use digest::{SHA256_LEN, sha256};
 pub use error::KeyError;
 pub use master::MasterKey;
 pub use random::{

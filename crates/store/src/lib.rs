@@ -1,6 +1,6 @@
 //! Tollgate's persistence: sea-orm entities and the [`Store`], whose repository methods read
-//! and write tenants, APIs, apps, secrets, grants, signing keys, revocations and the change
-//! log on SQLite or PostgreSQL.
+//! and write tenants, APIs, apps, secrets, grants, signing keys, revocations, the change
+//! log and the audit trail on SQLite or PostgreSQL.
 //!
 //! Invariants:
 //! - This is the only crate that speaks SQL. Other crates see parsed domain records
@@ -14,9 +14,14 @@
 //! - Every write of a tenant's configuration appends a row to the change log in the same
 //!   transaction, so other instances that poll it ([`Store::changed_tenants_since`]) learn
 //!   of every committed change even when a pub/sub message was lost.
+//! - Audit events are appended under one lock, read and extended in one transaction, so
+//!   several instances build one gap-free chain per tenant ([`Store::append_audit_batch`]).
+//!   Audit queries read one tenant's events ([`AuditScope::Tenant`]) or, for the system
+//!   tenant's admins, every tenant's ([`AuditScope::All`]).
 
 mod apis;
 mod apps;
+mod audit;
 mod changes;
 mod connect;
 mod entity;
@@ -30,6 +35,7 @@ mod support;
 mod tenants;
 pub mod testing;
 
+pub use audit::{AuditFilter, AuditHead, AuditRow, AuditScope};
 pub use error::StoreError;
 pub use records::{
     ApiRecord, AppRecord, AppWithGrants, GrantRecord, NewApp, NewTenant, SecretRecord,

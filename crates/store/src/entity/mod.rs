@@ -7,6 +7,8 @@
 pub(crate) mod apis;
 pub(crate) mod app_secrets;
 pub(crate) mod apps;
+pub(crate) mod audit_events;
+pub(crate) mod audit_heads;
 pub(crate) mod change_log;
 pub(crate) mod grants;
 pub(crate) mod revocations;

@@ -28,6 +28,8 @@ pub enum Backend {
 pub struct TestDb {
     pub store: Store,
     pub raw: DatabaseConnection,
+    /// The database's URL, for cases that need a pool of their own (a second instance).
+    pub url: String,
 }
 
 /// Whether [`run`] migrates the database before the case.
@@ -155,7 +157,11 @@ async fn open(
         store.migrate().await?;
     }
     let raw = Database::connect(url).await?;
-    Ok(TestDb { store, raw })
+    Ok(TestDb {
+        store,
+        raw,
+        url: url.to_owned(),
+    })
 }
 
 /// The PostgreSQL URL, or `None` after saying SKIPPED (once per run), or an error when

@@ -15,6 +15,11 @@ use tollgate_store::{
 };
 
 use crate::TestResult;
+pub use crate::audit::{
+    audit_append_chains_and_heads, audit_concurrent_appenders_build_one_chain,
+    audit_failed_append_writes_nothing, audit_list_filters_and_cursors,
+    audit_purge_keeps_a_contiguous_suffix, audit_rows_round_trip,
+};
 use crate::backend::{TENANT_TABLES, TestDb};
 use crate::fixtures::{
     self, api, app, grant, key, new_tenant, populated, revocation, secret, tenant,
@@ -1727,9 +1732,14 @@ async fn insert_raw(
 }
 
 pub async fn migration_upgrades_initial_schema(db: TestDb) -> TestResult {
-    // A database made by the first migration only, with rows in it.
+    // A database made by the first migration only, with rows in it; every later migration
+    // is pending.
+    let later = Migrator::migrations().len() - 1;
     Migrator::up(&db.raw, Some(1)).await?;
-    assert_eq!(Migrator::get_pending_migrations(&db.raw).await?.len(), 1);
+    assert_eq!(
+        Migrator::get_pending_migrations(&db.raw).await?.len(),
+        later
+    );
     let sealed: Vec<u8> = (0..=255u8).collect();
     let es256 = Algorithm::Es256.as_str();
     insert_raw(
@@ -1848,11 +1858,16 @@ pub async fn migration_upgrades_initial_schema(db: TestDb) -> TestResult {
     check(db.clone(), sealed.clone()).await?;
 
     // Down again to the first schema (the old rows stay), and up once more.
-    Migrator::down(&db.raw, Some(1)).await?;
-    assert_eq!(Migrator::get_pending_migrations(&db.raw).await?.len(), 1);
+    Migrator::down(&db.raw, Some(u32::try_from(later)?)).await?;
+    assert_eq!(
+        Migrator::get_pending_migrations(&db.raw).await?.len(),
+        later
+    );
     assert_eq!(db.count("signing_keys", "ten_old").await?, 1);
     db.store.migrate().await?;
     check(db.clone(), sealed).await?;
+    // The audit tables came back with their lock row.
+    assert_eq!(db.count_where("audit_heads", "tenant_id", "").await?, 1);
 
     // The new features work on the upgraded rows.
     let store = &db.store;

@@ -3,6 +3,7 @@
 //! `TOLLGATE_TEST_POSTGRES_URL` is set. Without it the PostgreSQL variants say SKIPPED on
 //! stderr, or fail if `TOLLGATE_REQUIRE_BACKENDS=1`.
 
+mod audit;
 mod backend;
 mod cases;
 mod fixtures;
@@ -66,7 +67,13 @@ suite!(
     revocations_live_matching_purge,
     revocations_on_delete,
     change_log_rows_per_write,
-    changed_tenants_since_and_purge;
+    changed_tenants_since_and_purge,
+    audit_append_chains_and_heads,
+    audit_rows_round_trip,
+    audit_failed_append_writes_nothing,
+    audit_list_filters_and_cursors,
+    audit_purge_keeps_a_contiguous_suffix,
+    audit_concurrent_appenders_build_one_chain;
     empty:
     migration_upgrades_initial_schema,
 );

@@ -1,0 +1,671 @@
+//! Audit repository: appending batches of audit events to per-tenant hash chains, listing
+//! and tailing them, reading a chain for verification, and purging old events.
+//!
+//! The store knows the chain's shape (`seq`, `prev_hash`, `hash`) but not how hashes are
+//! computed: that is `tollgate-audit`'s, which hands the store a closure that builds the
+//! batch's rows from the current chain heads.
+//!
+//! ## Appending: one lock, read and extend in one transaction
+//!
+//! Several instances may append to one tenant's chain. [`Store::append_audit_batch`] runs
+//! one transaction that
+//!
+//! 1. updates the audit lock row (`audit_heads` with `tenant_id = ''`). On PostgreSQL that
+//!    takes the row lock, so concurrent appends (from any instance) queue behind it until
+//!    commit; on SQLite, a write as first statement takes the database's single write lock
+//!    before anything is read (a deferred transaction that read first could fail with
+//!    `SQLITE_BUSY_SNAPSHOT` when it then writes);
+//! 2. reads the heads of the batch's tenants — current, because every appender holds the
+//!    lock — and lets the caller build the rows from them;
+//! 3. checks that the rows continue each head (seq `head + 1, …`, each `prev_hash` the
+//!    previous hash), inserts them (multi-row `INSERT`s) with ids taken from the global
+//!    counter, and moves the heads forward with a guard (`seq` may only grow);
+//! 4. commits. Any failure rolls everything back: no event, head or counter is half written.
+//!
+//! One lock for all tenants rather than one per tenant: a batch holds many tenants' events
+//! and per-tenant row locks would need a global lock order (and new tenants' heads an
+//! insert) to stay deadlock-free; more importantly, it makes `id` a commit-ordered,
+//! gap-free position across tenants, so a live tail across tenants ([`AuditScope::All`])
+//! can resume from an id without ever missing a row that committed late. The cost is that
+//! batches of all instances commit one at a time; group commit makes each batch carry many
+//! events, so the lock is taken once per batch, not per event. `UNIQUE (tenant_id, seq)`
+//! backs the design up: a forked or duplicated chain cannot be stored whatever happens.
+
+use std::collections::{HashMap, HashSet};
+
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Alias, Expr, OnConflict, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IsolationLevel, QueryFilter,
+    QueryOrder, QuerySelect, Select, SqlErr, TransactionTrait,
+};
+use serde_json::Value;
+
+use crate::entity::{audit_events, audit_heads};
+use crate::error::DbResultExt;
+use crate::support::{IN_LIST_CHUNK, page_limit};
+use crate::{Store, StoreError};
+
+/// The `tenant_id` of the audit lock row; never a tenant's id.
+const LOCK_ROW: &str = "";
+
+/// Most events per `INSERT`: about 24 bound values each, well below SQLite's (32,766) and
+/// PostgreSQL's (65,535) limits on bound parameters.
+const INSERT_CHUNK: usize = 400;
+
+/// One audit event as stored: the event's fields in their stored text form, and its place in
+/// its tenant's chain. `tollgate-audit` turns events into rows and rows back into events;
+/// the hash covers every field but `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditRow {
+    /// The global position, assigned by [`Store::append_audit_batch`] (ignored on input):
+    /// gap-free and increasing in commit order across all tenants.
+    pub id: i64,
+    /// The tenant's id.
+    pub tenant_id: String,
+    /// The position in the tenant's chain: 1, 2, 3, …
+    pub seq: i64,
+    /// The version of the hash's canonical serialization.
+    pub version: i32,
+    /// When the event happened, in Unix milliseconds.
+    pub time_ms: i64,
+    /// The tenant's name at the time.
+    pub tenant_name: String,
+    /// What happened, e.g. `token_issued`.
+    pub action: String,
+    /// `granted`, `denied` or `ok`.
+    pub result: String,
+    /// The error code's reason (e.g. `invalid_client`) when the action failed.
+    pub error_code: Option<String>,
+    /// Who acted: a client id, or an admin token's `sub`.
+    pub actor: Option<String>,
+    /// The client the event concerns.
+    pub client_id: Option<String>,
+    /// The client secret's id (`sid`) involved.
+    pub secret_id: Option<String>,
+    /// The requested audience (API identifier).
+    pub audience: Option<String>,
+    /// The scopes asked for.
+    pub scopes_requested: Vec<String>,
+    /// The scopes granted.
+    pub scopes_granted: Vec<String>,
+    /// The token's id.
+    pub jti: Option<String>,
+    /// The caller's address.
+    pub source: Option<String>,
+    /// `http` or `grpc`.
+    pub transport: Option<String>,
+    /// The request's trace id.
+    pub trace_id: Option<String>,
+    /// The resource a management change touched, e.g. `app/<client id>`.
+    pub resource: Option<String>,
+    /// The names (never the values) of the fields a management change touched.
+    pub changed_fields: Vec<String>,
+    /// How many occurrences the row stands for (more than 1 for aggregated events).
+    pub count: i64,
+    /// The previous record's `hash` (for the first record, the chain's genesis value).
+    pub prev_hash: String,
+    /// This record's hash, lowercase hex.
+    pub hash: String,
+}
+
+/// The newest record of a tenant's chain: where the next append continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    /// The tenant's id.
+    pub tenant_id: String,
+    /// The newest record's `seq` (the number of records ever appended to the chain).
+    pub seq: i64,
+    /// The newest record's `hash`.
+    pub hash: String,
+}
+
+/// Whose events a query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditScope<'a> {
+    /// One tenant's, by tenant id. Cursors are `seq` values.
+    Tenant(&'a str),
+    /// Every tenant's (for the system tenant's admins). Cursors are `id` values.
+    All,
+}
+
+/// Conditions on listed events; `None` fields do not filter. Only the time range has an
+/// index (with the tenant); the others are checked on the rows scanned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only events at or after this time (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Only events before this time (Unix ms).
+    pub until_ms: Option<i64>,
+    /// Only events about this client id.
+    pub client_id: Option<String>,
+    /// Only events with this action (stored name, e.g. `token_denied`).
+    pub action: Option<String>,
+    /// Only events with this result (`granted`, `denied`, `ok`).
+    pub result: Option<String>,
+}
+
+impl Store {
+    /// Appends a batch of audit events to the chains of `tenant_ids`, in one transaction,
+    /// under the audit lock (see the module documentation).
+    ///
+    /// `build` receives the current heads of those tenants that have one (a tenant without
+    /// records has none: its first record has `seq` 1 and the caller's genesis `prev_hash`)
+    /// and returns the rows to append, in order. Every row's tenant must be in `tenant_ids`,
+    /// and each tenant's rows must continue its head: `seq` head + 1, head + 2, …, the first
+    /// `prev_hash` equal to the head's hash and each next one to the previous row's hash;
+    /// otherwise `Corrupt { entity: "audit chain" }` and nothing is written. `id`s are
+    /// assigned here. A stored record already holding a row's `(tenant, seq)` (the head was
+    /// tampered with) is `Corrupt` too; a database failure is `Unavailable`.
+    ///
+    /// `build` runs while the lock is held: it should only compute.
+    pub async fn append_audit_batch<F>(
+        &self,
+        tenant_ids: &[&str],
+        build: F,
+    ) -> Result<(), StoreError>
+    where
+        F: FnOnce(&HashMap<String, AuditHead>) -> Vec<AuditRow> + Send,
+    {
+        if tenant_ids.iter().any(|id| id.is_empty()) {
+            return Err(chain_error("an empty tenant id".to_owned()));
+        }
+        let txn = match self.conn.get_database_backend() {
+            // READ COMMITTED whatever the server's default: the heads are read by a
+            // statement after the lock is granted, and must see what the previous holder
+            // committed. (At REPEATABLE READ the snapshot would predate that commit, and
+            // the lock's update would fail with a serialization error instead.)
+            DbBackend::Postgres => self
+                .conn
+                .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
+                .await
+                .or_unavailable()?,
+            // SQLite has no isolation levels to choose: the write lock serialises writers.
+            _ => self.conn.begin().await.or_unavailable()?,
+        };
+
+        // 1. The lock, and the number of events ever appended (the last id given out).
+        let lock = Query::update()
+            .table(audit_heads::Entity)
+            .value(
+                audit_heads::Column::Seq,
+                Expr::col(audit_heads::Column::Seq),
+            )
+            .and_where(Expr::col(audit_heads::Column::TenantId).eq(LOCK_ROW))
+            .returning_col(audit_heads::Column::Seq)
+            .to_owned();
+        let statement = txn.get_database_backend().build(&lock);
+        let last_id: i64 = txn
+            .query_one(statement)
+            .await
+            .or_unavailable()?
+            .ok_or_else(|| chain_error("the audit lock row is missing".to_owned()))?
+            .try_get_by_index(0)
+            .or_unavailable()?;
+
+        // 2. The heads, current because every appender holds the lock.
+        let mut heads = HashMap::with_capacity(tenant_ids.len());
+        for chunk in tenant_ids.chunks(IN_LIST_CHUNK) {
+            let found = audit_heads::Entity::find()
+                .filter(audit_heads::Column::TenantId.is_in(chunk.iter().copied()))
+                .all(&txn)
+                .await
+                .or_unavailable()?;
+            for head in found {
+                heads.insert(head.tenant_id.clone(), AuditHead::from(head));
+            }
+        }
+        let rows = build(&heads);
+        if rows.is_empty() {
+            // Dropping the transaction rolls the lock's no-op update back.
+            return Ok(());
+        }
+
+        // 3. Rows that continue the heads, then the heads they lead to.
+        let new_heads = continued_heads(tenant_ids, &heads, &rows)?;
+        let count = i64::try_from(rows.len())
+            .map_err(|_| chain_error("a batch larger than i64".to_owned()))?;
+        // Collected first: a borrowing iterator held across the awaits below would make
+        // this future non-`Send` for callers that spawn it.
+        let models: Vec<audit_events::ActiveModel> = rows
+            .iter()
+            .zip(last_id.saturating_add(1)..)
+            .map(|(row, id)| event_model(id, row))
+            .collect();
+        let mut models = models.into_iter().peekable();
+        while models.peek().is_some() {
+            let chunk: Vec<_> = models.by_ref().take(INSERT_CHUNK).collect();
+            audit_events::Entity::insert_many(chunk)
+                .exec_without_returning(&txn)
+                .await
+                .map_err(insert_error)?;
+        }
+
+        let mut head_models: Vec<audit_heads::ActiveModel> = new_heads
+            .into_iter()
+            .map(|head| audit_heads::ActiveModel {
+                tenant_id: Set(head.tenant_id),
+                seq: Set(head.seq),
+                hash: Set(head.hash),
+            })
+            .collect();
+        head_models.push(audit_heads::ActiveModel {
+            tenant_id: Set(LOCK_ROW.to_owned()),
+            seq: Set(last_id.saturating_add(count)),
+            hash: Set(String::new()),
+        });
+        // A head only moves forward: with the lock held this always holds, and the guard
+        // turns a bug (or a tampered head) into a refused batch instead of a rewound chain.
+        let upsert = OnConflict::column(audit_heads::Column::TenantId)
+            .update_columns([audit_heads::Column::Seq, audit_heads::Column::Hash])
+            .action_and_where(
+                Expr::col((audit_heads::Entity, audit_heads::Column::Seq)).lt(Expr::col((
+                    Alias::new("excluded"),
+                    audit_heads::Column::Seq,
+                ))),
+            )
+            .to_owned();
+        let mut head_models = head_models.into_iter().peekable();
+        while head_models.peek().is_some() {
+            let chunk: Vec<_> = head_models.by_ref().take(IN_LIST_CHUNK).collect();
+            let expected = chunk.len() as u64;
+            let written = audit_heads::Entity::insert_many(chunk)
+                .on_conflict(upsert.clone())
+                .exec_without_returning(&txn)
+                .await
+                .or_unavailable()?;
+            if written != expected {
+                return Err(chain_error("a chain head would move backwards".to_owned()));
+            }
+        }
+
+        // 4. Until this commit, no other appender can see (or extend) any of it.
+        txn.commit().await.or_unavailable()
+    }
+
+    /// The head of the tenant's chain, or `None` if it has no records (and never had).
+    /// Retention leaves heads alone, so a purged chain still has its head.
+    pub async fn audit_head(&self, tenant_id: &str) -> Result<Option<AuditHead>, StoreError> {
+        if tenant_id == LOCK_ROW {
+            return Ok(None);
+        }
+        Ok(audit_heads::Entity::find_by_id(tenant_id.to_owned())
+            .one(&self.conn)
+            .await
+            .or_unavailable()?
+            .map(AuditHead::from))
+    }
+
+    /// Up to `limit` events of `scope` matching `filter`, newest first, strictly before the
+    /// cursor `before`: the `seq` of the last row of the previous page for a tenant, its
+    /// `id` across tenants ([`AuditScope`]). `None` starts at the newest.
+    pub async fn list_audit_events(
+        &self,
+        scope: AuditScope<'_>,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let mut query = filtered(filter);
+        query = match scope {
+            AuditScope::Tenant(tenant_id) => {
+                let query = query.filter(audit_events::Column::TenantId.eq(tenant_id));
+                let query = match before {
+                    Some(before) => query.filter(audit_events::Column::Seq.lt(before)),
+                    None => query,
+                };
+                query.order_by_desc(audit_events::Column::Seq)
+            }
+            AuditScope::All => {
+                let query = match before {
+                    Some(before) => query.filter(audit_events::Column::Id.lt(before)),
+                    None => query,
+                };
+                query.order_by_desc(audit_events::Column::Id)
+            }
+        };
+        self.audit_rows(query.limit(page_limit(limit))).await
+    }
+
+    /// Up to `limit` events of `scope` matching `filter` strictly after the cursor `after`
+    /// (a `seq` for a tenant, an `id` across tenants; 0 for the beginning), oldest first:
+    /// what a live tail reads to resume. Both cursors grow in commit order (appends hold
+    /// the audit lock), so a row committed after a read never lands before its cursor.
+    pub async fn audit_events_after(
+        &self,
+        scope: AuditScope<'_>,
+        filter: &AuditFilter,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let query = filtered(filter);
+        let query = match scope {
+            AuditScope::Tenant(tenant_id) => query
+                .filter(audit_events::Column::TenantId.eq(tenant_id))
+                .filter(audit_events::Column::Seq.gt(after))
+                .order_by_asc(audit_events::Column::Seq),
+            AuditScope::All => query
+                .filter(audit_events::Column::Id.gt(after))
+                .order_by_asc(audit_events::Column::Id),
+        };
+        self.audit_rows(query.limit(page_limit(limit))).await
+    }
+
+    /// Up to `limit` records of the tenant's chain from `from_seq` on, oldest first: what
+    /// verification reads, page by page.
+    pub async fn audit_chain(
+        &self,
+        tenant_id: &str,
+        from_seq: i64,
+        limit: u64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let query = audit_events::Entity::find()
+            .filter(audit_events::Column::TenantId.eq(tenant_id))
+            .filter(audit_events::Column::Seq.gte(from_seq))
+            .order_by_asc(audit_events::Column::Seq)
+            .limit(page_limit(limit));
+        self.audit_rows(query).await
+    }
+
+    /// Retention: deletes, tenant by tenant, the oldest events up to and including the
+    /// newest one stamped before `before_ms`; returns how many.
+    ///
+    /// What remains of each chain is a contiguous suffix, so it still verifies from its
+    /// oldest record. (Instances' clocks differ by a little, so a record stamped at or
+    /// after `before_ms` that precedes an older-stamped one in its chain goes too, rather
+    /// than leaving a hole.) Heads stay: a purged chain continues where it was. Each
+    /// tenant's deletion is one statement; a failure part-way leaves every chain whole.
+    pub async fn purge_audit_before(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let tenants: Vec<String> = audit_heads::Entity::find()
+            .select_only()
+            .column(audit_heads::Column::TenantId)
+            .filter(audit_heads::Column::TenantId.ne(LOCK_ROW))
+            .into_tuple()
+            .all(&self.conn)
+            .await
+            .or_unavailable()?;
+        let mut deleted = 0;
+        for tenant_id in tenants {
+            let newest_old: Option<i64> = audit_events::Entity::find()
+                .select_only()
+                .column_as(audit_events::Column::Seq.max(), "seq")
+                .filter(audit_events::Column::TenantId.eq(tenant_id.as_str()))
+                .filter(audit_events::Column::TimeMs.lt(before_ms))
+                .into_tuple::<Option<i64>>()
+                .one(&self.conn)
+                .await
+                .or_unavailable()?
+                .flatten();
+            let Some(newest_old) = newest_old else {
+                continue;
+            };
+            let result = audit_events::Entity::delete_many()
+                .filter(audit_events::Column::TenantId.eq(tenant_id.as_str()))
+                .filter(audit_events::Column::Seq.lte(newest_old))
+                .exec(&self.conn)
+                .await
+                .or_unavailable()?;
+            deleted += result.rows_affected;
+        }
+        Ok(deleted)
+    }
+
+    async fn audit_rows(
+        &self,
+        query: Select<audit_events::Entity>,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        query
+            .all(&self.conn)
+            .await
+            .or_unavailable()?
+            .into_iter()
+            .map(AuditRow::try_from)
+            .collect()
+    }
+}
+
+/// The events matching `filter`, not yet scoped or ordered.
+fn filtered(filter: &AuditFilter) -> Select<audit_events::Entity> {
+    let mut query = audit_events::Entity::find();
+    if let Some(since) = filter.since_ms {
+        query = query.filter(audit_events::Column::TimeMs.gte(since));
+    }
+    if let Some(until) = filter.until_ms {
+        query = query.filter(audit_events::Column::TimeMs.lt(until));
+    }
+    if let Some(client_id) = &filter.client_id {
+        query = query.filter(audit_events::Column::ClientId.eq(client_id.as_str()));
+    }
+    if let Some(action) = &filter.action {
+        query = query.filter(audit_events::Column::Action.eq(action.as_str()));
+    }
+    if let Some(result) = &filter.result {
+        query = query.filter(audit_events::Column::Result.eq(result.as_str()));
+    }
+    query
+}
+
+/// The heads `rows` lead to, after checking that every row belongs to a tenant of
+/// `tenant_ids` and continues its chain from `heads`.
+fn continued_heads(
+    tenant_ids: &[&str],
+    heads: &HashMap<String, AuditHead>,
+    rows: &[AuditRow],
+) -> Result<Vec<AuditHead>, StoreError> {
+    let announced: HashSet<&str> = tenant_ids.iter().copied().collect();
+    // Per tenant: the next seq expected and the hash the next prev_hash must equal (none
+    // for a chain's first record: its genesis value is the caller's convention).
+    let mut next: HashMap<&str, (i64, Option<&str>)> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for row in rows {
+        let tenant = row.tenant_id.as_str();
+        if !announced.contains(tenant) {
+            return Err(chain_error(format!(
+                "a row of tenant {tenant} that the batch did not announce"
+            )));
+        }
+        let (expected_seq, expected_prev) = match next.get(tenant) {
+            Some(expected) => *expected,
+            None => {
+                order.push(tenant);
+                heads.get(tenant).map_or((1, None), |head| {
+                    (head.seq.saturating_add(1), Some(head.hash.as_str()))
+                })
+            }
+        };
+        if row.seq != expected_seq {
+            return Err(chain_error(format!(
+                "tenant {tenant}: seq {} where {expected_seq} was next",
+                row.seq
+            )));
+        }
+        if expected_prev.is_some_and(|prev| prev != row.prev_hash) {
+            return Err(chain_error(format!(
+                "tenant {tenant}: seq {} does not link to its predecessor",
+                row.seq
+            )));
+        }
+        if row.hash.is_empty() {
+            return Err(chain_error(format!(
+                "tenant {tenant}: seq {} has no hash",
+                row.seq
+            )));
+        }
+        next.insert(tenant, (row.seq.saturating_add(1), Some(row.hash.as_str())));
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|tenant| {
+            let (next_seq, hash) = next.get(tenant)?;
+            Some(AuditHead {
+                tenant_id: tenant.to_owned(),
+                seq: next_seq.saturating_sub(1),
+                hash: (*hash)?.to_owned(),
+            })
+        })
+        .collect())
+}
+
+fn chain_error(reason: String) -> StoreError {
+    StoreError::Corrupt {
+        entity: "audit chain",
+        reason,
+    }
+}
+
+/// A failed insert of events: a taken `(tenant, seq)` means the chain's head is behind its
+/// records (tampering, or a bug), which retrying cannot fix.
+fn insert_error(error: DbErr) -> StoreError {
+    match error.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => chain_error(
+            "a record already holds a seq being appended: the head is behind its records"
+                .to_owned(),
+        ),
+        _ => StoreError::Unavailable(error),
+    }
+}
+
+fn strings_json(values: &[String]) -> String {
+    Value::from(values.to_vec()).to_string()
+}
+
+fn event_model(id: i64, row: &AuditRow) -> audit_events::ActiveModel {
+    audit_events::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(row.tenant_id.clone()),
+        seq: Set(row.seq),
+        version: Set(row.version),
+        time_ms: Set(row.time_ms),
+        tenant_name: Set(row.tenant_name.clone()),
+        action: Set(row.action.clone()),
+        result: Set(row.result.clone()),
+        error_code: Set(row.error_code.clone()),
+        actor: Set(row.actor.clone()),
+        client_id: Set(row.client_id.clone()),
+        secret_id: Set(row.secret_id.clone()),
+        audience: Set(row.audience.clone()),
+        scopes_requested: Set(strings_json(&row.scopes_requested)),
+        scopes_granted: Set(strings_json(&row.scopes_granted)),
+        jti: Set(row.jti.clone()),
+        source: Set(row.source.clone()),
+        transport: Set(row.transport.clone()),
+        trace_id: Set(row.trace_id.clone()),
+        resource: Set(row.resource.clone()),
+        changed_fields: Set(strings_json(&row.changed_fields)),
+        count: Set(row.count),
+        prev_hash: Set(row.prev_hash.clone()),
+        hash: Set(row.hash.clone()),
+    }
+}
+
+impl From<audit_heads::Model> for AuditHead {
+    fn from(row: audit_heads::Model) -> Self {
+        AuditHead {
+            tenant_id: row.tenant_id,
+            seq: row.seq,
+            hash: row.hash,
+        }
+    }
+}
+
+impl TryFrom<audit_events::Model> for AuditRow {
+    type Error = StoreError;
+    fn try_from(row: audit_events::Model) -> Result<Self, StoreError> {
+        // The record is named (tenant and seq), so that a verifier can say which one.
+        let list = |column: &str, json: &str| -> Result<Vec<String>, StoreError> {
+            serde_json::from_str(json).map_err(|error| StoreError::Corrupt {
+                entity: "audit event",
+                reason: format!(
+                    "tenant {} seq {}: invalid JSON in {column}: {error}",
+                    row.tenant_id, row.seq
+                ),
+            })
+        };
+        Ok(AuditRow {
+            scopes_requested: list("scopes_requested", &row.scopes_requested)?,
+            scopes_granted: list("scopes_granted", &row.scopes_granted)?,
+            changed_fields: list("changed_fields", &row.changed_fields)?,
+            id: row.id,
+            tenant_id: row.tenant_id,
+            seq: row.seq,
+            version: row.version,
+            time_ms: row.time_ms,
+            tenant_name: row.tenant_name,
+            action: row.action,
+            result: row.result,
+            error_code: row.error_code,
+            actor: row.actor,
+            client_id: row.client_id,
+            secret_id: row.secret_id,
+            audience: row.audience,
+            jti: row.jti,
+            source: row.source,
+            transport: row.transport,
+            trace_id: row.trace_id,
+            resource: row.resource,
+            count: row.count,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(tenant: &str, seq: i64, prev: &str, hash: &str) -> AuditRow {
+        AuditRow {
+            tenant_id: tenant.to_owned(),
+            seq,
+            prev_hash: prev.to_owned(),
+            hash: hash.to_owned(),
+            ..AuditRow::default()
+        }
+    }
+
+    fn head(tenant: &str, seq: i64, hash: &str) -> (String, AuditHead) {
+        (
+            tenant.to_owned(),
+            AuditHead {
+                tenant_id: tenant.to_owned(),
+                seq,
+                hash: hash.to_owned(),
+            },
+        )
+    }
+
+    #[test]
+    fn continued_heads_follow_each_tenant() -> Result<(), StoreError> {
+        let heads = HashMap::from([head("a", 4, "h4")]);
+        let rows = [
+            row("a", 5, "h4", "h5"),
+            row("b", 1, "genesis", "b1"),
+            row("a", 6, "h5", "h6"),
+            row("b", 2, "b1", "b2"),
+        ];
+        let new = continued_heads(&["a", "b"], &heads, &rows)?;
+        assert_eq!(new, vec![head("a", 6, "h6").1, head("b", 2, "b2").1]);
+        Ok(())
+    }
+
+    #[test]
+    fn continued_heads_refuse_broken_batches() {
+        let heads = HashMap::from([head("a", 4, "h4")]);
+        let refused = |rows: &[AuditRow], tenants: &[&str]| {
+            continued_heads(tenants, &heads, rows)
+                .err()
+                .map(|error| error.to_string())
+                .unwrap_or_default()
+        };
+        assert!(refused(&[row("a", 6, "h4", "x")], &["a"]).contains("seq 6 where 5"));
+        assert!(refused(&[row("a", 5, "h3", "x")], &["a"]).contains("does not link"));
+        assert!(refused(&[row("a", 5, "h4", "")], &["a"]).contains("no hash"));
+        assert!(refused(&[row("b", 1, "g", "x")], &["a"]).contains("did not announce"));
+        assert!(
+            refused(&[row("b", 1, "g", "b1"), row("b", 2, "zz", "b2")], &["b"])
+                .contains("does not link")
+        );
+        assert!(refused(&[row("b", 2, "g", "b2")], &["b"]).contains("seq 2 where 1"));
+    }
+}
