@@ -11,7 +11,7 @@ use tollgate_domain::{
 };
 use tollgate_keys::{KeyError, SecretHasher, generate_jti};
 use tollgate_state::RateDecision;
-use tollgate_verify::{Expectations, verify};
+use tollgate_verify::{Expectations, unverified_claim, verify};
 
 use crate::catalog::{AppView, Catalog, CatalogError, TenantView, USAGE_RECORD_INTERVAL};
 use crate::revocation::{RevocationError, Revocations};
@@ -443,28 +443,13 @@ fn burst(rate_per_second: f64) -> u32 {
 fn verified_claims(view: &TenantView, token: &str) -> Option<AccessTokenClaims> {
     // The audience is read unverified only to say which audience to expect; the signature
     // check that follows covers it.
-    let audience = unverified_audience(token)?;
+    let audience = unverified_claim(token, "aud")?;
     let expected = Expectations {
         issuer: view.issuer.clone(),
         audience,
         leeway_seconds: 0,
     };
     verify(token, &view.key_set, &expected).ok()
-}
-
-fn unverified_audience(token: &str) -> Option<String> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    #[derive(serde::Deserialize)]
-    struct Audience {
-        aud: String,
-    }
-    serde_json::from_slice::<Audience>(&bytes)
-        .ok()
-        .map(|claims| claims.aud)
 }
 
 fn claims(

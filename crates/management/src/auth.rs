@@ -1,7 +1,7 @@
 //! Who is calling, and what they may do.
 
 use tollgate_domain::{ScopeSet, TenantName, TokenFacts};
-use tollgate_verify::{Expectations, VerifyError, verify};
+use tollgate_verify::{Expectations, VerifyError, unverified_claim, verify};
 
 use crate::{ManageError, Management};
 
@@ -84,7 +84,8 @@ impl Management {
         })?;
         let unauthenticated =
             |reason: &str| ManageError::Unauthenticated(format!("admin token rejected: {reason}"));
-        let issuer = unverified_issuer(token).ok_or_else(|| unauthenticated("malformed token"))?;
+        let issuer =
+            unverified_claim(token, "iss").ok_or_else(|| unauthenticated("malformed token"))?;
         let tenant = self
             .issuer_template
             .tenant_of_issuer(&issuer)
@@ -130,20 +131,4 @@ impl Management {
             scopes,
         })
     }
-}
-
-/// The `iss` claim of a compact JWS, read without verification.
-fn unverified_issuer(token: &str) -> Option<String> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    #[derive(serde::Deserialize)]
-    struct Issuer {
-        iss: String,
-    }
-    serde_json::from_slice::<Issuer>(&bytes)
-        .ok()
-        .map(|claims| claims.iss)
 }

@@ -164,6 +164,19 @@ impl Expectations {
     }
 }
 
+/// Reads one claim of a compact JWS **without verifying anything**. Only for choosing what to
+/// verify against (which tenant's keys, which audience to expect); the value must then be
+/// checked by [`verify`], which covers it with the signature.
+pub fn unverified_claim(token: &str, name: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+    claims.get(name)?.as_str().map(str::to_owned)
+}
+
 /// Verifies `token` against `keys` and returns its claims.
 pub fn verify(
     token: &str,
