@@ -27,7 +27,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::background::{Background, Broadcaster};
 use crate::config::{Config, GatewayOnlyConfig};
-use crate::grpc::{ManagementAdapter, TokenAdapter};
+use crate::grpc::{HasCode, ManagementAdapter, TokenAdapter, log_if_internal};
 
 /// Name of the file, in the data dir, that receives the first admin credentials.
 pub const ADMIN_CREDENTIALS_FILE: &str = "admin-credentials.json";
@@ -279,16 +279,11 @@ impl TokenBackend for InProcessBackend {
 }
 
 fn backend_error(error: tollgate_issuer::IssueError) -> BackendError {
+    log_if_internal(&error);
     let code = error.code();
-    if matches!(
-        code,
-        tollgate_domain::ErrorCode::Unavailable | tollgate_domain::ErrorCode::Internal
-    ) {
-        tracing::error!(error = %error, cause = ?std::error::Error::source(&error), "token request failed");
-    }
     let mut backend_error = BackendError::new(code, error.to_string());
     if let tollgate_issuer::IssueError::RateLimited(decision) = &error {
-        backend_error.retry_after = Some(decision.retry_after);
+        backend_error.retry_after = error.retry_after();
         backend_error.rate_limit = Some(tollgate_gateway::RateLimitInfo {
             limit: decision.limit,
             remaining: decision.remaining,

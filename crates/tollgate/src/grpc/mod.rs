@@ -7,6 +7,7 @@ mod management;
 mod token;
 
 pub(crate) use convert::token_call;
+
 pub use management::ManagementAdapter;
 pub use token::TokenAdapter;
 
@@ -19,18 +20,27 @@ fn into_status<E>(error: E) -> Status
 where
     E: std::error::Error + HasCode,
 {
+    log_if_internal(&error);
     let code = error.code();
-    if matches!(code, ErrorCode::Internal | ErrorCode::Unavailable) {
-        tracing::error!(error = %error, cause = ?std::error::Error::source(&error), "request failed");
-    }
     match error.retry_after() {
         Some(retry_after) => to_status_with_retry(code, error.to_string(), retry_after),
         None => to_status(code, error.to_string()),
     }
 }
 
+/// Logs the cause of an error the caller only sees as internal or unavailable. Shared by the
+/// gRPC adapters and the in-process gateway backend, the two places service errors leave.
+pub(crate) fn log_if_internal<E>(error: &E)
+where
+    E: std::error::Error + HasCode,
+{
+    if matches!(error.code(), ErrorCode::Internal | ErrorCode::Unavailable) {
+        tracing::error!(error = %error, cause = ?error.source(), "request failed");
+    }
+}
+
 /// Service errors that know their caller-visible code.
-trait HasCode {
+pub(crate) trait HasCode {
     fn code(&self) -> ErrorCode;
 
     /// When a rate-limited caller may retry.
