@@ -163,7 +163,7 @@ fn call_request(token: &str) -> TestResult<TokenCallRequest> {
         client_id: ClientId::parse("app")?,
         client_secret: ClientSecret::new("s3cret".to_owned()),
         token: token.to_owned(),
-        source: None,
+        origin: Default::default(),
     })
 }
 

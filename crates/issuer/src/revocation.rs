@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tollgate_domain::{Revocation, TokenFacts, UnixTime};
 use tollgate_keys::generate_id;
 use tollgate_state::{RevocationStatus, SharedState};
-use tollgate_store::{Store, StoreError, TenantRecord};
+use tollgate_store::{AuditAppend, Store, StoreError, TenantRecord};
 
 /// The longest a token can live; a revocation whose tokens' expiry is unknown lasts this
 /// long (plus leeway) and then expires with every token it could cover.
@@ -53,18 +53,19 @@ impl Revocations {
         &self.state
     }
 
-    /// Records `revocation` in the database, then in the shared state. Succeeds once the
-    /// database has it: if the shared state is down, checks fail closed meanwhile and the copy
-    /// is repaired by the next repopulation.
+    /// Records `revocation` in the database, with its audit events in the same transaction,
+    /// then in the shared state. Succeeds once the database has it: if the shared state is
+    /// down, checks fail closed meanwhile and the copy is repaired by the next repopulation.
     pub async fn revoke(
         &self,
         tenant: &TenantRecord,
         revocation: Revocation,
         now: UnixTime,
+        audit: &dyn AuditAppend,
     ) -> Result<(), RevocationError> {
         let id = generate_id("rev")?;
         self.store
-            .add_revocation(tenant, &id, &revocation, now)
+            .add_revocation(tenant, &id, &revocation, now, audit)
             .await?;
         if let Err(error) = self.state.add_revocations(&[revocation], now).await {
             self.is_dirty.store(true, Ordering::SeqCst);

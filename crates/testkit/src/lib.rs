@@ -179,6 +179,7 @@ impl TestServer {
             jwks_max_age: 300,
             redis_url: options.redis_url.clone(),
             key_rotation_period: options.key_rotation_period.clone(),
+            audit_retention: "90d".to_owned(),
             key_rotation_check_seconds: options.key_rotation_check_seconds,
             key_propagation_seconds: Some(options.key_propagation_seconds),
             app_rate_limit: options.app_rate_limit,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tollgate_audit::{AuditConfig, AuditWriter};
 use tollgate_domain::{
     AccessTokenClaims, ChangeListener, Clock, IssuedToken, SystemClock, TenantName,
     TokenCallRequest, TokenRequest,
@@ -88,12 +89,15 @@ pub async fn serve(
         Arc::clone(&master_key),
         config.issuer_template.clone(),
     ));
+    // Every token request is recorded through this writer before it is answered.
+    let (audit, audit_task) = AuditWriter::start(store.clone(), AuditConfig::default());
     let issuer = Arc::new(Issuer::new(
         Arc::clone(&catalog),
         master_key.secret_hasher(),
         Arc::clone(&clock),
         Arc::new(Revocations::new(store.clone(), state.clone())),
         config.rate_limits,
+        audit,
     ));
     let listener: Arc<dyn ChangeListener> = Arc::new(Broadcaster {
         catalog: Arc::clone(&catalog),
@@ -126,6 +130,7 @@ pub async fn serve(
         clock,
         key_rotation_period: config.key_rotation_period,
         key_rotation_check: config.key_rotation_check,
+        audit_retention: config.audit_retention,
     })
     .spawn(stop_receiver.clone());
 
@@ -142,7 +147,9 @@ pub async fn serve(
             jwks_max_age_seconds: config.jwks_max_age,
             ..GatewayConfig::new(config.issuer_template.clone())
         },
-        Arc::new(InProcessBackend { issuer }),
+        Arc::new(InProcessBackend {
+            issuer: Arc::clone(&issuer),
+        }),
     );
     let http = tokio::spawn(tollgate_gateway::serve(
         listeners.http,
@@ -160,6 +167,13 @@ pub async fn serve(
     for task in background {
         let _ = task.await;
     }
+    // No request is in flight any more: record the last aggregated denials, then commit
+    // everything queued before the process ends.
+    if let Err(error) = issuer.flush_denials(true).await {
+        tracing::error!(error = %error, "rate-limit denials not recorded at shutdown");
+    }
+    issuer.audit().shutdown().await;
+    let _ = audit_task.await;
     grpc.context("gRPC server task failed")??;
     http.context("HTTP server task failed")?
         .context("HTTP server failed")?;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tollgate_domain::{TenantName, TokenRequest};
+use tollgate_domain::{RequestOrigin, TenantName, TokenRequest, TraceId, Transport};
 use tollgate_issuer::Issuer;
 use tollgate_proto::status::invalid_argument;
 use tollgate_proto::v1::token_service_server::TokenService;
@@ -32,9 +32,9 @@ impl TokenService for TokenAdapter {
         &self,
         request: Request<IssueTokenRequest>,
     ) -> Result<Response<IssueTokenResponse>, Status> {
-        let source = request.remote_addr().map(|address| address.ip());
+        let origin = origin(&request);
         let mut request = TokenRequest::try_from(request.into_inner()).map_err(invalid_argument)?;
-        request.source = source;
+        request.origin = origin;
         let token = self.issuer.issue(request).await.map_err(into_status)?;
         Ok(Response::new(token.into()))
     }
@@ -43,14 +43,14 @@ impl TokenService for TokenAdapter {
         &self,
         request: Request<RevokeTokenRequest>,
     ) -> Result<Response<RevokeTokenResponse>, Status> {
-        let source = request.remote_addr().map(|address| address.ip());
+        let origin = origin(&request);
         let request = request.into_inner();
         let call = token_call(
             &request.tenant,
             &request.client_id,
             request.client_secret,
             request.token,
-            source,
+            origin,
         )
         .map_err(invalid_argument)?;
         self.issuer.revoke(call).await.map_err(into_status)?;
@@ -61,14 +61,14 @@ impl TokenService for TokenAdapter {
         &self,
         request: Request<IntrospectTokenRequest>,
     ) -> Result<Response<IntrospectTokenResponse>, Status> {
-        let source = request.remote_addr().map(|address| address.ip());
+        let origin = origin(&request);
         let request = request.into_inner();
         let call = token_call(
             &request.tenant,
             &request.client_id,
             request.client_secret,
             request.token,
-            source,
+            origin,
         )
         .map_err(invalid_argument)?;
         let claims = self.issuer.introspect(call).await.map_err(into_status)?;
@@ -82,6 +82,22 @@ impl TokenService for TokenAdapter {
         let tenant = TenantName::parse(&request.get_ref().tenant).map_err(invalid_argument)?;
         let (issuer, jwks_json) = self.issuer.jwks(&tenant).await.map_err(into_status)?;
         Ok(Response::new(GetJwksResponse { issuer, jwks_json }))
+    }
+}
+
+/// Where a gRPC request came from: the peer's address and the trace id of a well-formed
+/// W3C `traceparent` metadata entry.
+fn origin<T>(request: &Request<T>) -> RequestOrigin {
+    RequestOrigin {
+        source: request
+            .remote_addr()
+            .map(|address| address.ip().to_canonical()),
+        transport: Transport::Grpc,
+        trace_id: request
+            .metadata()
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .and_then(TraceId::from_traceparent),
     }
 }
 
