@@ -225,6 +225,38 @@ impl TestServer {
         })
     }
 
+    /// Clients of a server running elsewhere (say, a `tollgate serve` process) at
+    /// `grpc_addr` and `http_addr` (`host:port`), administered with `admin`. Such a server is
+    /// not stopped by this value; `joined` describes the default SQLite database in
+    /// `data_dir` and carries no master key.
+    pub fn attach(
+        grpc_addr: &str,
+        http_addr: &str,
+        admin: AdminCredentials,
+        data_dir: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let grpc_url = format!("http://{grpc_addr}");
+        let channel = Channel::from_shared(grpc_url.clone())?.connect_lazy();
+        Ok(Self {
+            grpc_url,
+            http_url: format!("http://{http_addr}"),
+            joined: Joined {
+                database_url: format!(
+                    "sqlite://{}?mode=rwc",
+                    data_dir.join("tollgate.db").display()
+                ),
+                master_key: String::new(),
+                admin: admin.clone(),
+            },
+            admin,
+            data_dir,
+            channel,
+            _temp_dir: tempfile::tempdir()?,
+            stop: None,
+            task: None,
+        })
+    }
+
     /// A channel to the gRPC API.
     pub fn channel(&self) -> Channel {
         self.channel.clone()
