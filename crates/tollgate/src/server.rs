@@ -174,6 +174,16 @@ pub async fn serve(
     }
     issuer.audit().shutdown().await;
     let _ = audit_task.await;
+    let stats = issuer.audit().stats();
+    let transactions = stats.batches + stats.failed_batches;
+    tracing::info!(
+        events = stats.events,
+        transactions = stats.batches,
+        failed_events = stats.failed_events,
+        mean_batch = stats.events.checked_div(stats.batches).unwrap_or(0),
+        mean_commit_micros = stats.commit_micros.checked_div(transactions).unwrap_or(0),
+        "audit trail flushed"
+    );
     grpc.context("gRPC server task failed")??;
     http.context("HTTP server task failed")?
         .context("HTTP server failed")?;
