@@ -390,6 +390,31 @@ impl Issuer {
         Ok(Some(claims))
     }
 
+    /// Authenticates an app of `tenant` for a call that needs no more than being one (such
+    /// as following the tenant's revocations); returns the tenant's id.
+    pub async fn authenticate_app(
+        &self,
+        tenant: &TenantName,
+        client_id: &ClientId,
+        secret: &ClientSecret,
+        origin: &RequestOrigin,
+    ) -> Result<String, IssueError> {
+        let now = self.clock.now();
+        let view = self.catalog.tenant(tenant).await?;
+        let (view, _) = self
+            .authenticate(view.as_ref(), tenant, client_id, secret, origin.source, now)
+            .await?;
+        Ok(view.id.clone())
+    }
+
+    /// The tenant's revocations in force now (by tenant id).
+    pub async fn live_revocations(&self, tenant_id: &str) -> Result<Vec<Revocation>, IssueError> {
+        Ok(self
+            .revocations
+            .live_of_tenant(tenant_id, self.clock.now())
+            .await?)
+    }
+
     /// The tenant's issuer URL and the JWK Set it publishes now.
     pub async fn jwks(&self, tenant: &TenantName) -> Result<(String, String), IssueError> {
         let view = self

@@ -67,10 +67,16 @@ impl Revocations {
         self.store
             .add_revocation(tenant, &id, &revocation, now, audit)
             .await?;
-        if let Err(error) = self.state.add_revocations(&[revocation], now).await {
+        if let Err(error) = self
+            .state
+            .add_revocations(std::slice::from_ref(&revocation), now)
+            .await
+        {
             self.is_dirty.store(true, Ordering::SeqCst);
             tracing::warn!(error = %error, "revocation stored in the database only; the shared copy will be repopulated");
         }
+        // For watchers (resource servers following revocations), on every instance.
+        self.state.publish_revocation(&revocation).await;
         tracing::info!(tenant = %tenant.name, "tokens revoked");
         Ok(())
     }
@@ -125,6 +131,15 @@ impl Revocations {
             self.is_dirty.store(true, Ordering::SeqCst);
         }
         result.map(|()| true)
+    }
+
+    /// The tenant's revocations in force at `now`, from the database.
+    pub async fn live_of_tenant(
+        &self,
+        tenant_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<Revocation>, RevocationError> {
+        Ok(self.store.tenant_live_revocations(tenant_id, now).await?)
     }
 
     /// Deletes expired revocations from the database.

@@ -40,6 +40,26 @@ impl Store {
         txn.commit().await.or_unavailable()
     }
 
+    /// The tenant's revocations that have not expired (`expires_at > now`), oldest first:
+    /// what a revocation watcher starts from.
+    pub async fn tenant_live_revocations(
+        &self,
+        tenant_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        revocations::Entity::find()
+            .filter(revocations::Column::TenantId.eq(tenant_id))
+            .filter(revocations::Column::ExpiresAt.gt(now))
+            .order_by_asc(revocations::Column::RevokedAt)
+            .order_by_asc(revocations::Column::Id)
+            .all(&self.conn)
+            .await
+            .or_unavailable()?
+            .into_iter()
+            .map(Revocation::try_from)
+            .collect()
+    }
+
     /// Every revocation, of every tenant, that has not expired (`expires_at > now`), by
     /// tenant then revocation time: what a fast store that lost its contents reloads.
     pub async fn live_revocations(&self, now: UnixTime) -> Result<Vec<Revocation>, StoreError> {

@@ -91,6 +91,8 @@ impl Background {
                 () = stop_requested(&mut stop) => return,
                 change = changes.recv() => match change {
                     Ok(ChangeEvent::Tenant(tenant)) => self.catalog.invalidate(&tenant),
+                    // Revocations are checked against the shared state, not cached here.
+                    Ok(ChangeEvent::Revoked(_)) => {}
                     Ok(ChangeEvent::All) | Err(broadcast::error::RecvError::Lagged(_)) => {
                         self.catalog.invalidate_all();
                     }

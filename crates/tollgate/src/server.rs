@@ -138,7 +138,7 @@ pub async fn serve(
     let http_addr = listeners.http.local_addr()?;
     let grpc = tokio::spawn(serve_grpc(
         listeners.grpc,
-        Arc::clone(&issuer),
+        TokenAdapter::new(Arc::clone(&issuer), state.clone(), stop_receiver.clone()),
         ManagementAdapter::new(management, config.issuer_template.clone()),
         stopped(stop_receiver.clone()),
     ));
@@ -218,7 +218,7 @@ async fn stopped(mut receiver: watch::Receiver<bool>) {
 
 async fn serve_grpc(
     listener: TcpListener,
-    issuer: Arc<Issuer>,
+    tokens: TokenAdapter,
     management: ManagementAdapter,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -237,7 +237,7 @@ async fn serve_grpc(
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(TokenServiceServer::new(TokenAdapter::new(issuer)))
+        .add_service(TokenServiceServer::new(tokens))
         .add_service(TenantServiceServer::new(management.clone()))
         .add_service(ApiServiceServer::new(management.clone()))
         .add_service(AppServiceServer::new(management.clone()))
