@@ -174,6 +174,9 @@ impl Verifier {
         let state = self.fresh_keys().await?;
         match &state.last_error {
             Some(error) if state.keys.is_empty() => Err(AuthError::KeysUnavailable(error.clone())),
+            None if state.keys.is_empty() && self.inner.remote.is_some() => Err(
+                AuthError::KeysUnavailable("the issuer publishes no usable key".to_owned()),
+            ),
             _ => Ok(()),
         }
     }
@@ -227,10 +230,19 @@ impl Verifier {
     }
 
     fn verify_with(&self, state: &KeyState, token: &str) -> Result<Claims, AuthError> {
-        if state.keys.is_empty()
-            && let Some(error) = &state.last_error
-        {
-            return Err(AuthError::KeysUnavailable(error.clone()));
+        // No usable key from a remote issuer (not fetched yet, the fetch failed, or the set
+        // has none we can use): nothing can be verified, which is our problem, not the
+        // token's.
+        if state.keys.is_empty() && self.inner.remote.is_some() {
+            let why = state
+                .last_error
+                .as_deref()
+                .unwrap_or(if state.generation == 0 {
+                    "keys not fetched yet"
+                } else {
+                    "the issuer publishes no usable key"
+                });
+            return Err(AuthError::KeysUnavailable(why.to_owned()));
         }
         let now = self.inner.clock.now();
         Ok(verify_claims(token, &state.keys, &self.inner.policy, now)?)
