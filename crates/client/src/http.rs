@@ -404,11 +404,14 @@ mod tests {
     use super::{metadata_urls, parse_token_response};
     use crate::FetchError;
 
+    /// What a token response yields: `expires_in` seconds and the scopes.
+    type Read<'a> = (Option<u64>, Option<&'a [&'a str]>);
+
     #[test]
     fn token_responses_are_read_leniently_but_must_be_bearer_tokens() {
         let invalid = |why: &str| Err(FetchError::Invalid(why.to_owned()));
         #[rustfmt::skip]
-        let cases: [(&str, Result<(Option<u64>, Option<&[&str]>), FetchError>); 9] = [
+        let cases: [(&str, Result<Read, FetchError>); 9] = [
             (r#"{"access_token":"t","token_type":"Bearer","expires_in":3600,"scope":"a b"}"#, Ok((Some(3600), Some(&["a", "b"])))),
             (r#"{"access_token":"t","token_type":"bearer","expires_in":"60"}"#,               Ok((Some(60), None))),
             (r#"{"access_token":"t"}"#,                                                      Ok((None, None))),

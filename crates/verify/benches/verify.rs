@@ -23,6 +23,9 @@ use tollgate_verify::{Expectations, KeySet, Policy, Verifier, verify, verify_cla
 const ROUND: Duration = Duration::from_millis(500);
 const ROUNDS: usize = 5;
 
+/// Runs its operation the given number of times.
+type Batch<'a> = Box<dyn FnMut(u64) + 'a>;
+
 /// Runs `operation` in batches until a round's time is up; returns nanoseconds per call.
 fn round(operation: &mut dyn FnMut(u64)) -> f64 {
     let started = Instant::now();
@@ -84,7 +87,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     verify(&token, &keys, &expectations)?;
     runtime.block_on(verifier.verify(&token))?;
 
-    let mut contenders: Vec<(&str, Box<dyn FnMut(u64)>, f64)> = vec![
+    let mut contenders: Vec<(&str, Batch, f64)> = vec![
         (
             "raw ring ECDSA P-256 verify",
             Box::new(|n| {

@@ -85,6 +85,15 @@ async fn a_short_lived_token_is_not_refetched_on_every_call() -> TestResult {
     Ok(())
 }
 
+/// (case, scripted failures, scopes asked, requests expected, outcome)
+type RetryCase = (
+    &'static str,
+    Vec<Scripted>,
+    &'static [&'static str],
+    usize,
+    Result<(), TokenError>,
+);
+
 #[tokio::test]
 async fn transient_failures_are_retried_and_rejections_never_are() -> TestResult {
     use Scripted::{OAuthError, Status, TooManyRequests};
@@ -96,9 +105,8 @@ async fn transient_failures_are_retried_and_rejections_never_are() -> TestResult
         error: error.to_owned(),
         description: None,
     };
-    // (case, scripted failures, scopes asked, requests expected, outcome)
     #[rustfmt::skip]
-    let cases: Vec<(&str, Vec<Scripted>, &[&str], usize, Result<(), TokenError>)> = vec![
+    let cases: Vec<RetryCase> = vec![
         ("503 then success",           vec![Status(503)],                          &[], 2, Ok(())),
         ("500, 502, 504 then success", vec![Status(500), Status(502), Status(504)], &[], 4, Ok(())),
         ("408 then success",           vec![Status(408)],                          &[], 2, Ok(())),
