@@ -56,6 +56,11 @@ impl Token {
 
 /// Gets access tokens from a [`TokenSource`], caching them per [`TokenRequest`]. Cheap to
 /// clone (one `Arc`); share one per client identity.
+///
+/// Runs on tokio with timers enabled (`#[tokio::main]` does; a hand-built runtime needs
+/// `enable_all`), for the per-attempt timeout and the backoff. Callers arriving at a token's
+/// refresh time wait for the one fetch; for calls that must never wait, keep the token fresh
+/// ahead of time with [`BackgroundToken`](crate::BackgroundToken).
 #[derive(Clone)]
 pub struct TokenClient {
     inner: Arc<Inner>,
