@@ -4,16 +4,19 @@
 //! - One cache entry per [`TokenRequest`] (audience and sorted scopes).
 //! - A token is used until `skew` before it expires (the skew is at most half its lifetime,
 //!   so short-lived tokens are not refetched on every call).
-//! - Single-flight: when an entry is missing or stale, one caller fetches and every
+//! - Single-flight: when an entry is missing or expired, one caller fetches and every
 //!   concurrent caller for that entry waits for that fetch and shares its outcome, success
 //!   or failure. 1,000 callers with an expired token cause one request (plus its retries).
+//! - Refresh ahead: from the refresh time until expiry, one caller refreshes while the others
+//!   keep getting the current, still valid token without waiting; if the refresh fails, the
+//!   current token is served until it expires and the refresh is retried after a pause.
 //! - Only transient failures are retried (see [`RetryPolicy`]); a rejection is final.
 //! - Time is the injected [`Clock`]'s (whole seconds), so tests move time instead of
 //!   sleeping; backoff waits are real.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -58,9 +61,9 @@ impl Token {
 /// clone (one `Arc`); share one per client identity.
 ///
 /// Runs on tokio with timers enabled (`#[tokio::main]` does; a hand-built runtime needs
-/// `enable_all`), for the per-attempt timeout and the backoff. Callers arriving at a token's
-/// refresh time wait for the one fetch; for calls that must never wait, keep the token fresh
-/// ahead of time with [`BackgroundToken`](crate::BackgroundToken).
+/// `enable_all`), for the per-attempt timeout and the backoff. Only the caller that refreshes
+/// a token waits for it (and every caller when there is no valid token at all); for calls
+/// that must never wait, keep the token fresh with [`BackgroundToken`](crate::BackgroundToken).
 #[derive(Clone)]
 pub struct TokenClient {
     inner: Arc<Inner>,
@@ -86,9 +89,21 @@ struct Entry {
     fetch: tokio::sync::Mutex<Option<Result<Token, TokenError>>>,
     /// Fetches completed.
     generation: AtomicU64,
+    /// After a failed refresh of a still valid token: no new attempt before this time.
+    refresh_not_before: AtomicI64,
 }
 
 impl Entry {
+    /// The cached token, if it has not expired.
+    fn current(&self, now: UnixTime) -> Option<Token> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|token| now < token.expires_at)
+            .cloned()
+    }
+
     fn fresh(&self, now: UnixTime) -> Option<Token> {
         self.current
             .read()
@@ -136,9 +151,49 @@ impl TokenClient {
     /// every concurrent caller.
     pub async fn get_token(&self, request: &TokenRequest) -> Result<Token, TokenError> {
         let entry = self.entry(request);
+        let now = self.inner.clock.now();
+        let Some(current) = entry.current(now) else {
+            return self.fetch_waiting(&entry, request).await;
+        };
+        if now < current.refresh_at {
+            return Ok(current);
+        }
+        // Between the refresh time and expiry: one caller refreshes, everyone else keeps
+        // using the still valid token instead of waiting; a failed refresh is retried after
+        // a pause, never by every caller in turn.
+        if now < entry.refresh_not_before.load(Ordering::Acquire) {
+            return Ok(current);
+        }
+        let Ok(mut last) = entry.fetch.try_lock() else {
+            return Ok(current);
+        };
         if let Some(token) = entry.fresh(self.inner.clock.now()) {
             return Ok(token);
         }
+        match self.fetch_holding(&entry, &mut last, request).await {
+            Ok(token) => Ok(token),
+            Err(error) => {
+                let pause = self.inner.retry.max_delay.as_secs().max(1);
+                let not_before = self
+                    .inner
+                    .clock
+                    .now()
+                    .saturating_add(i64::try_from(pause).unwrap_or(i64::MAX));
+                entry
+                    .refresh_not_before
+                    .store(not_before, Ordering::Release);
+                tracing::warn!(error = %error, "cannot refresh a token; using the current one until it expires");
+                Ok(current)
+            }
+        }
+    }
+
+    /// No usable token: every caller waits for one fetch and shares its outcome.
+    async fn fetch_waiting(
+        &self,
+        entry: &Entry,
+        request: &TokenRequest,
+    ) -> Result<Token, TokenError> {
         let seen = entry.generation.load(Ordering::Acquire);
         let mut last = entry.fetch.lock().await;
         if let Some(token) = entry.fresh(self.inner.clock.now()) {
@@ -150,12 +205,25 @@ impl TokenClient {
             // The fetch we waited for failed: share its failure, do not start another.
             return Err(error.clone());
         }
+        self.fetch_holding(entry, &mut last, request).await
+    }
+
+    /// Fetches while holding the entry's fetch lock, and publishes the outcome.
+    async fn fetch_holding(
+        &self,
+        entry: &Entry,
+        last: &mut Option<Result<Token, TokenError>>,
+        request: &TokenRequest,
+    ) -> Result<Token, TokenError> {
         let outcome = self.fetch(request).await;
         if let Ok(token) = &outcome {
             *entry
                 .current
                 .write()
                 .unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
+            entry
+                .refresh_not_before
+                .store(UnixTime::MIN, Ordering::Release);
         }
         entry.generation.fetch_add(1, Ordering::AcqRel);
         *last = Some(outcome.clone());

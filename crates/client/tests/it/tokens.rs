@@ -1,6 +1,7 @@
 //! Getting tokens: caching, single-flight, retries, rejections, client authentication,
 //! discovery, gRPC, redaction.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,9 +14,13 @@ use tollgate_verify::Verifier;
 
 use crate::{AUDIENCE, CLIENT_ID, SECRET, TestResult, client_of, fast_retries, http_client, stub};
 
-/// `client.get_token(request)` from `tasks` tasks at once; every one must succeed with the
-/// same token.
-async fn concurrently(client: &TokenClient, request: &TokenRequest, tasks: usize) -> TestResult {
+/// `client.get_token(request)` from `tasks` tasks at once; every one must succeed. Returns
+/// the distinct tokens they got.
+async fn concurrently(
+    client: &TokenClient,
+    request: &TokenRequest,
+    tasks: usize,
+) -> Result<HashSet<String>, Box<dyn std::error::Error>> {
     let mut handles = Vec::with_capacity(tasks);
     for _ in 0..tasks {
         let (client, request) = (client.clone(), request.clone());
@@ -23,12 +28,22 @@ async fn concurrently(client: &TokenClient, request: &TokenRequest, tasks: usize
             async move { client.get_token(&request).await },
         ));
     }
-    let mut tokens = std::collections::HashSet::new();
+    let mut tokens = HashSet::new();
     for handle in handles {
         tokens.insert(handle.await??.access_token.expose().to_owned());
     }
+    Ok(tokens)
+}
+
+/// Like [`concurrently`], and all callers must have got the same token.
+async fn one_token(
+    client: &TokenClient,
+    request: &TokenRequest,
+    tasks: usize,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let tokens = concurrently(client, request, tasks).await?;
     assert_eq!(tokens.len(), 1, "all callers share one token");
-    Ok(())
+    tokens.into_iter().next().ok_or_else(|| "no token".into())
 }
 
 #[tokio::test]
@@ -40,29 +55,60 @@ async fn a_cache_shared_by_1000_tasks_fetches_once_per_expiry() -> TestResult {
     let client = http_client(&stub, &clock);
     let read = TokenRequest::new(AUDIENCE).with_scopes(["archive:read"]);
 
-    concurrently(&client, &read, 1000).await?;
+    let first = one_token(&client, &read, 1000).await?;
     assert_eq!(stub.token_requests(), 1);
-    concurrently(&client, &read, 1000).await?;
+    one_token(&client, &read, 1000).await?;
     assert_eq!(stub.token_requests(), 1, "fresh: served from the cache");
     // Up to the refresh time (expiry minus the 60 s skew) the token is kept...
     clock.advance(539);
-    concurrently(&client, &read, 1000).await?;
+    one_token(&client, &read, 1000).await?;
     assert_eq!(stub.token_requests(), 1);
-    // ...then replaced, once, before it expires.
+    // ...then replaced by one request, while the other callers keep the valid one.
     clock.advance(1);
-    concurrently(&client, &read, 1000).await?;
+    let seen = concurrently(&client, &read, 1000).await?;
     assert_eq!(stub.token_requests(), 2);
+    assert!(
+        seen.contains(&first) && seen.len() <= 2,
+        "{} tokens",
+        seen.len()
+    );
+    let second = one_token(&client, &read, 10).await?;
+    assert_ne!(second, first);
+    // Expired outright: every caller waits for the one fetch.
     clock.advance(600);
-    concurrently(&client, &read, 1000).await?;
+    let third = one_token(&client, &read, 1000).await?;
     assert_eq!(stub.token_requests(), 3);
+    assert_ne!(third, second);
 
     // Another (audience, scopes) is another entry; scope order does not matter.
     let write = TokenRequest::new(AUDIENCE).with_scopes(["archive:write", "archive:read"]);
     let same = TokenRequest::new(AUDIENCE).with_scopes(["archive:read", "archive:write"]);
-    concurrently(&client, &write, 500).await?;
-    concurrently(&client, &same, 500).await?;
+    one_token(&client, &write, 500).await?;
+    one_token(&client, &same, 500).await?;
     assert_eq!(stub.token_requests(), 4);
     assert_eq!(client.attempts(), 4);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_refresh_keeps_the_valid_token_until_it_expires() -> TestResult {
+    let (stub, clock) = stub().await?;
+    stub.set_token_lifetime(600);
+    let client = http_client(&stub, &clock);
+    let request = TokenRequest::new(AUDIENCE);
+    let first = client.get_token(&request).await?;
+    clock.advance(540);
+    stub.script(vec![Scripted::Status(503); 5]);
+    // The refresh fails after its 5 attempts; the caller still gets the valid token.
+    assert_eq!(client.get_token(&request).await?, first);
+    assert_eq!(stub.token_requests(), 6);
+    // No new attempt during the pause (at least a second), however many calls.
+    one_token(&client, &request, 100).await?;
+    assert_eq!(stub.token_requests(), 6);
+    clock.advance(1);
+    let second = client.get_token(&request).await?;
+    assert_ne!(second, first);
+    assert_eq!(stub.token_requests(), 7);
     Ok(())
 }
 
@@ -292,7 +338,7 @@ async fn grpc_issue_token_is_cached_retried_and_rejections_are_final() -> TestRe
         token.scopes.as_deref(),
         Some(&["archive:write".to_owned()][..])
     );
-    concurrently(&client, &request, 1000).await?;
+    one_token(&client, &request, 1000).await?;
     assert_eq!(stub.token_requests(), 3);
     assert_eq!(
         stub.token_calls().last().map(|call| call.client_auth),
