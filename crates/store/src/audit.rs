@@ -49,9 +49,14 @@ use crate::{Store, StoreError};
 /// The `tenant_id` of the audit lock row; never a tenant's id.
 const LOCK_ROW: &str = "";
 
-/// Most events per `INSERT`: about 24 bound values each, well below SQLite's (32,766) and
-/// PostgreSQL's (65,535) limits on bound parameters.
-const INSERT_CHUNK: usize = 400;
+/// The only row counts of an `INSERT` of events, largest first: a batch of any size is
+/// written as a few statements of these sizes (509 = 256 + 3 × 64 + 3 × 16 + 3 × 4 + 1).
+///
+/// Fixed sizes, because both drivers cache prepared statements by their SQL text: a
+/// statement for every batch size would be parsed (and, on PostgreSQL, planned) anew for
+/// most batches, and that cost more than the rows themselves. The largest holds about
+/// 24 × 256 bound values, well below SQLite's (32,766) and PostgreSQL's (65,535) limits.
+const INSERT_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 
 /// One audit event as stored: the event's fields in their stored text form, and its place in
 /// its tenant's chain. `tollgate-audit` turns events into rows and rows back into events;
@@ -170,18 +175,18 @@ impl Store {
         if tenant_ids.iter().any(|id| id.is_empty()) {
             return Err(chain_error("an empty tenant id".to_owned()));
         }
-        let txn = match self.conn.get_database_backend() {
+        let txn = match self.audit_conn.get_database_backend() {
             // READ COMMITTED whatever the server's default: the heads are read by a
             // statement after the lock is granted, and must see what the previous holder
             // committed. (At REPEATABLE READ the snapshot would predate that commit, and
             // the lock's update would fail with a serialization error instead.)
             DbBackend::Postgres => self
-                .conn
+                .audit_conn
                 .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
                 .await
                 .or_unavailable()?,
             // SQLite has no isolation levels to choose: the write lock serialises writers.
-            _ => self.conn.begin().await.or_unavailable()?,
+            _ => self.audit_conn.begin().await.or_unavailable()?,
         };
         if append_in(&txn, tenant_ids, build).await? {
             // 4. Until this commit, no other appender can see (or extend) any of it.
@@ -419,13 +424,15 @@ where
         .zip(last_id.saturating_add(1)..)
         .map(|(row, id)| event_model(id, row))
         .collect();
-    let mut models = models.into_iter().peekable();
-    while models.peek().is_some() {
-        let chunk: Vec<_> = models.by_ref().take(INSERT_CHUNK).collect();
-        audit_events::Entity::insert_many(chunk)
-            .exec_without_returning(conn)
-            .await
-            .map_err(insert_error)?;
+    let mut models = models.into_iter();
+    for size in INSERT_SIZES {
+        while models.len() >= size {
+            let chunk: Vec<_> = models.by_ref().take(size).collect();
+            audit_events::Entity::insert_many(chunk)
+                .exec_without_returning(conn)
+                .await
+                .map_err(insert_error)?;
+        }
     }
 
     let mut head_models: Vec<audit_heads::ActiveModel> = new_heads

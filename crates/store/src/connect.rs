@@ -21,12 +21,35 @@ const SQLITE_FILE_CONNECTIONS: u32 = 4;
 /// Enough for a single server's concurrency without crowding a shared PostgreSQL.
 const POSTGRES_CONNECTIONS: u32 = 10;
 
-/// Opens a pool for `url` (`sqlite:…` or `postgres://…` / `postgresql://…`).
-pub(crate) async fn open(url: &str) -> Result<DatabaseConnection, StoreError> {
+/// The pools of a store: one for everything, and the one audit batches are appended through.
+pub(crate) struct Pools {
+    pub(crate) conn: DatabaseConnection,
+    pub(crate) audit: DatabaseConnection,
+}
+
+/// Opens the pools for `url` (`sqlite:…` or `postgres://…` / `postgresql://…`).
+///
+/// On a SQLite file, audit batches get a connection of their own, kept open: SQLite drops a
+/// connection's page cache whenever another connection has written since its last
+/// transaction, so appends spread over a pool's connections would each start cold and
+/// read back the index pages they extend (measured: most of the cost of an append). Writes
+/// are serialised by SQLite anyway. Elsewhere the one pool serves both.
+pub(crate) async fn open(url: &str) -> Result<Pools, StoreError> {
     if url.starts_with("sqlite:") {
-        open_sqlite(url).await
+        let conn = open_sqlite(url, false).await?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let audit = if in_memory {
+            conn.clone()
+        } else {
+            open_sqlite(url, true).await?
+        };
+        Ok(Pools { conn, audit })
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        open_postgres(url).await
+        let conn = open_postgres(url).await?;
+        Ok(Pools {
+            audit: conn.clone(),
+            conn,
+        })
     } else {
         // Only the scheme is named: the rest of a URL may hold a password.
         Err(StoreError::Unavailable(DbErr::Custom(
@@ -35,7 +58,8 @@ pub(crate) async fn open(url: &str) -> Result<DatabaseConnection, StoreError> {
     }
 }
 
-async fn open_sqlite(url: &str) -> Result<DatabaseConnection, StoreError> {
+/// A pool on a SQLite database; `is_single_writer`: one connection, never retired.
+async fn open_sqlite(url: &str, is_single_writer: bool) -> Result<DatabaseConnection, StoreError> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(connection_error)?
         // Declared foreign keys are only enforced when this is on, per connection.
@@ -47,6 +71,15 @@ async fn open_sqlite(url: &str) -> Result<DatabaseConnection, StoreError> {
         // never let the pool retire it. (WAL does not apply to memory databases.)
         (
             options,
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None),
+        )
+    } else if is_single_writer {
+        (
+            options.journal_mode(SqliteJournalMode::Wal),
             SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)

@@ -55,6 +55,8 @@ use crate::error::DbResultExt;
 #[derive(Clone)]
 pub struct Store {
     conn: DatabaseConnection,
+    /// Where audit batches are appended (see `connect::open`).
+    audit_conn: DatabaseConnection,
     /// Stamps change-log rows; the caller's clock for everything else.
     clock: Arc<dyn Clock>,
 }
@@ -74,9 +76,10 @@ impl Store {
     /// SQLite database lives in exactly one connection that is never recycled (it would
     /// vanish with it). The URL is never echoed in errors: it may hold a password.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let conn = connect::open(url).await?;
+        let pools = connect::open(url).await?;
         Ok(Store {
-            conn,
+            conn: pools.conn,
+            audit_conn: pools.audit,
             clock: Arc::new(SystemClock),
         })
     }
@@ -105,6 +108,7 @@ impl Store {
     /// Closes the pool, waiting for connections in use to be returned. Clones of this
     /// store fail afterwards.
     pub async fn close(&self) -> Result<(), StoreError> {
+        self.audit_conn.close_by_ref().await.or_unavailable()?;
         self.conn.close_by_ref().await.or_unavailable()
     }
 }
