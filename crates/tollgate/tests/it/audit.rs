@@ -232,28 +232,29 @@ async fn assert_quiet(stream: &mut Streaming<StreamEventsResponse>) -> anyhow::R
     }
 }
 
-/// Every tenant's Management API defines `audit:read`, and its admin app holds it.
+/// Every tenant's Management API defines `audit:read`, and its admin app holds it; a
+/// database from before the scope existed gains it when migrated.
 async fn admin_apps_hold_audit_read(server: TestServer) -> anyhow::Result<()> {
     let acme = Fixture::new(&server, "acme").await?;
     let mut system = server.system_admin().await?;
-    let tenant_scopes = [
-        "apis:read",
-        "apis:write",
-        "apps:read",
-        "apps:write",
-        "keys:read",
-        "keys:write",
-        "tokens:revoke",
-        "audit:read",
-    ];
-    for (tenant, admin, extra) in [
-        ("acme", &acme.admin, &[][..]),
-        (
-            "system",
-            &server.admin,
-            &["tenants:read", "tenants:write"][..],
-        ),
-    ] {
+    let expected = |tenant: &str| {
+        let mut scopes = vec![
+            "apis:read",
+            "apis:write",
+            "apps:read",
+            "apps:write",
+            "keys:read",
+            "keys:write",
+            "tokens:revoke",
+            "audit:read",
+        ];
+        if tenant == "system" {
+            scopes.extend(["tenants:read", "tenants:write"]);
+        }
+        scopes
+    };
+    // The scopes the tenant's Management API defines, and those its admin app holds on it.
+    let mut builtin_scopes = async |tenant: &str, admin: &AdminCredentials| {
         let manage = format!("http://{tenant}.hub.localhost:8080/manage");
         let api = system
             .apis
@@ -263,13 +264,6 @@ async fn admin_apps_hold_audit_read(server: TestServer) -> anyhow::Result<()> {
             })
             .await?
             .into_inner();
-        let defined: Vec<&str> = api
-            .scopes
-            .iter()
-            .map(|scope| scope.value.as_str())
-            .collect();
-        let expected: Vec<&str> = tenant_scopes.iter().chain(extra).copied().collect();
-        assert_eq!(defined, expected, "{tenant}");
         let app = system
             .apps
             .get_app(GetAppRequest {
@@ -280,15 +274,55 @@ async fn admin_apps_hold_audit_read(server: TestServer) -> anyhow::Result<()> {
             .into_inner();
         let grant = app
             .grants
-            .iter()
+            .into_iter()
             .find(|grant| grant.audience == manage)
             .context("no grant on the Management API")?;
-        assert!(
-            grant.scopes.iter().any(|scope| scope == "audit:read"),
-            "{tenant}: {grant:?}"
-        );
+        let defined: Vec<String> = api.scopes.into_iter().map(|scope| scope.value).collect();
+        anyhow::Ok((defined, grant.scopes))
+    };
+    for (tenant, admin) in [("acme", &acme.admin), ("system", &server.admin)] {
+        let (defined, held) = builtin_scopes(tenant, admin).await?;
+        assert_eq!(defined, expected(tenant), "{tenant}");
+        let mut sorted = expected(tenant);
+        sorted.sort();
+        assert_eq!(held, sorted, "{tenant}");
     }
-    Ok(())
+
+    // A database from before audit:read: the scope neither defined nor held.
+    let trail = Trail::open(&server).await?;
+    trail
+        .exec(
+            r#"UPDATE apis SET scopes = REPLACE(scopes, ',{"description":"Read, follow and verify the audit trail","value":"audit:read"}', '') WHERE is_system"#,
+        )
+        .await?;
+    trail
+        .exec(r#"UPDATE grants SET scopes = REPLACE(scopes, '"audit:read",', '')"#)
+        .await?;
+    trail
+        .exec("DELETE FROM seaql_migrations WHERE version = 'm20261123_000001_audit_read_scope'")
+        .await?;
+    let (defined, held) = builtin_scopes("acme", &acme.admin).await?;
+    assert!(
+        !defined.iter().any(|scope| scope == "audit:read"),
+        "{defined:?}"
+    );
+    assert!(!held.iter().any(|scope| scope == "audit:read"), "{held:?}");
+    // Migrating (as `tollgate migrate` or the next start does) gives it back.
+    Store::connect(&server.joined.database_url)
+        .await?
+        .migrate()
+        .await?;
+    for (tenant, admin) in [("acme", &acme.admin), ("system", &server.admin)] {
+        // Appended to the definitions, so after `tenants:*` on the system tenant.
+        let (mut defined, held) = builtin_scopes(tenant, admin).await?;
+        assert_eq!(defined.last().map(String::as_str), Some("audit:read"));
+        defined.sort();
+        let mut sorted = expected(tenant);
+        sorted.sort();
+        assert_eq!(defined, sorted, "{tenant}");
+        assert_eq!(held, sorted, "{tenant}");
+    }
+    trail.close().await
 }
 
 async fn list_filters_and_pages(server: TestServer) -> anyhow::Result<()> {
