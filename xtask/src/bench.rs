@@ -48,7 +48,13 @@ const USAGE: &str = "usage: cargo xtask bench tokens [options]
   --quiet-wait SECS        before each scenario, wait up to this long for other processes
                            to leave the CPUs idle (default 120; 0 = do not wait)
   --tollgate PATH          benchmark this server binary instead of the workspace's (A/B
-                           comparisons); tollgate-bench is still built";
+                           comparisons); tollgate-bench is still built
+  --database-url URL       the server's TOLLGATE_DATABASE_URL (default: SQLite in the
+                           temporary data dir); give an empty PostgreSQL database
+
+Every token is recorded in the durable audit trail before it is returned, as in
+production; the report ends with what the audit writer did (events, transactions, mean
+batch and commit time), read from the server's shutdown log.";
 
 /// The throughput target, tokens per second.
 const TARGET_TOKENS_PER_SECOND: f64 = 30_000.0;
@@ -70,6 +76,7 @@ struct Options {
     build: bool,
     tollgate: Option<PathBuf>,
     quiet_wait: u64,
+    database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +141,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
         build: true,
         tollgate: None,
         quiet_wait: 120,
+        database_url: None,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -178,6 +186,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
                 options.modes = modes;
             }
             "--tollgate" => options.tollgate = Some(PathBuf::from(value)),
+            "--database-url" => options.database_url = Some(value.clone()),
             "--quiet-wait" => options.quiet_wait = parse_number(flag, value, (0, 3600))?,
             "--pin" => {
                 options.pin = match value.as_str() {
@@ -293,7 +302,13 @@ fn run_all(
     let largest = options.tenants.iter().copied().max().unwrap_or(1);
     for placement in placements {
         let server_cpu = placement.cpus.map(|(server, _)| server);
-        let mut server = Server::start(&binaries.tollgate, &data_dir, &work.path, server_cpu)?;
+        let mut server = Server::start(
+            &binaries.tollgate,
+            &data_dir,
+            &work.path,
+            server_cpu,
+            options.database_url.as_deref(),
+        )?;
         eprintln!(
             "\n== {}: tollgate serve (pid {}) on gRPC {} and HTTP {} ==",
             placement.name, server.pid, server.grpc_url, server.http_url
@@ -350,8 +365,35 @@ fn run_all(
             }
         }
         server.stop()?;
+        let log = std::fs::read_to_string(work.path.join("server.log")).unwrap_or_default();
+        if let Some(line) = log
+            .lines()
+            .rev()
+            .find(|line| line.contains("audit trail flushed"))
+        {
+            report.audit.push((placement.name, audit_summary(line)));
+        }
     }
     Ok(())
+}
+
+/// "N events in M transactions (mean batch B, mean commit C µs)" from the server's
+/// `audit trail flushed` log line.
+fn audit_summary(line: &str) -> String {
+    let field = |name: &str| -> String {
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix(&format!("{name}=")))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    format!(
+        "{} events durably recorded in {} transactions (mean batch {}, mean commit {} µs), {} refused",
+        field("events"),
+        field("transactions"),
+        field("mean_batch"),
+        field("mean_commit_micros"),
+        field("failed_events"),
+    )
 }
 
 /// Half the measured maximum, and half the target, unless the two are within 10 %.
@@ -596,6 +638,7 @@ impl Server {
         data_dir: &Path,
         work: &Path,
         cpu: Option<u32>,
+        database_url: Option<&str>,
     ) -> anyhow::Result<Self> {
         let [grpc_addr, http_addr] = free_loopback_addresses()?;
         let log_path = work.join("server.log");
@@ -624,6 +667,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if let Some(url) = database_url {
+            command.env("TOLLGATE_DATABASE_URL", url);
+        }
         let child = command
             .spawn()
             .with_context(|| format!("cannot start {}", tollgate.display()))?;
@@ -939,6 +985,8 @@ impl Row {
 struct Report {
     setup: Option<(u32, Duration, String)>,
     rows: Vec<Row>,
+    /// Per placement, what the audit writer did over the whole run.
+    audit: Vec<(&'static str, String)>,
 }
 
 fn thousands(value: f64) -> String {
@@ -1086,6 +1134,12 @@ impl Report {
                  server CPU second is the sturdier figure. Rerun on a quiet machine.",
                 self.rows.len()
             );
+        }
+        if !self.audit.is_empty() {
+            println!("\nAudit trail (every token recorded durably before it is returned):");
+            for (placement, summary) in &self.audit {
+                println!("  {placement:<6} {summary}");
+            }
         }
         println!("\nAgainst the targets:");
         let verdict = |ok: bool| if ok { "meets" } else { "BELOW" };

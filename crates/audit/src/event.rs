@@ -11,7 +11,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use tollgate_domain::{ClientId, ErrorCode, InvalidValue, TenantName};
+use tollgate_domain::{ClientId, ErrorCode, InvalidValue, TenantName, Transport};
 use tollgate_keys::CLIENT_SECRET_PREFIX;
 use tollgate_store::AuditRow;
 
@@ -129,32 +129,6 @@ impl Outcome {
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// The protocol a request came in by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// The HTTP edge (token endpoint, revocation, introspection).
-    Http,
-    /// The gRPC API.
-    Grpc,
-}
-
-impl Transport {
-    /// The stored name: `http` or `grpc`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Http => "http",
-            Transport::Grpc => "grpc",
-        }
-    }
-
-    /// The transport stored as `name`, if any.
-    pub fn parse(name: &str) -> Option<Self> {
-        [Transport::Http, Transport::Grpc]
-            .into_iter()
-            .find(|transport| transport.as_str() == name)
     }
 }
 

@@ -52,6 +52,8 @@
 //! events, so the lock is taken once per batch, not once per event.
 
 pub mod chain;
+mod change;
+mod denials;
 mod error;
 mod event;
 mod writer;
@@ -60,11 +62,14 @@ pub use chain::{
     CHAIN_VERSION, ChainBreak, ChainReport, ChainVerifier, GENESIS_HASH, record_hash, verify_chain,
     verify_tenant,
 };
+pub use change::ChangeEvents;
+pub use denials::{DenialCounter, MAX_DENIAL_KEYS};
 pub use error::AuditError;
 pub use event::{
     AuditAction, AuditEvent, AuditRecord, FieldName, Identifier, MAX_FIELD_NAME_LEN,
-    MAX_IDENTIFIER_LEN, Outcome, Transport,
+    MAX_IDENTIFIER_LEN, Outcome,
 };
+pub use tollgate_domain::Transport;
 pub use writer::{AuditConfig, AuditStats, AuditWriter};
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -148,6 +148,31 @@ impl AuditWriter {
         answer.await.unwrap_or(Err(AuditError::Unavailable))
     }
 
+    /// Records `events` (queued together, so they usually share a transaction), returning
+    /// once all have committed; the first failure if any did not.
+    pub async fn record_all(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        let mut answers = Vec::with_capacity(events.len());
+        for event in events {
+            let row = event.to_row();
+            let mut body = Vec::with_capacity(256);
+            encode_body(&row, &mut body);
+            let (done, answer) = oneshot::channel();
+            self.commands
+                .send(Command::Record(Box::new(Pending { row, body, done })))
+                .await
+                .map_err(|_| AuditError::Closed)?;
+            answers.push(answer);
+        }
+        let mut outcome = Ok(());
+        for answer in answers {
+            let result = answer.await.unwrap_or(Err(AuditError::Unavailable));
+            if outcome.is_ok() {
+                outcome = result;
+            }
+        }
+        outcome
+    }
+
     /// Stops accepting events, commits everything already queued, and returns when that is
     /// done (at once if the writer has already stopped accepting events).
     pub async fn shutdown(&self) {
@@ -271,7 +296,10 @@ async fn commit(store: &Store, batch: Vec<Pending>, counters: &Counters) {
 
 /// Places `work` (rows in arrival order, with their serialized bodies) in their tenants'
 /// chains after `heads`: consecutive `seq`s, each `prev_hash` the previous hash.
-fn link(heads: &HashMap<String, AuditHead>, work: Vec<(AuditRow, Vec<u8>)>) -> Vec<AuditRow> {
+pub(crate) fn link(
+    heads: &HashMap<String, AuditHead>,
+    work: Vec<(AuditRow, Vec<u8>)>,
+) -> Vec<AuditRow> {
     let mut tips: HashMap<String, (i64, String)> = HashMap::new();
     let mut bytes = Vec::with_capacity(512);
     work.into_iter()

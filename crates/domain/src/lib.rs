@@ -22,7 +22,9 @@ pub use issuer::{IssuerTemplate, MANAGEMENT_API_SUFFIX};
 pub use names::{
     Algorithm, ApiIdentifier, ClientId, InvalidValue, Scope, ScopeSet, TenantName, TokenLifetime,
 };
-pub use request::{IssuedToken, ScopeDefinition, TokenCallRequest, TokenRequest};
+pub use request::{
+    IssuedToken, RequestOrigin, ScopeDefinition, TokenCallRequest, TokenRequest, TraceId, Transport,
+};
 pub use revocation::{Revocation, RevocationTarget, TokenFacts};
 pub use secret::ClientSecret;
 

@@ -16,9 +16,8 @@ pub struct TokenRequest {
     pub audience: ApiIdentifier,
     /// The scopes asked for; `None` asks for every scope the app holds on the API.
     pub scopes: Option<ScopeSet>,
-    /// The network address the request came from, when the transport knows it; failed
-    /// authentications are rate-limited per address.
-    pub source: Option<std::net::IpAddr>,
+    /// Where the request came from: address, protocol, trace id.
+    pub origin: RequestOrigin,
 }
 
 /// A client-authenticated request about an existing token: revocation (RFC 7009) or
@@ -33,8 +32,8 @@ pub struct TokenCallRequest {
     pub client_secret: ClientSecret,
     /// The token in question, as presented (not yet verified).
     pub token: String,
-    /// Where the request came from, when known.
-    pub source: Option<std::net::IpAddr>,
+    /// Where the request came from.
+    pub origin: RequestOrigin,
 }
 
 /// A token the issuer signed.
@@ -55,4 +54,151 @@ pub struct ScopeDefinition {
     pub value: Scope,
     /// What it allows.
     pub description: String,
+}
+
+/// The protocol a request came in by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Transport {
+    /// The HTTP edge (token endpoint, revocation, introspection).
+    Http,
+    /// The gRPC API.
+    #[default]
+    Grpc,
+}
+
+impl Transport {
+    /// The name recorded in audit events: `http` or `grpc`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Grpc => "grpc",
+        }
+    }
+
+    /// The transport named `name`, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Transport::Http, Transport::Grpc]
+            .into_iter()
+            .find(|transport| transport.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A W3C Trace Context trace id: 32 lowercase hex digits, not all zero.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TraceId(String);
+
+impl TraceId {
+    /// The trace id of a `traceparent` header value (`00-<trace id>-<parent id>-<flags>`);
+    /// `None` unless it is well formed (an invalid header is ignored, as the W3C
+    /// specification asks).
+    pub fn from_traceparent(header: &str) -> Option<Self> {
+        let mut parts = header.trim().split('-');
+        let version = parts.next()?;
+        let trace_id = parts.next()?;
+        let parent_id = parts.next()?;
+        let flags = parts.next()?;
+        let is_hex = |text: &str, len: usize| {
+            text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        };
+        let well_formed = is_hex(version, 2)
+            && version != "ff"
+            && is_hex(trace_id, 32)
+            && is_hex(parent_id, 16)
+            && is_hex(flags, 2)
+            && trace_id.bytes().any(|b| b != b'0')
+            && parent_id.bytes().any(|b| b != b'0')
+            // Version 00 has exactly four fields; later versions may append more.
+            && (version != "00" || parts.next().is_none());
+        well_formed.then(|| Self(trace_id.to_owned()))
+    }
+
+    /// The 32 hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a request came from, as the transport saw it: recorded in the audit trail, and the
+/// address feeds the limits on failed authentications.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestOrigin {
+    /// The peer's network address, when the transport knows it.
+    pub source: Option<std::net::IpAddr>,
+    /// The protocol.
+    pub transport: Transport,
+    /// The caller's trace id (W3C `traceparent`), when it sent one.
+    pub trace_id: Option<TraceId>,
+}
+
+impl RequestOrigin {
+    /// A request over `transport` from `source`, without a trace id.
+    pub fn new(transport: Transport, source: Option<std::net::IpAddr>) -> Self {
+        Self {
+            source,
+            transport,
+            trace_id: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TraceId;
+
+    #[test]
+    fn trace_ids_come_only_from_well_formed_traceparents() {
+        let cases = [
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            ),
+            (
+                " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00 ",
+                Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            ),
+            (
+                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future",
+                Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+                None,
+            ),
+            (
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                None,
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                None,
+            ),
+            (
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                None,
+            ),
+            (
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                None,
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+                None,
+            ),
+            (
+                "00-tgsec_aaaaaaaaaaaaaaaaaaaaaaaaaa-00f067aa0ba902b7-01",
+                None,
+            ),
+            ("", None),
+        ];
+        for (header, expected) in cases {
+            let got = TraceId::from_traceparent(header);
+            assert_eq!(got.as_ref().map(TraceId::as_str), expected, "{header:?}");
+        }
+    }
 }

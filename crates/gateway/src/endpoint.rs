@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::future::poll_fn;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use tollgate_domain::{RequestOrigin, TraceId, Transport};
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{ConnectInfo, Request};
@@ -130,6 +131,20 @@ impl Received {
             body,
             source,
         })
+    }
+
+    /// Where the request came from: the TCP peer, over HTTP, with the trace id of a
+    /// well-formed W3C `traceparent` header.
+    pub(crate) fn origin(&self) -> RequestOrigin {
+        RequestOrigin {
+            source: self.source,
+            transport: Transport::Http,
+            trace_id: self
+                .headers
+                .get("traceparent")
+                .and_then(|value| value.to_str().ok())
+                .and_then(TraceId::from_traceparent),
+        }
     }
 
     /// `endpoint`'s parameters.

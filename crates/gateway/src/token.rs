@@ -110,7 +110,7 @@ fn token_request(
         client_secret: client.client_secret,
         audience,
         scopes,
-        source: received.source,
+        origin: received.origin(),
     })
 }
 

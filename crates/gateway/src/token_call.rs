@@ -92,7 +92,7 @@ fn token_call_request(
         client_id: client.client_id,
         client_secret: client.client_secret,
         token: token.into_owned(),
-        source: received.source,
+        origin: received.origin(),
     })
 }
 

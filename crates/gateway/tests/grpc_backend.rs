@@ -54,6 +54,16 @@ fn outcome(token: &str) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl TokenService for FakeTokenService {
+    type WatchRevocationsStream =
+        tokio_stream::Empty<Result<tollgate_proto::v1::WatchRevocationsResponse, Status>>;
+
+    async fn watch_revocations(
+        &self,
+        _: tonic::Request<tollgate_proto::v1::WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        Err(Status::unimplemented("not under test"))
+    }
+
     async fn issue_token(
         &self,
         _: tonic::Request<IssueTokenRequest>,
@@ -163,7 +173,7 @@ fn call_request(token: &str) -> TestResult<TokenCallRequest> {
         client_id: ClientId::parse("app")?,
         client_secret: ClientSecret::new("s3cret".to_owned()),
         token: token.to_owned(),
-        source: None,
+        origin: Default::default(),
     })
 }
 

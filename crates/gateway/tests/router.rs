@@ -76,7 +76,7 @@ impl RecordedCall {
             client_id: request.client_id.to_string(),
             client_secret: request.client_secret.expose().to_owned(),
             token: request.token.clone(),
-            source: request.source,
+            source: request.origin.source,
         }
     }
 }
@@ -173,7 +173,7 @@ impl TokenBackend for FakeBackend {
                 client_secret: request.client_secret.expose().to_owned(),
                 audience: request.audience.to_string(),
                 scopes: request.scopes.as_ref().map(ScopeSet::to_delimited),
-                source: request.source,
+                source: request.origin.source,
             });
         }
         let fail = |code, message: &str| Err(BackendError::new(code, message));

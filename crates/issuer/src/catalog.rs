@@ -68,6 +68,8 @@ pub struct AppView {
 pub struct TenantView {
     /// The tenant's id (`cid`).
     pub id: String,
+    /// The same id as recorded in the audit trail.
+    pub audit_id: tollgate_audit::Identifier,
     /// The tenant's name.
     pub name: TenantName,
     /// The issuer URL (`iss`).
@@ -334,9 +336,16 @@ impl Catalog {
                 (api.identifier, view)
             })
             .collect();
+        let audit_id = tollgate_audit::Identifier::parse(&tenant.id).map_err(|error| {
+            CatalogError::Store(StoreError::Corrupt {
+                entity: "tenant",
+                reason: error.to_string(),
+            })
+        })?;
         Ok(TenantView {
             issuer: self.issuer_template.issuer(&tenant.name),
             id: tenant.id,
+            audit_id,
             name: tenant.name,
             signing_alg: tenant.signing_alg,
             apis,

@@ -4,10 +4,15 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use tollgate_audit::{
+    AuditAction, AuditError, AuditEvent, AuditWriter, ChangeEvents, DenialCounter, Identifier,
+    Outcome, now_ms,
+};
+
 use tollgate_domain::{
     AccessTokenClaims, Algorithm, ApiIdentifier, ClientId, ClientSecret, Clock, ErrorCode,
-    GRANT_TYPE_CLIENT_CREDENTIALS, IssuedToken, Revocation, RevocationTarget, Scope, ScopeSet,
-    TenantName, TokenCallRequest, TokenFacts, TokenRequest, UnixTime,
+    GRANT_TYPE_CLIENT_CREDENTIALS, IssuedToken, RequestOrigin, Revocation, RevocationTarget, Scope,
+    ScopeSet, TenantName, TokenCallRequest, TokenFacts, TokenRequest, UnixTime,
 };
 use tollgate_keys::{KeyError, SecretHasher, generate_jti};
 use tollgate_state::RateDecision;
@@ -49,6 +54,9 @@ pub enum IssueError {
     /// Revocation state could not be read or written: fail closed.
     #[error("revocation state unavailable")]
     Revocation(#[from] RevocationError),
+    /// The audit record could not be written: nothing is granted unrecorded (fail closed).
+    #[error("audit trail unavailable")]
+    Audit(#[from] AuditError),
 }
 
 impl IssueError {
@@ -64,7 +72,8 @@ impl IssueError {
             IssueError::NoSigningKey(_)
             | IssueError::Catalog(_)
             | IssueError::Crypto(_)
-            | IssueError::Revocation(_) => ErrorCode::Unavailable,
+            | IssueError::Revocation(_)
+            | IssueError::Audit(_) => ErrorCode::Unavailable,
         }
     }
 }
@@ -93,12 +102,6 @@ impl Default for RateLimits {
     }
 }
 
-/// The outcome of a client authentication.
-struct Authenticated {
-    view: Arc<TenantView>,
-    secret_id: String,
-}
-
 /// Issues access tokens from the catalog, and revokes and introspects them.
 pub struct Issuer {
     catalog: Arc<Catalog>,
@@ -108,6 +111,10 @@ pub struct Issuer {
     limits: RateLimits,
     /// Last uses of secrets waiting to be written: (tenant id, secret id, time).
     usage: Mutex<Vec<(String, String, UnixTime)>>,
+    /// Where every token request is recorded before it is answered.
+    audit: AuditWriter,
+    /// Rate-limit denials waiting to be recorded, aggregated per client per second.
+    denials: DenialCounter,
 }
 
 impl Issuer {
@@ -118,6 +125,7 @@ impl Issuer {
         clock: Arc<dyn Clock>,
         revocations: Arc<Revocations>,
         limits: RateLimits,
+        audit: AuditWriter,
     ) -> Self {
         Self {
             catalog,
@@ -126,6 +134,8 @@ impl Issuer {
             revocations,
             limits,
             usage: Mutex::new(Vec::new()),
+            audit,
+            denials: DenialCounter::new(),
         }
     }
 
@@ -139,22 +149,66 @@ impl Issuer {
         &self.revocations
     }
 
-    /// Runs the client-credentials grant.
+    /// Runs the client-credentials grant, and records it: a token is returned only once its
+    /// audit record has committed ([`IssueError::Audit`] otherwise, and the token is
+    /// discarded). Refusals are recorded too; rate-limit refusals in aggregate
+    /// ([`Issuer::flush_denials`]).
     pub async fn issue(&self, request: TokenRequest) -> Result<IssuedToken, IssueError> {
         let now = self.clock.now();
-        let Authenticated { view, secret_id } = self
+        let view = self.catalog.tenant(&request.tenant).await?;
+        let mut secret_id = None;
+        match self
+            .grant(&request, view.as_ref(), &mut secret_id, now)
+            .await
+        {
+            Ok((issued, jti)) => {
+                let Some(view) = view.as_deref() else {
+                    return Err(IssueError::InvalidClient);
+                };
+                let mut event = token_event(
+                    view,
+                    &request,
+                    secret_id.as_deref(),
+                    AuditAction::TokenIssued,
+                    Outcome::Granted,
+                );
+                event.jti = Identifier::parse(&jti).ok();
+                event.scopes_granted = identifiers(issued.scopes.iter().map(|s| s.as_str()));
+                self.audit.record(event).await?;
+                Ok(issued)
+            }
+            Err(error) => {
+                self.record_refusal(&request, view.as_deref(), secret_id.as_deref(), &error)
+                    .await;
+                Err(error)
+            }
+        }
+    }
+
+    /// The grant without its record: the token and its `jti`. `secret_id` receives the id of
+    /// the secret that authenticated the client, if one did.
+    async fn grant(
+        &self,
+        request: &TokenRequest,
+        view: Option<&Arc<TenantView>>,
+        secret_id: &mut Option<String>,
+        now: UnixTime,
+    ) -> Result<(IssuedToken, String), IssueError> {
+        let (view, matched) = self
             .authenticate(
+                view,
                 &request.tenant,
                 &request.client_id,
                 &request.client_secret,
-                request.source,
+                request.origin.source,
                 now,
             )
             .await?;
+        *secret_id = Some(matched);
         let Some(app) = view.apps.get(&request.client_id) else {
             return Err(IssueError::InvalidClient);
         };
-        self.enforce_request_rates(&view, app).await?;
+        self.enforce_request_rates(view, app).await?;
         let api = view
             .apis
             .get(&request.audience)
@@ -179,29 +233,92 @@ impl Issuer {
             .signing_key(algorithm, now)
             .ok_or(IssueError::NoSigningKey(algorithm))?;
         let lifetime = api.token_lifetime.seconds();
-        let claims = claims(&view, &request, &secret_id, &scopes, now, lifetime)?;
+        let secret_id = secret_id.as_deref().unwrap_or_default();
+        let claims = claims(view, request, secret_id, &scopes, now, lifetime)?;
         let access_token = key.sign_token(&claims)?;
-        Ok(IssuedToken {
-            access_token,
-            expires_in: lifetime,
-            scopes,
-        })
+        Ok((
+            IssuedToken {
+                access_token,
+                expires_in: lifetime,
+                scopes,
+            },
+            claims.jti,
+        ))
+    }
+
+    /// Records a refused token request: at once, or, for a rate-limit refusal, in the
+    /// aggregate of its client and second. A refusal whose record fails is still refused (the
+    /// writer logs the failure); a request naming an unknown tenant is recorded in the
+    /// system tenant's trail, the name it asked for as the `resource`.
+    async fn record_refusal(
+        &self,
+        request: &TokenRequest,
+        view: Option<&TenantView>,
+        secret_id: Option<&str>,
+        error: &IssueError,
+    ) {
+        let system_view;
+        let (view, unknown_tenant) = match view {
+            Some(view) => (view, false),
+            None => {
+                system_view = match self.catalog.tenant(&TenantName::system()).await {
+                    Ok(Some(system)) => system,
+                    // Nothing to record into (the catalog is down, or not bootstrapped).
+                    _ => return,
+                };
+                (&*system_view, true)
+            }
+        };
+        let action = match error {
+            IssueError::RateLimited(_) => AuditAction::RateLimited,
+            _ => AuditAction::TokenDenied,
+        };
+        let mut event = token_event(view, request, secret_id, action, Outcome::Denied);
+        event.error = Some(error.code());
+        if unknown_tenant {
+            event.resource = Identifier::parse(&format!("tenant/{}", request.tenant)).ok();
+        }
+        if action == AuditAction::RateLimited {
+            self.denials.add(event);
+        } else if self.audit.record(event).await.is_err() {
+            tracing::warn!(tenant = %request.tenant, "token request refused; its audit record was not written");
+        }
+    }
+
+    /// Records the rate-limit refusals aggregated so far: those of seconds already over, or
+    /// all of them (`is_final`, at shutdown). Run every second.
+    pub async fn flush_denials(&self, is_final: bool) -> Result<usize, AuditError> {
+        let due = if is_final {
+            self.denials.take_all()
+        } else {
+            self.denials.take_due(now_ms())
+        };
+        let count = due.len();
+        self.audit.record_all(due).await?;
+        Ok(count)
+    }
+
+    /// The audit writer (its statistics; shutdown).
+    pub fn audit(&self) -> &AuditWriter {
+        &self.audit
     }
 
     /// RFC 7009: revokes the token if it was issued to the calling app; otherwise (unknown,
     /// malformed, expired, another app's) does nothing and still succeeds.
     pub async fn revoke(&self, request: TokenCallRequest) -> Result<(), IssueError> {
         let now = self.clock.now();
-        let Authenticated { view, .. } = self
+        let view = self.catalog.tenant(&request.tenant).await?;
+        let (view, _) = self
             .authenticate(
+                view.as_ref(),
                 &request.tenant,
                 &request.client_id,
                 &request.client_secret,
-                request.source,
+                request.origin.source,
                 now,
             )
             .await?;
-        let Some(claims) = verified_claims(&view, &request.token) else {
+        let Some(claims) = verified_claims(view, &request.token) else {
             return Ok(());
         };
         if claims.client_id != request.client_id.as_str() {
@@ -214,13 +331,28 @@ impl Issuer {
             .await
             .map_err(RevocationError::from)?
             .ok_or(IssueError::InvalidClient)?;
+        let mut event = AuditEvent::new(
+            view.audit_id.clone(),
+            view.name.clone(),
+            now_ms(),
+            AuditAction::TokenRevoked,
+            Outcome::Ok,
+        );
+        event.actor = Identifier::try_from(&request.client_id).ok();
+        event.client_id = event.actor.clone();
+        event.secret_id = Identifier::parse(&claims.sid).ok();
+        event.jti = Identifier::parse(&claims.jti).ok();
+        event.audience = Identifier::parse(&claims.aud).ok();
+        set_origin(&mut event, &request.origin);
         let revocation = Revocation {
             tenant_id: view.id.clone(),
             target: RevocationTarget::Token(claims.jti),
             revoked_at: now,
             expires_at: claims.exp + 60,
         };
-        self.revocations.revoke(&tenant, revocation, now).await?;
+        self.revocations
+            .revoke(&tenant, revocation, now, &ChangeEvents::one(event))
+            .await?;
         Ok(())
     }
 
@@ -231,16 +363,18 @@ impl Issuer {
         request: TokenCallRequest,
     ) -> Result<Option<AccessTokenClaims>, IssueError> {
         let now = self.clock.now();
-        let Authenticated { view, .. } = self
+        let view = self.catalog.tenant(&request.tenant).await?;
+        let (view, _) = self
             .authenticate(
+                view.as_ref(),
                 &request.tenant,
                 &request.client_id,
                 &request.client_secret,
-                request.source,
+                request.origin.source,
                 now,
             )
             .await?;
-        let Some(claims) = verified_claims(&view, &request.token) else {
+        let Some(claims) = verified_claims(view, &request.token) else {
             return Ok(None);
         };
         let facts = TokenFacts {
@@ -254,6 +388,31 @@ impl Issuer {
             return Ok(None);
         }
         Ok(Some(claims))
+    }
+
+    /// Authenticates an app of `tenant` for a call that needs no more than being one (such
+    /// as following the tenant's revocations); returns the tenant's id.
+    pub async fn authenticate_app(
+        &self,
+        tenant: &TenantName,
+        client_id: &ClientId,
+        secret: &ClientSecret,
+        origin: &RequestOrigin,
+    ) -> Result<String, IssueError> {
+        let now = self.clock.now();
+        let view = self.catalog.tenant(tenant).await?;
+        let (view, _) = self
+            .authenticate(view.as_ref(), tenant, client_id, secret, origin.source, now)
+            .await?;
+        Ok(view.id.clone())
+    }
+
+    /// The tenant's revocations in force now (by tenant id).
+    pub async fn live_revocations(&self, tenant_id: &str) -> Result<Vec<Revocation>, IssueError> {
+        Ok(self
+            .revocations
+            .live_of_tenant(tenant_id, self.clock.now())
+            .await?)
     }
 
     /// The tenant's issuer URL and the JWK Set it publishes now.
@@ -283,16 +442,16 @@ impl Issuer {
     /// Authenticates a client by its secret. Every failure is [`IssueError::InvalidClient`]
     /// (or [`IssueError::RateLimited`] once failures from the client id or the source address
     /// exceed their limit), and costs one HMAC whatever failed.
-    async fn authenticate(
+    async fn authenticate<'v>(
         &self,
+        view: Option<&'v Arc<TenantView>>,
         tenant: &TenantName,
         client_id: &ClientId,
         secret: &ClientSecret,
         source: Option<std::net::IpAddr>,
         now: UnixTime,
-    ) -> Result<Authenticated, IssueError> {
-        let view = self.catalog.tenant(tenant).await?;
-        let matched = match &view {
+    ) -> Result<(&'v TenantView, String), IssueError> {
+        let matched = match view {
             Some(view) => match view.apps.get(client_id) {
                 Some(app) => self
                     .match_secret(app, secret, now)
@@ -309,8 +468,8 @@ impl Issuer {
         };
         match (view, matched) {
             (Some(view), Some(secret_id)) => {
-                self.record_use(&view, client_id, &secret_id, now);
-                Ok(Authenticated { view, secret_id })
+                self.record_use(view, client_id, &secret_id, now);
+                Ok((view, secret_id))
             }
             _ => Err(self.authentication_failed(tenant, client_id, source).await),
         }
@@ -431,6 +590,51 @@ impl Issuer {
                 .push((view.id.clone(), secret_id.to_owned(), now));
         }
     }
+}
+
+/// A token request's event, before its outcome's details: the tenant, the client as actor,
+/// what it asked for, and where the request came from. Values that could not be recorded
+/// (say, an audience holding something that looks like a secret) are left out.
+fn token_event(
+    view: &TenantView,
+    request: &TokenRequest,
+    secret_id: Option<&str>,
+    action: AuditAction,
+    result: Outcome,
+) -> AuditEvent {
+    let mut event = AuditEvent::new(
+        view.audit_id.clone(),
+        view.name.clone(),
+        now_ms(),
+        action,
+        result,
+    );
+    event.actor = Identifier::try_from(&request.client_id).ok();
+    event.client_id = event.actor.clone();
+    event.secret_id = secret_id.and_then(|id| Identifier::parse(id).ok());
+    event.audience = Identifier::parse(request.audience.as_str()).ok();
+    if let Some(scopes) = &request.scopes {
+        event.scopes_requested = identifiers(scopes.iter().map(|s| s.as_str()));
+    }
+    set_origin(&mut event, &request.origin);
+    event
+}
+
+/// Copies the request's address, transport and trace id into `event`.
+fn set_origin(event: &mut AuditEvent, origin: &RequestOrigin) {
+    event.source = origin.source;
+    event.transport = Some(origin.transport);
+    event.trace_id = origin
+        .trace_id
+        .as_ref()
+        .and_then(|trace_id| Identifier::parse(trace_id.as_str()).ok());
+}
+
+/// The values that can be recorded, in order.
+fn identifiers<'a>(values: impl Iterator<Item = &'a str>) -> Vec<Identifier> {
+    values
+        .filter_map(|value| Identifier::parse(value).ok())
+        .collect()
 }
 
 /// Bursts of twice the rate, at least one request.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tollgate_domain::{Revocation, TokenFacts, UnixTime};
 use tollgate_keys::generate_id;
 use tollgate_state::{RevocationStatus, SharedState};
-use tollgate_store::{Store, StoreError, TenantRecord};
+use tollgate_store::{AuditAppend, Store, StoreError, TenantRecord};
 
 /// The longest a token can live; a revocation whose tokens' expiry is unknown lasts this
 /// long (plus leeway) and then expires with every token it could cover.
@@ -53,23 +53,30 @@ impl Revocations {
         &self.state
     }
 
-    /// Records `revocation` in the database, then in the shared state. Succeeds once the
-    /// database has it: if the shared state is down, checks fail closed meanwhile and the copy
-    /// is repaired by the next repopulation.
+    /// Records `revocation` in the database, with its audit events in the same transaction,
+    /// then in the shared state. Succeeds once the database has it: if the shared state is
+    /// down, checks fail closed meanwhile and the copy is repaired by the next repopulation.
     pub async fn revoke(
         &self,
         tenant: &TenantRecord,
         revocation: Revocation,
         now: UnixTime,
+        audit: &dyn AuditAppend,
     ) -> Result<(), RevocationError> {
         let id = generate_id("rev")?;
         self.store
-            .add_revocation(tenant, &id, &revocation, now)
+            .add_revocation(tenant, &id, &revocation, now, audit)
             .await?;
-        if let Err(error) = self.state.add_revocations(&[revocation], now).await {
+        if let Err(error) = self
+            .state
+            .add_revocations(std::slice::from_ref(&revocation), now)
+            .await
+        {
             self.is_dirty.store(true, Ordering::SeqCst);
             tracing::warn!(error = %error, "revocation stored in the database only; the shared copy will be repopulated");
         }
+        // For watchers (resource servers following revocations), on every instance.
+        self.state.publish_revocation(&revocation).await;
         tracing::info!(tenant = %tenant.name, "tokens revoked");
         Ok(())
     }
@@ -124,6 +131,15 @@ impl Revocations {
             self.is_dirty.store(true, Ordering::SeqCst);
         }
         result.map(|()| true)
+    }
+
+    /// The tenant's revocations in force at `now`, from the database.
+    pub async fn live_of_tenant(
+        &self,
+        tenant_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<Revocation>, RevocationError> {
+        Ok(self.store.tenant_live_revocations(tenant_id, now).await?)
     }
 
     /// Deletes expired revocations from the database.

@@ -9,7 +9,9 @@ use tollgate_keys::generate_id;
 use tollgate_store::ApiRecord;
 
 use crate::auth::Principal;
+use crate::trail::{Actor, Change, changed};
 use crate::{ManageError, Management, Page, PageRequest, paginate};
+use tollgate_audit::AuditAction;
 
 /// Most scopes one API may define.
 const MAX_SCOPES: usize = 500;
@@ -85,7 +87,8 @@ impl Management {
         check_scopes(&input.scopes)?;
         let tenant_record = self.find_tenant(tenant).await?;
         if let Some(alg) = input.signing_alg {
-            self.ensure_signing_key(&tenant_record, alg).await?;
+            self.ensure_signing_key(Actor::Admin(principal), &tenant_record, alg)
+                .await?;
         }
         let now = self.clock.now();
         let api = ApiRecord {
@@ -99,8 +102,16 @@ impl Management {
             created_at: now,
             updated_at: now,
         };
+        let audit = Change::new(
+            Actor::Admin(principal),
+            &tenant_record,
+            AuditAction::ManagementChange,
+            &format!("api/{}", api.identifier),
+        )?
+        .fields(["created"])
+        .done();
         self.store
-            .create_api(&tenant_record, &api)
+            .create_api(&tenant_record, &api, &audit)
             .await
             .map_err(|error| {
                 ManageError::from_store(error, || format!("api {}", api.identifier))
@@ -162,6 +173,7 @@ impl Management {
             .find_api(&tenant_record, identifier)
             .await?
             .ok_or_else(|| ManageError::NotFound(format!("api {identifier}")))?;
+        let before = api.clone();
         if api.is_system && (update.scopes.is_some() || update.signing_alg.is_some()) {
             return Err(ManageError::FailedPrecondition(
                 "the scopes and algorithm of the built-in Management API cannot change".to_owned(),
@@ -180,13 +192,30 @@ impl Management {
         }
         if let Some(signing_alg) = update.signing_alg {
             if let Some(alg) = signing_alg {
-                self.ensure_signing_key(&tenant_record, alg).await?;
+                self.ensure_signing_key(Actor::Admin(principal), &tenant_record, alg)
+                    .await?;
             }
             api.signing_alg = signing_alg;
         }
         api.updated_at = self.clock.now();
+        let audit = Change::new(
+            Actor::Admin(principal),
+            &tenant_record,
+            AuditAction::ManagementChange,
+            &format!("api/{identifier}"),
+        )?
+        .fields(changed(&[
+            ("name", before.name != api.name),
+            ("scopes", before.scopes != api.scopes),
+            (
+                "token_lifetime",
+                before.token_lifetime != api.token_lifetime,
+            ),
+            ("signing_alg", before.signing_alg != api.signing_alg),
+        ]))
+        .done();
         self.store
-            .update_api(&tenant_record, &api)
+            .update_api(&tenant_record, &api, &audit)
             .await
             .map_err(|error| ManageError::from_store(error, || format!("api {identifier}")))?;
         self.listener.tenant_changed(tenant);
@@ -212,7 +241,17 @@ impl Management {
                 "the built-in Management API cannot be deleted".to_owned(),
             ));
         }
-        self.store.delete_api(&tenant_record, identifier).await?;
+        let audit = Change::new(
+            Actor::Admin(principal),
+            &tenant_record,
+            AuditAction::ManagementChange,
+            &format!("api/{identifier}"),
+        )?
+        .fields(["deleted"])
+        .done();
+        self.store
+            .delete_api(&tenant_record, identifier, &audit)
+            .await?;
         self.listener.tenant_changed(tenant);
         Ok(())
     }

@@ -7,7 +7,9 @@ use tollgate_store::{AppWithGrants, GrantRecord, TenantRecord};
 
 use crate::apis::check_name;
 use crate::auth::Principal;
+use crate::trail::{Actor, Change, changed};
 use crate::{ManageError, Management, Page, PageRequest, paginate};
+use tollgate_audit::AuditAction;
 
 /// A new app.
 #[derive(Debug, Clone)]
@@ -62,8 +64,22 @@ impl Management {
         let grants = self.resolve_grants(&tenant_record, input.grants).await?;
         let (app, secret, client_secret) =
             self.new_app_records(input.name, input.description, false)?;
+        let audit = Change::new(
+            Actor::Admin(principal),
+            &tenant_record,
+            AuditAction::ManagementChange,
+            &format!("app/{}", app.client_id),
+        )?
+        .client(app.client_id.as_str())
+        .secret(&secret.id)
+        .fields(if grants.is_empty() {
+            vec!["created"]
+        } else {
+            vec!["created", "grants"]
+        })
+        .done();
         self.store
-            .create_app(&tenant_record, &app, &secret, &grants)
+            .create_app(&tenant_record, &app, &secret, &grants, &audit)
             .await
             .map_err(|error| ManageError::from_store(error, || format!("app {}", app.client_id)))?;
         self.listener.tenant_changed(tenant);
@@ -115,6 +131,7 @@ impl Management {
         principal.require(tenant, "apps:write")?;
         let tenant_record = self.find_tenant(tenant).await?;
         let AppWithGrants { mut app, grants } = self.find_app(&tenant_record, client_id).await?;
+        let before = app.clone();
         if app.is_system && (update.grants.is_some() || update.blocked == Some(true)) {
             return Err(ManageError::FailedPrecondition(
                 "the built-in admin app cannot be blocked or have its grants changed".to_owned(),
@@ -139,8 +156,36 @@ impl Management {
             None => None,
         };
         app.updated_at = self.clock.now();
+        let action = match (before.is_blocked, app.is_blocked) {
+            (false, true) => AuditAction::AppBlocked,
+            (true, false) => AuditAction::AppUnblocked,
+            _ => AuditAction::ManagementChange,
+        };
+        let audit = Change::new(
+            Actor::Admin(principal),
+            &tenant_record,
+            action,
+            &format!("app/{client_id}"),
+        )?
+        .client(client_id.as_str())
+        .fields(changed(&[
+            ("name", before.name != app.name),
+            ("description", before.description != app.description),
+            ("blocked", before.is_blocked != app.is_blocked),
+            (
+                "rate_limit_per_second",
+                before.rate_limit_per_second != app.rate_limit_per_second,
+            ),
+            (
+                "grants",
+                new_grants
+                    .as_ref()
+                    .is_some_and(|new_grants| *new_grants != grants),
+            ),
+        ]))
+        .done();
         self.store
-            .update_app(&tenant_record, &app, new_grants.as_deref())
+            .update_app(&tenant_record, &app, new_grants.as_deref(), &audit)
             .await
             .map_err(|error| ManageError::from_store(error, || format!("app {client_id}")))?;
         self.listener.tenant_changed(tenant);
@@ -148,6 +193,7 @@ impl Management {
             tracing::info!(tenant = %tenant, client_id = %client_id, "app blocked");
             if update.revoke_tokens {
                 self.revoke_target(
+                    principal,
                     &tenant_record,
                     tollgate_domain::RevocationTarget::App(client_id.to_string()),
                 )
@@ -175,7 +221,18 @@ impl Management {
                 "the built-in admin app cannot be deleted".to_owned(),
             ));
         }
-        self.store.delete_app(&tenant_record, client_id).await?;
+        let audit = Change::new(
+            Actor::Admin(principal),
+            &tenant_record,
+            AuditAction::ManagementChange,
+            &format!("app/{client_id}"),
+        )?
+        .client(client_id.as_str())
+        .fields(["deleted"])
+        .done();
+        self.store
+            .delete_app(&tenant_record, client_id, &audit)
+            .await?;
         self.listener.tenant_changed(tenant);
         Ok(())
     }

@@ -9,7 +9,9 @@ use tollgate_issuer::MAX_TOKEN_LIFETIME;
 use tollgate_store::{SigningKeyRecord, TenantRecord};
 
 use crate::auth::Principal;
+use crate::trail::{Actor, Change, SCHEDULER_ACTOR};
 use crate::{ManageError, Management};
+use tollgate_audit::{AuditAction, ChangeEvents};
 
 /// Where a key is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +69,8 @@ impl Management {
             .into());
         }
         let tenant_record = self.find_tenant(tenant).await?;
-        self.rotate_keys(&tenant_record, delay, None).await?;
+        self.rotate_keys(Actor::Admin(principal), &tenant_record, delay, None)
+            .await?;
         Ok(self.store.list_signing_keys(&tenant_record).await?)
     }
 
@@ -96,13 +99,26 @@ impl Management {
         for tenant in due {
             let expected = Some(tenant.keys_rotated_at);
             if self
-                .rotate_keys(&tenant, self.keys.propagation_delay, expected)
+                .rotate_keys(
+                    Actor::Server(SCHEDULER_ACTOR),
+                    &tenant,
+                    self.keys.propagation_delay,
+                    expected,
+                )
                 .await?
             {
                 rotated += 1;
                 tracing::info!(tenant = %tenant.name, "signing keys rotated on schedule");
             }
-            let removed = self.store.delete_removed_keys(&tenant, now).await?;
+            let audit = Change::new(
+                Actor::Server(SCHEDULER_ACTOR),
+                &tenant,
+                AuditAction::ManagementChange,
+                &format!("tenant/{}/keys", tenant.name),
+            )?
+            .fields(["removed_keys"])
+            .done();
+            let removed = self.store.delete_removed_keys(&tenant, now, &audit).await?;
             if removed > 0 {
                 self.listener.tenant_changed(&tenant.name);
             }
@@ -115,6 +131,7 @@ impl Management {
     /// instance did it: returns false).
     async fn rotate_keys(
         &self,
+        actor: Actor<'_>,
         tenant: &TenantRecord,
         delay: i64,
         expected_rotated_at: Option<Option<UnixTime>>,
@@ -150,9 +167,22 @@ impl Management {
                 ));
             }
         }
+        let events = new_keys
+            .iter()
+            .map(|key| {
+                Change::new(
+                    actor,
+                    tenant,
+                    AuditAction::KeyRotated,
+                    &format!("key/{}", key.kid),
+                )
+                .map(|change| change.fields(["activate_at"]).event())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let audit = ChangeEvents::new(events);
         let is_rotated = self
             .store
-            .rotate_signing_keys(tenant, expected_rotated_at, now, &new_keys, &retire)
+            .rotate_signing_keys(tenant, expected_rotated_at, now, &new_keys, &retire, &audit)
             .await?;
         if is_rotated {
             self.listener.tenant_changed(&tenant.name);

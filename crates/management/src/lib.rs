@@ -19,6 +19,7 @@ mod keys;
 mod revoke;
 mod secrets;
 mod tenants;
+mod trail;
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ pub use auth::{MANAGEMENT_SCOPES, Principal, SYSTEM_ONLY_SCOPES};
 pub use keys::{KeyState, key_state};
 pub use secrets::{DEFAULT_SECRET_OVERLAP, RotatedSecret};
 pub use tenants::{AdminCredentials, NewTenantInput, TenantUpdate};
+pub use trail::{BOOTSTRAP_ACTOR, SCHEDULER_ACTOR};
 
 /// Why a management call failed. Messages are lowercase, name the entity and are safe to
 /// return; internal causes are kept as sources for the log.

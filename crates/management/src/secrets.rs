@@ -6,7 +6,9 @@ use tollgate_keys::{generate_client_secret, generate_id};
 use tollgate_store::SecretRecord;
 
 use crate::auth::Principal;
+use crate::trail::{Actor, Change};
 use crate::{ManageError, Management};
+use tollgate_audit::AuditAction;
 
 /// How long the previous secret keeps working after a rotation, by default: one day.
 pub const DEFAULT_SECRET_OVERLAP: i64 = 86_400;
@@ -75,8 +77,22 @@ impl Management {
             expires_at: None,
             last_used_at: None,
         };
+        let audit = Change::new(
+            Actor::Admin(principal),
+            &tenant_record,
+            AuditAction::SecretRotated,
+            &format!("secret/{}", record.id),
+        )?
+        .client(client_id.as_str())
+        .secret(&record.id)
+        .fields(if expire.is_empty() {
+            vec!["created"]
+        } else {
+            vec!["created", "expires_at"]
+        })
+        .done();
         self.store
-            .add_secret(&tenant_record, &app, &record, &expire)
+            .add_secret(&tenant_record, &app, &record, &expire, &audit)
             .await?;
         self.listener.tenant_changed(tenant);
         tracing::info!(tenant = %tenant, client_id = %client_id, secret_id = %record.id, "secret rotated");
@@ -104,9 +120,19 @@ impl Management {
         let tenant_record = self.find_tenant(tenant).await?;
         let app = self.find_app(&tenant_record, client_id).await?.app;
         let now = self.clock.now();
+        let audit = Change::new(
+            Actor::Admin(principal),
+            &tenant_record,
+            AuditAction::SecretRevoked,
+            &format!("secret/{secret_id}"),
+        )?
+        .client(client_id.as_str())
+        .secret(secret_id)
+        .fields(["expires_at"])
+        .done();
         let is_found = self
             .store
-            .expire_secret(&tenant_record, &app, secret_id, now)
+            .expire_secret(&tenant_record, &app, secret_id, now, &audit)
             .await?;
         if !is_found {
             return Err(ManageError::NotFound(format!("secret {secret_id}")));
@@ -115,6 +141,7 @@ impl Management {
         tracing::info!(tenant = %tenant, client_id = %client_id, secret_id = %secret_id, "secret revoked");
         if revoke_tokens {
             self.revoke_target(
+                principal,
                 &tenant_record,
                 RevocationTarget::Secret(secret_id.to_owned()),
             )

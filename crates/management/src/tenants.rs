@@ -12,7 +12,9 @@ use tollgate_store::{
 };
 
 use crate::auth::{MANAGEMENT_SCOPES, Principal, SYSTEM_ONLY_SCOPES};
+use crate::trail::{Actor, BOOTSTRAP_ACTOR, Change, changed};
 use crate::{ManageError, Management, Page, PageRequest, paginate};
+use tollgate_audit::{AuditAction, ChangeEvents};
 
 /// What a new tenant is made of.
 #[derive(Debug, Clone)]
@@ -60,7 +62,10 @@ impl Management {
             display_name: "System".to_owned(),
             signing_alg: Algorithm::default(),
         };
-        match self.create_tenant_unchecked(input).await {
+        match self
+            .create_tenant_unchecked(Actor::Server(BOOTSTRAP_ACTOR), input)
+            .await
+        {
             Ok((_, credentials)) => Ok(Some(credentials)),
             Err(ManageError::AlreadyExists(_)) => Ok(None),
             Err(error) => Err(error),
@@ -74,7 +79,8 @@ impl Management {
         input: NewTenantInput,
     ) -> Result<(TenantRecord, AdminCredentials), ManageError> {
         principal.require_system("tenants:write")?;
-        self.create_tenant_unchecked(input).await
+        self.create_tenant_unchecked(Actor::Admin(principal), input)
+            .await
     }
 
     /// Reads a tenant.
@@ -112,19 +118,32 @@ impl Management {
     ) -> Result<TenantRecord, ManageError> {
         principal.require_system("tenants:write")?;
         let mut tenant = self.find_tenant(name).await?;
+        let before = tenant.clone();
         if let Some(display_name) = update.display_name {
             tenant.display_name = display_name;
         }
         if let Some(signing_alg) = update.signing_alg {
-            self.ensure_signing_key(&tenant, signing_alg).await?;
+            self.ensure_signing_key(Actor::Admin(principal), &tenant, signing_alg)
+                .await?;
             tenant.signing_alg = signing_alg;
         }
         if let Some(rate_limit) = update.rate_limit_per_second {
             tenant.rate_limit_per_second = rate_limit;
         }
         tenant.updated_at = self.clock.now();
+        let fields = changed(&[
+            ("display_name", before.display_name != tenant.display_name),
+            ("signing_alg", before.signing_alg != tenant.signing_alg),
+            (
+                "rate_limit_per_second",
+                before.rate_limit_per_second != tenant.rate_limit_per_second,
+            ),
+        ]);
+        let audit = self
+            .tenant_change(Actor::Admin(principal), &tenant, &fields)
+            .await?;
         self.store
-            .update_tenant(&tenant)
+            .update_tenant(&tenant, &audit)
             .await
             .map_err(|error| ManageError::from_store(error, || format!("tenant {name}")))?;
         self.listener.tenant_changed(name);
@@ -143,7 +162,11 @@ impl Management {
                 "the system tenant cannot be deleted".to_owned(),
             ));
         }
-        let deleted = self.store.delete_tenant(name).await?;
+        let tenant = self.find_tenant(name).await?;
+        let audit = self
+            .tenant_change(Actor::Admin(principal), &tenant, &["deleted"])
+            .await?;
+        let deleted = self.store.delete_tenant(name, &audit).await?;
         self.listener.tenant_changed(name);
         if deleted {
             Ok(())
@@ -159,8 +182,31 @@ impl Management {
             .ok_or_else(|| ManageError::NotFound(format!("tenant {name}")))
     }
 
+    /// The record of a change to `tenant` itself: in the system tenant's trail (tenants are
+    /// the system admins' to manage) and in the tenant's own.
+    async fn tenant_change(
+        &self,
+        actor: Actor<'_>,
+        tenant: &TenantRecord,
+        fields: &[&str],
+    ) -> Result<ChangeEvents, ManageError> {
+        let resource = format!("tenant/{}", tenant.name);
+        let own = Change::new(actor, tenant, AuditAction::ManagementChange, &resource)?
+            .fields(fields.iter().copied())
+            .event();
+        if tenant.name.is_system() {
+            return Ok(ChangeEvents::one(own));
+        }
+        let system = self.find_tenant(&TenantName::system()).await?;
+        let in_system = Change::new(actor, &system, AuditAction::ManagementChange, &resource)?
+            .fields(fields.iter().copied())
+            .event();
+        Ok(ChangeEvents::new([in_system, own]))
+    }
+
     async fn create_tenant_unchecked(
         &self,
+        actor: Actor<'_>,
         input: NewTenantInput,
     ) -> Result<(TenantRecord, AdminCredentials), ManageError> {
         let now = self.clock.now();
@@ -232,8 +278,9 @@ impl Management {
                 grants: vec![grant],
             }],
         };
+        let audit = self.tenant_change(actor, &tenant, &["created"]).await?;
         self.store
-            .create_tenant(&new_tenant)
+            .create_tenant(&new_tenant, &audit)
             .await
             .map_err(|error| ManageError::from_store(error, || format!("tenant {}", input.name)))?;
         self.listener.tenant_changed(&input.name);
@@ -277,6 +324,7 @@ impl Management {
     /// Makes sure the tenant's ring can sign with `alg`.
     pub(crate) async fn ensure_signing_key(
         &self,
+        actor: Actor<'_>,
         tenant: &TenantRecord,
         alg: Algorithm,
     ) -> Result<(), ManageError> {
@@ -287,7 +335,15 @@ impl Management {
             .is_some_and(|snapshot| snapshot.keys.iter().any(|key| key.alg == alg));
         if !has_key {
             let key = self.new_signing_key(&tenant.id, alg).await?;
-            self.store.add_signing_key(tenant, &key).await?;
+            let audit = Change::new(
+                actor,
+                tenant,
+                AuditAction::ManagementChange,
+                &format!("key/{}", key.kid),
+            )?
+            .fields(["created"])
+            .done();
+            self.store.add_signing_key(tenant, &key, &audit).await?;
             self.listener.tenant_changed(&tenant.name);
         }
         Ok(())

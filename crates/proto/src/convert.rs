@@ -2,8 +2,8 @@
 //! become INVALID_ARGUMENT at the adapter.
 
 use tollgate_domain::{
-    ApiIdentifier, ClientId, ClientSecret, InvalidValue, IssuedToken, ScopeSet, TenantName,
-    TokenRequest, UnixTime,
+    ApiIdentifier, ClientId, ClientSecret, InvalidValue, IssuedToken, RequestOrigin, ScopeSet,
+    TenantName, TokenRequest, Transport, UnixTime,
 };
 
 use crate::v1;
@@ -33,7 +33,7 @@ impl TryFrom<v1::IssueTokenRequest> for TokenRequest {
                 .map_err(|error| error.for_field("audience"))?,
             scopes,
             // Known only to the transport, which fills it in.
-            source: None,
+            origin: RequestOrigin::new(Transport::Grpc, None),
         })
     }
 }

@@ -135,8 +135,11 @@ pub struct RateDecision {
 pub enum ChangeEvent {
     /// This tenant's configuration changed.
     Tenant(TenantName),
-    /// Messages may have been missed (lag or reconnect): drop everything cached.
+    /// Messages may have been missed (lag or reconnect): drop everything cached (and
+    /// re-read revocations, for those who follow them).
     All,
+    /// Tokens were revoked (on this instance or another).
+    Revoked(Revocation),
 }
 
 /// The shared-state backend. Cheap to clone: every clone shares one backend.
@@ -275,6 +278,20 @@ impl SharedState {
                 let _ = memory.changes().send(ChangeEvent::Tenant(tenant.clone()));
             }
             Backend::Redis(redis) => redis.publish_change(tenant).await,
+        }
+    }
+
+    /// Tells every instance's subscribers (this one's included) that `revocation` was
+    /// recorded. Best effort, like [`SharedState::publish_change`]: a watcher that misses it
+    /// learns of it when it next reads the database (see [`ChangeEvent::All`]).
+    pub async fn publish_revocation(&self, revocation: &Revocation) {
+        match &*self.backend {
+            Backend::Memory(memory) => {
+                let _ = memory
+                    .changes()
+                    .send(ChangeEvent::Revoked(revocation.clone()));
+            }
+            Backend::Redis(redis) => redis.publish_revocation(revocation).await,
         }
     }
 

@@ -12,7 +12,7 @@ use redis::{RedisError, RedisResult, Script};
 use tokio::sync::broadcast;
 use tokio::time::timeout;
 use tokio_stream::StreamExt;
-use tollgate_domain::{Revocation, TenantName, TokenFacts, UnixTime};
+use tollgate_domain::{Revocation, RevocationTarget, TenantName, TokenFacts, UnixTime};
 
 use crate::gcra::{Limit, LocalLimiter};
 use crate::keys::KeySpace;
@@ -280,6 +280,26 @@ impl RedisBackend {
         }
     }
 
+    /// Publishes `revocation` on the change channel (see [`revocation_message`]); if that
+    /// fails, this instance's subscribers still hear of it.
+    pub(crate) async fn publish_revocation(&self, revocation: &Revocation) {
+        let mut publish = redis::cmd("PUBLISH");
+        publish
+            .arg(self.keys.channel())
+            .arg(revocation_message(revocation));
+        let publish = &publish;
+        let published = self
+            .run(|mut conn| async move { publish.query_async::<i64>(&mut conn).await })
+            .await;
+        if let Err(error) = published {
+            tracing::warn!(
+                error = %error,
+                "could not publish a revocation; other instances' watchers will see it when they next read the database"
+            );
+            let _ = self.changes.send(ChangeEvent::Revoked(revocation.clone()));
+        }
+    }
+
     pub(crate) fn changes(&self) -> &broadcast::Sender<ChangeEvent> {
         &self.changes
     }
@@ -375,6 +395,39 @@ async fn warn_unless_noeviction(conn: &mut ConnectionManager) {
     }
 }
 
+/// What starts a revocation's message on the change channel. Tenant names (the channel's
+/// other messages) are DNS labels, which cannot contain `|`.
+const REVOCATION_PREFIX: &str = "revoked|";
+
+/// `revoked|<tenant id>|<revoked_at>|<expires_at>|<kind>|<subject>`: the subject last, so
+/// that whatever it holds cannot shift the other fields.
+fn revocation_message(revocation: &Revocation) -> String {
+    format!(
+        "{REVOCATION_PREFIX}{}|{}|{}|{}|{}",
+        revocation.tenant_id,
+        revocation.revoked_at,
+        revocation.expires_at,
+        revocation.target.kind(),
+        revocation.target.subject()
+    )
+}
+
+/// The inverse of [`revocation_message`].
+fn parse_revocation_message(text: &str) -> Option<Revocation> {
+    let mut parts = text.strip_prefix(REVOCATION_PREFIX)?.splitn(5, '|');
+    let tenant_id = parts.next()?.to_owned();
+    let revoked_at = parts.next()?.parse().ok()?;
+    let expires_at = parts.next()?.parse().ok()?;
+    let kind = parts.next()?;
+    let target = RevocationTarget::from_parts(kind, parts.next()?)?;
+    Some(Revocation {
+        tenant_id,
+        target,
+        revoked_at,
+        expires_at,
+    })
+}
+
 /// A pub/sub connection subscribed to `channel`.
 async fn subscribe(client: &redis::Client, channel: &str) -> RedisResult<PubSub> {
     let mut pubsub = client.get_async_pubsub().await?;
@@ -413,6 +466,13 @@ async fn forward(pubsub: PubSub, changes: &broadcast::Sender<ChangeEvent>) {
             message = stream.next() => {
                 let Some(message) = message else { return };
                 let event = match message.get_payload::<String>() {
+                    Ok(text) if text.starts_with(REVOCATION_PREFIX) => match parse_revocation_message(&text) {
+                        Some(revocation) => ChangeEvent::Revoked(revocation),
+                        None => {
+                            tracing::warn!("ignoring an unreadable revocation notification; watchers re-read every revocation");
+                            ChangeEvent::All
+                        }
+                    },
                     Ok(name) => match TenantName::parse(&name) {
                         Ok(tenant) => ChangeEvent::Tenant(tenant),
                         Err(_) => {
@@ -458,5 +518,32 @@ async fn resubscribe(client: &redis::Client, channel: &str) -> PubSub {
         }
         attempt += 1;
         delay = (delay * 2).min(RESUBSCRIBE_MAX_DELAY);
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+
+    #[test]
+    fn revocation_messages_round_trip() {
+        for target in [
+            RevocationTarget::Token("jti_1".to_owned()),
+            RevocationTarget::Secret("sec_1".to_owned()),
+            RevocationTarget::App("odd|client".to_owned()),
+            RevocationTarget::Tenant,
+        ] {
+            let revocation = Revocation {
+                tenant_id: "ten_1".to_owned(),
+                target,
+                revoked_at: 1_700_000_000,
+                expires_at: 1_700_090_000,
+            };
+            let message = revocation_message(&revocation);
+            assert_eq!(parse_revocation_message(&message), Some(revocation));
+        }
+        assert_eq!(parse_revocation_message("acme"), None);
+        assert_eq!(parse_revocation_message("revoked|ten_1|x|1|jti|a"), None);
+        assert_eq!(parse_revocation_message("revoked|ten_1|1|1|nope|a"), None);
     }
 }

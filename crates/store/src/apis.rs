@@ -4,6 +4,7 @@ use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use tollgate_domain::{ApiIdentifier, ScopeSet};
 
+use crate::AuditAppend;
 use crate::changes::log_change;
 use crate::entity::{apis, grants};
 use crate::error::DbResultExt;
@@ -18,13 +19,14 @@ impl Store {
         &self,
         tenant: &TenantRecord,
         api: &ApiRecord,
+        audit: &dyn AuditAppend,
     ) -> Result<(), StoreError> {
         let txn = self.conn.begin().await.or_unavailable()?;
         apis::Entity::insert(api_row(&tenant.id, api))
             .exec_without_returning(&txn)
             .await
             .or_conflict("api", "tenant")?;
-        log_change(&txn, &tenant.name, self.now()).await?;
+        log_change(&txn, &tenant.name, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
@@ -75,6 +77,7 @@ impl Store {
         &self,
         tenant: &TenantRecord,
         api: &ApiRecord,
+        audit: &dyn AuditAppend,
     ) -> Result<(), StoreError> {
         let defined: ScopeSet = api
             .scopes
@@ -134,7 +137,7 @@ impl Store {
                 .or_unavailable()?;
         }
 
-        log_change(&txn, &tenant.name, self.now()).await?;
+        log_change(&txn, &tenant.name, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
@@ -144,6 +147,7 @@ impl Store {
         &self,
         tenant: &TenantRecord,
         identifier: &ApiIdentifier,
+        audit: &dyn AuditAppend,
     ) -> Result<bool, StoreError> {
         // A subquery rather than a read first: see `delete_tenant`.
         let api_id = Query::select()
@@ -168,7 +172,7 @@ impl Store {
             .or_unavailable()?;
         let existed = deleted.rows_affected > 0;
         if existed {
-            log_change(&txn, &tenant.name, self.now()).await?;
+            log_change(&txn, &tenant.name, self.now(), audit).await?;
         }
 
         txn.commit().await.or_unavailable()?;

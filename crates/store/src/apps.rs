@@ -10,6 +10,7 @@ use sea_orm::{
 };
 use tollgate_domain::ClientId;
 
+use crate::AuditAppend;
 use crate::changes::log_change;
 use crate::entity::{apis, app_secrets, apps, grants};
 use crate::error::DbResultExt;
@@ -28,6 +29,7 @@ impl Store {
         app: &AppRecord,
         secret: &SecretRecord,
         grants: &[GrantRecord],
+        audit: &dyn AuditAppend,
     ) -> Result<(), StoreError> {
         let txn = self.conn.begin().await.or_unavailable()?;
 
@@ -46,7 +48,7 @@ impl Store {
             .collect();
         insert_all(&txn, rows, "grant", "api").await?;
 
-        log_change(&txn, &tenant.name, self.now()).await?;
+        log_change(&txn, &tenant.name, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
@@ -113,6 +115,7 @@ impl Store {
         tenant: &TenantRecord,
         app: &AppRecord,
         grants: Option<&[GrantRecord]>,
+        audit: &dyn AuditAppend,
     ) -> Result<(), StoreError> {
         let txn = self.conn.begin().await.or_unavailable()?;
 
@@ -151,7 +154,7 @@ impl Store {
             insert_all(&txn, rows, "grant", "api").await?;
         }
 
-        log_change(&txn, &tenant.name, self.now()).await?;
+        log_change(&txn, &tenant.name, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
@@ -162,6 +165,7 @@ impl Store {
         &self,
         tenant: &TenantRecord,
         client_id: &ClientId,
+        audit: &dyn AuditAppend,
     ) -> Result<bool, StoreError> {
         // A subquery rather than a read first: see `delete_tenant`.
         let app_id = || {
@@ -194,7 +198,7 @@ impl Store {
             .or_unavailable()?;
         let existed = deleted.rows_affected > 0;
         if existed {
-            log_change(&txn, &tenant.name, self.now()).await?;
+            log_change(&txn, &tenant.name, self.now(), audit).await?;
         }
 
         txn.commit().await.or_unavailable()?;

@@ -183,104 +183,12 @@ impl Store {
             // SQLite has no isolation levels to choose: the write lock serialises writers.
             _ => self.conn.begin().await.or_unavailable()?,
         };
-
-        // 1. The lock, and the number of events ever appended (the last id given out).
-        let lock = Query::update()
-            .table(audit_heads::Entity)
-            .value(
-                audit_heads::Column::Seq,
-                Expr::col(audit_heads::Column::Seq),
-            )
-            .and_where(Expr::col(audit_heads::Column::TenantId).eq(LOCK_ROW))
-            .returning_col(audit_heads::Column::Seq)
-            .to_owned();
-        let statement = txn.get_database_backend().build(&lock);
-        let last_id: i64 = txn
-            .query_one(statement)
-            .await
-            .or_unavailable()?
-            .ok_or_else(|| chain_error("the audit lock row is missing".to_owned()))?
-            .try_get_by_index(0)
-            .or_unavailable()?;
-
-        // 2. The heads, current because every appender holds the lock.
-        let mut heads = HashMap::with_capacity(tenant_ids.len());
-        for chunk in tenant_ids.chunks(IN_LIST_CHUNK) {
-            let found = audit_heads::Entity::find()
-                .filter(audit_heads::Column::TenantId.is_in(chunk.iter().copied()))
-                .all(&txn)
-                .await
-                .or_unavailable()?;
-            for head in found {
-                heads.insert(head.tenant_id.clone(), AuditHead::from(head));
-            }
+        if append_in(&txn, tenant_ids, build).await? {
+            // 4. Until this commit, no other appender can see (or extend) any of it.
+            txn.commit().await.or_unavailable()?;
         }
-        let rows = build(&heads);
-        if rows.is_empty() {
-            // Dropping the transaction rolls the lock's no-op update back.
-            return Ok(());
-        }
-
-        // 3. Rows that continue the heads, then the heads they lead to.
-        let new_heads = continued_heads(tenant_ids, &heads, &rows)?;
-        let count = i64::try_from(rows.len())
-            .map_err(|_| chain_error("a batch larger than i64".to_owned()))?;
-        // Collected first: a borrowing iterator held across the awaits below would make
-        // this future non-`Send` for callers that spawn it.
-        let models: Vec<audit_events::ActiveModel> = rows
-            .iter()
-            .zip(last_id.saturating_add(1)..)
-            .map(|(row, id)| event_model(id, row))
-            .collect();
-        let mut models = models.into_iter().peekable();
-        while models.peek().is_some() {
-            let chunk: Vec<_> = models.by_ref().take(INSERT_CHUNK).collect();
-            audit_events::Entity::insert_many(chunk)
-                .exec_without_returning(&txn)
-                .await
-                .map_err(insert_error)?;
-        }
-
-        let mut head_models: Vec<audit_heads::ActiveModel> = new_heads
-            .into_iter()
-            .map(|head| audit_heads::ActiveModel {
-                tenant_id: Set(head.tenant_id),
-                seq: Set(head.seq),
-                hash: Set(head.hash),
-            })
-            .collect();
-        head_models.push(audit_heads::ActiveModel {
-            tenant_id: Set(LOCK_ROW.to_owned()),
-            seq: Set(last_id.saturating_add(count)),
-            hash: Set(String::new()),
-        });
-        // A head only moves forward: with the lock held this always holds, and the guard
-        // turns a bug (or a tampered head) into a refused batch instead of a rewound chain.
-        let upsert = OnConflict::column(audit_heads::Column::TenantId)
-            .update_columns([audit_heads::Column::Seq, audit_heads::Column::Hash])
-            .action_and_where(
-                Expr::col((audit_heads::Entity, audit_heads::Column::Seq)).lt(Expr::col((
-                    Alias::new("excluded"),
-                    audit_heads::Column::Seq,
-                ))),
-            )
-            .to_owned();
-        let mut head_models = head_models.into_iter().peekable();
-        while head_models.peek().is_some() {
-            let chunk: Vec<_> = head_models.by_ref().take(IN_LIST_CHUNK).collect();
-            let expected = chunk.len() as u64;
-            let written = audit_heads::Entity::insert_many(chunk)
-                .on_conflict(upsert.clone())
-                .exec_without_returning(&txn)
-                .await
-                .or_unavailable()?;
-            if written != expected {
-                return Err(chain_error("a chain head would move backwards".to_owned()));
-            }
-        }
-
-        // 4. Until this commit, no other appender can see (or extend) any of it.
-        txn.commit().await.or_unavailable()
+        // Otherwise dropping the transaction rolls the lock's no-op update back.
+        Ok(())
     }
 
     /// The head of the tenant's chain, or `None` if it has no records (and never had).
@@ -422,6 +330,143 @@ impl Store {
             .map(AuditRow::try_from)
             .collect()
     }
+}
+
+/// Audit events that commit with a configuration change, appended by the change's own
+/// transaction (so a change is never stored unrecorded, nor recorded unstored).
+/// `tollgate-audit` implements it: the store knows the chain's shape, not its hashing.
+pub trait AuditAppend: Send + Sync {
+    /// The tenants whose chains the events join.
+    fn tenant_ids(&self) -> Vec<String>;
+    /// The rows to append after `heads`, as for [`Store::append_audit_batch`]. Runs while
+    /// the audit lock is held: it should only compute.
+    fn build(&self, heads: &HashMap<String, AuditHead>) -> Vec<AuditRow>;
+}
+
+/// Appends `audit`'s events inside the caller's transaction `conn`, which must end in a
+/// commit for them (and the change) to count. Called last in a change's transaction: the
+/// audit lock is held from here to the commit, briefly.
+pub(crate) async fn append_audit_in(
+    conn: &impl ConnectionTrait,
+    audit: &dyn AuditAppend,
+) -> Result<(), StoreError> {
+    let tenant_ids = audit.tenant_ids();
+    if tenant_ids.is_empty() {
+        return Ok(());
+    }
+    if tenant_ids.iter().any(String::is_empty) {
+        return Err(chain_error("an empty tenant id".to_owned()));
+    }
+    let tenant_ids: Vec<&str> = tenant_ids.iter().map(String::as_str).collect();
+    append_in(conn, &tenant_ids, |heads| audit.build(heads)).await?;
+    Ok(())
+}
+
+/// Steps 1–3 of an append (see [`Store::append_audit_batch`]) in the transaction `conn`;
+/// `false` if `build` returned no rows (nothing but the lock's no-op update was written).
+async fn append_in<F>(
+    conn: &impl ConnectionTrait,
+    tenant_ids: &[&str],
+    build: F,
+) -> Result<bool, StoreError>
+where
+    F: FnOnce(&HashMap<String, AuditHead>) -> Vec<AuditRow>,
+{
+    // 1. The lock, and the number of events ever appended (the last id given out).
+    let lock = Query::update()
+        .table(audit_heads::Entity)
+        .value(
+            audit_heads::Column::Seq,
+            Expr::col(audit_heads::Column::Seq),
+        )
+        .and_where(Expr::col(audit_heads::Column::TenantId).eq(LOCK_ROW))
+        .returning_col(audit_heads::Column::Seq)
+        .to_owned();
+    let statement = conn.get_database_backend().build(&lock);
+    let last_id: i64 = conn
+        .query_one(statement)
+        .await
+        .or_unavailable()?
+        .ok_or_else(|| chain_error("the audit lock row is missing".to_owned()))?
+        .try_get_by_index(0)
+        .or_unavailable()?;
+
+    // 2. The heads, current because every appender holds the lock.
+    let mut heads = HashMap::with_capacity(tenant_ids.len());
+    for chunk in tenant_ids.chunks(IN_LIST_CHUNK) {
+        let found = audit_heads::Entity::find()
+            .filter(audit_heads::Column::TenantId.is_in(chunk.iter().copied()))
+            .all(conn)
+            .await
+            .or_unavailable()?;
+        for head in found {
+            heads.insert(head.tenant_id.clone(), AuditHead::from(head));
+        }
+    }
+    let rows = build(&heads);
+    if rows.is_empty() {
+        return Ok(false);
+    }
+
+    // 3. Rows that continue the heads, then the heads they lead to.
+    let new_heads = continued_heads(tenant_ids, &heads, &rows)?;
+    let count =
+        i64::try_from(rows.len()).map_err(|_| chain_error("a batch larger than i64".to_owned()))?;
+    // Collected first: a borrowing iterator held across the awaits below would make
+    // this future non-`Send` for callers that spawn it.
+    let models: Vec<audit_events::ActiveModel> = rows
+        .iter()
+        .zip(last_id.saturating_add(1)..)
+        .map(|(row, id)| event_model(id, row))
+        .collect();
+    let mut models = models.into_iter().peekable();
+    while models.peek().is_some() {
+        let chunk: Vec<_> = models.by_ref().take(INSERT_CHUNK).collect();
+        audit_events::Entity::insert_many(chunk)
+            .exec_without_returning(conn)
+            .await
+            .map_err(insert_error)?;
+    }
+
+    let mut head_models: Vec<audit_heads::ActiveModel> = new_heads
+        .into_iter()
+        .map(|head| audit_heads::ActiveModel {
+            tenant_id: Set(head.tenant_id),
+            seq: Set(head.seq),
+            hash: Set(head.hash),
+        })
+        .collect();
+    head_models.push(audit_heads::ActiveModel {
+        tenant_id: Set(LOCK_ROW.to_owned()),
+        seq: Set(last_id.saturating_add(count)),
+        hash: Set(String::new()),
+    });
+    // A head only moves forward: with the lock held this always holds, and the guard
+    // turns a bug (or a tampered head) into a refused batch instead of a rewound chain.
+    let upsert = OnConflict::column(audit_heads::Column::TenantId)
+        .update_columns([audit_heads::Column::Seq, audit_heads::Column::Hash])
+        .action_and_where(
+            Expr::col((audit_heads::Entity, audit_heads::Column::Seq)).lt(Expr::col((
+                Alias::new("excluded"),
+                audit_heads::Column::Seq,
+            ))),
+        )
+        .to_owned();
+    let mut head_models = head_models.into_iter().peekable();
+    while head_models.peek().is_some() {
+        let chunk: Vec<_> = head_models.by_ref().take(IN_LIST_CHUNK).collect();
+        let expected = chunk.len() as u64;
+        let written = audit_heads::Entity::insert_many(chunk)
+            .on_conflict(upsert.clone())
+            .exec_without_returning(conn)
+            .await
+            .or_unavailable()?;
+        if written != expected {
+            return Err(chain_error("a chain head would move backwards".to_owned()));
+        }
+    }
+
+    Ok(true)
 }
 
 /// The events matching `filter`, not yet scoped or ordered.

@@ -6,16 +6,20 @@ use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tollgate_domain::{TenantName, UnixTime};
 
+use crate::AuditAppend;
+use crate::audit::append_audit_in;
 use crate::entity::change_log;
 use crate::error::DbResultExt;
 use crate::{Store, StoreError};
 
-/// Appends `(tenant, changed_at)` to the change log, inside the caller's transaction, so that
-/// the row commits (or rolls back) with the change it records.
+/// Appends `(tenant, changed_at)` to the change log and `audit`'s events to the audit trail,
+/// inside the caller's transaction, so that both commit (or roll back) with the change they
+/// record. The last write of every configuration change.
 pub(crate) async fn log_change(
     conn: &impl ConnectionTrait,
     tenant: &TenantName,
     changed_at: UnixTime,
+    audit: &dyn AuditAppend,
 ) -> Result<(), StoreError> {
     change_log::Entity::insert(change_log::ActiveModel {
         id: NotSet,
@@ -25,7 +29,7 @@ pub(crate) async fn log_change(
     .exec_without_returning(conn)
     .await
     .or_unavailable()?;
-    Ok(())
+    append_audit_in(conn, audit).await
 }
 
 impl Store {

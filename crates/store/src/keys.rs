@@ -8,6 +8,7 @@ use sea_orm::{
 };
 use tollgate_domain::UnixTime;
 
+use crate::AuditAppend;
 use crate::changes::log_change;
 use crate::entity::{signing_keys, tenants};
 use crate::error::DbResultExt;
@@ -22,13 +23,14 @@ impl Store {
         &self,
         tenant: &TenantRecord,
         key: &SigningKeyRecord,
+        audit: &dyn AuditAppend,
     ) -> Result<(), StoreError> {
         let txn = self.conn.begin().await.or_unavailable()?;
         signing_keys::Entity::insert(key_row(&tenant.id, key))
             .exec_without_returning(&txn)
             .await
             .or_conflict("signing key", "tenant")?;
-        log_change(&txn, &tenant.name, self.now()).await?;
+        log_change(&txn, &tenant.name, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
@@ -54,6 +56,7 @@ impl Store {
         rotated_at: UnixTime,
         new_keys: &[SigningKeyRecord],
         retire: &[(String, UnixTime, UnixTime)],
+        audit: &dyn AuditAppend,
     ) -> Result<bool, StoreError> {
         let txn = self.conn.begin().await.or_unavailable()?;
 
@@ -99,7 +102,7 @@ impl Store {
             }
         }
 
-        log_change(&txn, &tenant.name, self.now()).await?;
+        log_change(&txn, &tenant.name, self.now(), audit).await?;
         txn.commit().await.or_unavailable()?;
         Ok(true)
     }
@@ -128,6 +131,7 @@ impl Store {
         &self,
         tenant: &TenantRecord,
         now: UnixTime,
+        audit: &dyn AuditAppend,
     ) -> Result<u64, StoreError> {
         let txn = self.conn.begin().await.or_unavailable()?;
         // A NULL remove_at compares as unknown: keys without one stay.
@@ -138,7 +142,7 @@ impl Store {
             .await
             .or_unavailable()?;
         if deleted.rows_affected > 0 {
-            log_change(&txn, &tenant.name, self.now()).await?;
+            log_change(&txn, &tenant.name, self.now(), audit).await?;
         }
         txn.commit().await.or_unavailable()?;
         Ok(deleted.rows_affected)

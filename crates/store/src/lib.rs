@@ -35,7 +35,7 @@ mod support;
 mod tenants;
 pub mod testing;
 
-pub use audit::{AuditFilter, AuditHead, AuditRow, AuditScope};
+pub use audit::{AuditAppend, AuditFilter, AuditHead, AuditRow, AuditScope};
 pub use error::StoreError;
 pub use records::{
     ApiRecord, AppRecord, AppWithGrants, GrantRecord, NewApp, NewTenant, SecretRecord,

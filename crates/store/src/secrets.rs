@@ -7,6 +7,7 @@ use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
 use tollgate_domain::UnixTime;
 
+use crate::AuditAppend;
 use crate::changes::log_change;
 use crate::entity::app_secrets;
 use crate::error::DbResultExt;
@@ -47,6 +48,7 @@ impl Store {
         app: &AppRecord,
         new: &SecretRecord,
         expire: &[(String, UnixTime)],
+        audit: &dyn AuditAppend,
     ) -> Result<(), StoreError> {
         let txn = self.conn.begin().await.or_unavailable()?;
 
@@ -69,7 +71,7 @@ impl Store {
             }
         }
 
-        log_change(&txn, &tenant.name, self.now()).await?;
+        log_change(&txn, &tenant.name, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
@@ -83,6 +85,7 @@ impl Store {
         app: &AppRecord,
         secret_id: &str,
         at: UnixTime,
+        audit: &dyn AuditAppend,
     ) -> Result<bool, StoreError> {
         let column = app_secrets::Column::ExpiresAt;
         // min(expires_at, at), with NULL (never) as the largest: portable SQL has no
@@ -104,7 +107,7 @@ impl Store {
         if updated.rows_affected == 0 {
             return Ok(false);
         }
-        log_change(&txn, &tenant.name, self.now()).await?;
+        log_change(&txn, &tenant.name, self.now(), audit).await?;
         txn.commit().await.or_unavailable()?;
         Ok(true)
     }

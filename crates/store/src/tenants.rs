@@ -5,6 +5,7 @@ use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use tollgate_domain::TenantName;
 
+use crate::AuditAppend;
 use crate::changes::log_change;
 use crate::entity::{apis, app_secrets, apps, grants, revocations, signing_keys, tenants};
 use crate::error::DbResultExt;
@@ -17,7 +18,11 @@ impl Store {
     /// (with their secrets and grants) and a change-log row in one transaction.
     /// `AlreadyExists` if the name (or any id or client id) is taken; a grant on an API not
     /// in `new.apis` is `NotFound { entity: "api" }`.
-    pub async fn create_tenant(&self, new: &NewTenant) -> Result<(), StoreError> {
+    pub async fn create_tenant(
+        &self,
+        new: &NewTenant,
+        audit: &dyn AuditAppend,
+    ) -> Result<(), StoreError> {
         let tenant_id = new.tenant.id.as_str();
         let txn = self.conn.begin().await.or_unavailable()?;
 
@@ -54,7 +59,7 @@ impl Store {
             .collect();
         insert_all(&txn, grants, "grant", "api").await?;
 
-        log_change(&txn, &new.tenant.name, self.now()).await?;
+        log_change(&txn, &new.tenant.name, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
@@ -94,7 +99,11 @@ impl Store {
     /// tenant with `record.id`, and a change-log row, in one transaction; the id and name
     /// never change, and `keys_rotated_at` belongs to [`Store::rotate_signing_keys`].
     /// `NotFound` if it does not exist.
-    pub async fn update_tenant(&self, record: &TenantRecord) -> Result<(), StoreError> {
+    pub async fn update_tenant(
+        &self,
+        record: &TenantRecord,
+        audit: &dyn AuditAppend,
+    ) -> Result<(), StoreError> {
         let txn = self.conn.begin().await.or_unavailable()?;
         let result = tenants::Entity::update_many()
             .col_expr(
@@ -117,14 +126,18 @@ impl Store {
         if result.rows_affected == 0 {
             return Err(StoreError::NotFound { entity: "tenant" });
         }
-        log_change(&txn, &record.name, self.now()).await?;
+        log_change(&txn, &record.name, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
     /// Deletes the tenant named `name` and every row it owns (its revocations too: its id is
     /// never reused, so they can cover nothing any more), and writes a change-log row, in one
     /// transaction. `false` if there was no such tenant (and nothing is logged).
-    pub async fn delete_tenant(&self, name: &TenantName) -> Result<bool, StoreError> {
+    pub async fn delete_tenant(
+        &self,
+        name: &TenantName,
+        audit: &dyn AuditAppend,
+    ) -> Result<bool, StoreError> {
         // The tenant's id as a subquery, so that the first statement of the transaction is
         // already a write: a SQLite transaction that reads first and writes later can fail
         // with "busy" when another connection wrote in between, instead of waiting.
@@ -175,7 +188,7 @@ impl Store {
             .or_unavailable()?;
         let existed = deleted.rows_affected > 0;
         if existed {
-            log_change(&txn, name, self.now()).await?;
+            log_change(&txn, name, self.now(), audit).await?;
         }
 
         txn.commit().await.or_unavailable()?;

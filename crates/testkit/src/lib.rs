@@ -179,6 +179,7 @@ impl TestServer {
             jwks_max_age: 300,
             redis_url: options.redis_url.clone(),
             key_rotation_period: options.key_rotation_period.clone(),
+            audit_retention: "90d".to_owned(),
             key_rotation_check_seconds: options.key_rotation_check_seconds,
             key_propagation_seconds: Some(options.key_propagation_seconds),
             app_rate_limit: options.app_rate_limit,
@@ -221,6 +222,38 @@ impl TestServer {
             _temp_dir: temp_dir,
             stop: Some(stop),
             task: Some(task),
+        })
+    }
+
+    /// Clients of a server running elsewhere (say, a `tollgate serve` process) at
+    /// `grpc_addr` and `http_addr` (`host:port`), administered with `admin`. Such a server is
+    /// not stopped by this value; `joined` describes the default SQLite database in
+    /// `data_dir` and carries no master key.
+    pub fn attach(
+        grpc_addr: &str,
+        http_addr: &str,
+        admin: AdminCredentials,
+        data_dir: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let grpc_url = format!("http://{grpc_addr}");
+        let channel = Channel::from_shared(grpc_url.clone())?.connect_lazy();
+        Ok(Self {
+            grpc_url,
+            http_url: format!("http://{http_addr}"),
+            joined: Joined {
+                database_url: format!(
+                    "sqlite://{}?mode=rwc",
+                    data_dir.join("tollgate.db").display()
+                ),
+                master_key: String::new(),
+                admin: admin.clone(),
+            },
+            admin,
+            data_dir,
+            channel,
+            _temp_dir: tempfile::tempdir()?,
+            stop: None,
+            task: None,
         })
     }
 

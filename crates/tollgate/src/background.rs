@@ -3,7 +3,9 @@
 //!   database's change log (the bounded fallback when a notification is missed);
 //! - copying revocations to the shared state when it lost them (Redis restarted empty);
 //! - writing secrets' last-use times;
-//! - scheduled signing-key rotation (one instance wins each rotation).
+//! - scheduled signing-key rotation (one instance wins each rotation);
+//! - recording rate-limit denials, aggregated per client per second;
+//! - audit retention: purging records older than the configured period.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +24,11 @@ const CHANGE_POLL_LOOKBACK: i64 = 5;
 const REPOPULATE_INTERVAL: Duration = Duration::from_millis(500);
 /// How often last-use times are written.
 const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
-/// How often expired revocations and old change-log rows are deleted.
+/// How often expired revocations, old change-log rows and audit records past retention are
+/// deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+/// How often aggregated rate-limit denials are recorded (each record covers one second).
+const DENIAL_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Tells this instance's catalog at once and every instance through the shared state.
 pub struct Broadcaster {
@@ -58,6 +63,8 @@ pub struct Background {
     pub key_rotation_period: Option<i64>,
     /// How often due key rotations are looked for.
     pub key_rotation_check: Duration,
+    /// Seconds audit records are kept; `None` = forever.
+    pub audit_retention: Option<i64>,
 }
 
 impl Background {
@@ -69,6 +76,7 @@ impl Background {
             tokio::spawn(Arc::clone(&self).repopulate_revocations(stop.clone())),
             tokio::spawn(Arc::clone(&self).flush_usage(stop.clone())),
             tokio::spawn(Arc::clone(&self).purge(stop.clone())),
+            tokio::spawn(Arc::clone(&self).flush_denials(stop.clone())),
         ];
         if let Some(period) = self.key_rotation_period {
             tasks.push(tokio::spawn(Arc::clone(&self).rotate_keys(period, stop)));
@@ -83,6 +91,8 @@ impl Background {
                 () = stop_requested(&mut stop) => return,
                 change = changes.recv() => match change {
                     Ok(ChangeEvent::Tenant(tenant)) => self.catalog.invalidate(&tenant),
+                    // Revocations are checked against the shared state, not cached here.
+                    Ok(ChangeEvent::Revoked(_)) => {}
                     Ok(ChangeEvent::All) | Err(broadcast::error::RecvError::Lagged(_)) => {
                         self.catalog.invalidate_all();
                     }
@@ -144,6 +154,24 @@ impl Background {
             }
             if let Err(error) = self.catalog.store().purge_change_log(now - 3_600).await {
                 tracing::warn!(error = %error, "cannot purge the change log");
+            }
+            if let Some(retention) = self.audit_retention {
+                let before_ms = tollgate_audit::now_ms().saturating_sub(retention * 1_000);
+                match self.catalog.store().purge_audit_before(before_ms).await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(deleted, "audit records past retention purged"),
+                    Err(error) => tracing::warn!(error = %error, "cannot purge old audit records"),
+                }
+            }
+        })
+        .await;
+    }
+
+    async fn flush_denials(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        // The final flush, after the servers have stopped, is `serve`'s.
+        every(DENIAL_FLUSH_INTERVAL, stop, || async {
+            if let Err(error) = self.issuer.flush_denials(false).await {
+                tracing::warn!(error = %error, "rate-limit denials not recorded");
             }
         })
         .await;

@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// (`30d`, `12h`, `90m`, `45s`); `0` turns them off.
     #[arg(long, env = "TOLLGATE_KEY_ROTATION_PERIOD", default_value = "30d")]
     pub key_rotation_period: String,
+    /// How long audit records are kept, as a number with a unit (`90d`, `12h`); `0` keeps
+    /// them forever. Older records are purged in the background; what remains of each
+    /// tenant's chain still verifies from its oldest record.
+    #[arg(long, env = "TOLLGATE_AUDIT_RETENTION", default_value = "90d")]
+    pub audit_retention: String,
     /// Seconds between two looks for tenants due for a scheduled rotation.
     #[arg(
         long,
@@ -208,6 +213,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Seconds between scheduled key rotations; `None` = off.
     pub key_rotation_period: Option<i64>,
+    /// Seconds audit records are kept; `None` = forever.
+    pub audit_retention: Option<i64>,
     /// Seconds between two looks for due rotations.
     pub key_rotation_check: std::time::Duration,
     /// Seconds between publishing and using a new key.
@@ -228,6 +235,7 @@ impl std::fmt::Debug for Config {
             .field("jwks_max_age", &self.jwks_max_age)
             .field("redis_url", &self.redis_url.as_ref().map(|_| "<redacted>"))
             .field("key_rotation_period", &self.key_rotation_period)
+            .field("audit_retention", &self.audit_retention)
             .field("key_rotation_check", &self.key_rotation_check)
             .field("key_propagation_delay", &self.key_propagation_delay)
             .field("rate_limits", &self.rate_limits)
@@ -293,6 +301,11 @@ impl Config {
                 "invalid TOLLGATE_KEY_ROTATION_PERIOD (--key-rotation-period): a number with a unit (30d, 12h, 90m, 45s), at most 3650d, or 0"
             )
         })?;
+        let audit_retention = parse_period(&args.audit_retention).ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid TOLLGATE_AUDIT_RETENTION (--audit-retention): a number with a unit (90d, 12h, 90m, 45s), at most 3650d, or 0"
+            )
+        })?;
         if !(1..=86_400).contains(&args.key_rotation_check_seconds) {
             bail!(
                 "invalid TOLLGATE_KEY_ROTATION_CHECK_SECONDS (--key-rotation-check-seconds): must be between 1 and 86400"
@@ -328,6 +341,7 @@ impl Config {
             jwks_max_age: args.jwks_max_age,
             redis_url,
             key_rotation_period,
+            audit_retention,
             key_rotation_check: std::time::Duration::from_secs(args.key_rotation_check_seconds),
             key_propagation_delay: key_propagation_delay as i64,
             rate_limits: tollgate_issuer::RateLimits {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tollgate_audit::{AuditConfig, AuditWriter};
 use tollgate_domain::{
     AccessTokenClaims, ChangeListener, Clock, IssuedToken, SystemClock, TenantName,
     TokenCallRequest, TokenRequest,
@@ -89,12 +90,15 @@ pub async fn serve(
         Arc::clone(&master_key),
         config.issuer_template.clone(),
     ));
+    // Every token request is recorded through this writer before it is answered.
+    let (audit, audit_task) = AuditWriter::start(store.clone(), AuditConfig::default());
     let issuer = Arc::new(Issuer::new(
         Arc::clone(&catalog),
         master_key.secret_hasher(),
         Arc::clone(&clock),
         Arc::new(Revocations::new(store.clone(), state.clone())),
         config.rate_limits,
+        audit,
     ));
     let listener: Arc<dyn ChangeListener> = Arc::new(Broadcaster {
         catalog: Arc::clone(&catalog),
@@ -127,6 +131,7 @@ pub async fn serve(
         clock,
         key_rotation_period: config.key_rotation_period,
         key_rotation_check: config.key_rotation_check,
+        audit_retention: config.audit_retention,
     })
     .spawn(stop_receiver.clone());
 
@@ -134,7 +139,7 @@ pub async fn serve(
     let http_addr = listeners.http.local_addr()?;
     let grpc = tokio::spawn(serve_grpc(
         listeners.grpc,
-        Arc::clone(&issuer),
+        TokenAdapter::new(Arc::clone(&issuer), state.clone(), stop_receiver.clone()),
         ManagementAdapter::new(Arc::clone(&management), config.issuer_template.clone()),
         // Audit streams end on shutdown by themselves: graceful shutdown waits for them.
         AuditAdapter::new(management, stop_receiver.clone()),
@@ -145,7 +150,9 @@ pub async fn serve(
             jwks_max_age_seconds: config.jwks_max_age,
             ..GatewayConfig::new(config.issuer_template.clone())
         },
-        Arc::new(InProcessBackend { issuer }),
+        Arc::new(InProcessBackend {
+            issuer: Arc::clone(&issuer),
+        }),
     );
     let http = tokio::spawn(tollgate_gateway::serve(
         listeners.http,
@@ -163,6 +170,23 @@ pub async fn serve(
     for task in background {
         let _ = task.await;
     }
+    // No request is in flight any more: record the last aggregated denials, then commit
+    // everything queued before the process ends.
+    if let Err(error) = issuer.flush_denials(true).await {
+        tracing::error!(error = %error, "rate-limit denials not recorded at shutdown");
+    }
+    issuer.audit().shutdown().await;
+    let _ = audit_task.await;
+    let stats = issuer.audit().stats();
+    let transactions = stats.batches + stats.failed_batches;
+    tracing::info!(
+        events = stats.events,
+        transactions = stats.batches,
+        failed_events = stats.failed_events,
+        mean_batch = stats.events.checked_div(stats.batches).unwrap_or(0),
+        mean_commit_micros = stats.commit_micros.checked_div(transactions).unwrap_or(0),
+        "audit trail flushed"
+    );
     grpc.context("gRPC server task failed")??;
     http.context("HTTP server task failed")?
         .context("HTTP server failed")?;
@@ -197,7 +221,7 @@ async fn stopped(mut receiver: watch::Receiver<bool>) {
 
 async fn serve_grpc(
     listener: TcpListener,
-    issuer: Arc<Issuer>,
+    tokens: TokenAdapter,
     management: ManagementAdapter,
     audit: AuditAdapter,
     shutdown: impl Future<Output = ()>,
@@ -220,7 +244,7 @@ async fn serve_grpc(
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(TokenServiceServer::new(TokenAdapter::new(issuer)))
+        .add_service(TokenServiceServer::new(tokens))
         .add_service(TenantServiceServer::new(management.clone()))
         .add_service(ApiServiceServer::new(management.clone()))
         .add_service(AppServiceServer::new(management.clone()))

@@ -14,7 +14,6 @@ use tollgate_store::{
     NewApp, NewTenant, SecretRecord, SigningKeyRecord, Store, StoreError, TenantRecord,
 };
 
-use crate::TestResult;
 pub use crate::audit::{
     audit_append_chains_and_heads, audit_concurrent_appenders_build_one_chain,
     audit_failed_append_writes_nothing, audit_list_filters_and_cursors,
@@ -24,6 +23,7 @@ use crate::backend::{TENANT_TABLES, TestDb};
 use crate::fixtures::{
     self, api, app, grant, key, new_tenant, populated, revocation, secret, tenant,
 };
+use crate::{NO_AUDIT, TestResult};
 
 fn assert_already_exists<T: std::fmt::Debug>(result: Result<T, StoreError>, expected: &str) {
     match result {
@@ -46,7 +46,9 @@ pub async fn migrate_twice_and_first_start(db: TestDb) -> TestResult {
     store.migrate().await?;
     assert!(matches!(store.backend_name(), "sqlite" | "postgres"));
     assert!(store.is_empty().await?);
-    store.create_tenant(&new_tenant(&tenant("first")?)).await?;
+    store
+        .create_tenant(&new_tenant(&tenant("first")?), &NO_AUDIT)
+        .await?;
     assert!(!store.is_empty().await?);
     store.migrate().await?;
     assert!(!store.is_empty().await?);
@@ -60,7 +62,7 @@ pub async fn tenants_create_find_and_paginate(db: TestDb) -> TestResult {
     let mut created = Vec::new();
     for name in &names {
         let record = tenant(name)?;
-        store.create_tenant(&new_tenant(&record)).await?;
+        store.create_tenant(&new_tenant(&record), &NO_AUDIT).await?;
         created.push(record);
     }
     created.sort_by(|a, b| a.name.cmp(&b.name));
@@ -99,9 +101,11 @@ pub async fn tenants_create_find_and_paginate(db: TestDb) -> TestResult {
 pub async fn duplicate_tenant_is_already_exists(db: TestDb) -> TestResult {
     let store = &db.store;
     let first = tenant("acme")?;
-    store.create_tenant(&new_tenant(&first)).await?;
+    store.create_tenant(&new_tenant(&first), &NO_AUDIT).await?;
     let same_name = tenant("acme")?;
-    let result = store.create_tenant(&new_tenant(&same_name)).await;
+    let result = store
+        .create_tenant(&new_tenant(&same_name), &NO_AUDIT)
+        .await;
     assert!(matches!(&result, Err(error) if error.code() == ErrorCode::AlreadyExists));
     assert_already_exists(result, "tenant");
     assert_eq!(store.find_tenant(&first.name).await?, Some(first));
@@ -111,7 +115,7 @@ pub async fn duplicate_tenant_is_already_exists(db: TestDb) -> TestResult {
 pub async fn failed_create_tenant_writes_nothing(db: TestDb) -> TestResult {
     let store = &db.store;
     let taken = populated("taken")?;
-    store.create_tenant(&taken.new).await?;
+    store.create_tenant(&taken.new, &NO_AUDIT).await?;
 
     // Everything is fine except the last app, whose client id belongs to another tenant:
     // the tenant, its keys and APIs written before it must all be rolled back.
@@ -123,7 +127,7 @@ pub async fn failed_create_tenant_writes_nothing(db: TestDb) -> TestResult {
         grants: Vec::new(),
         app: clash,
     });
-    assert_already_exists(store.create_tenant(&doomed.new).await, "app");
+    assert_already_exists(store.create_tenant(&doomed.new, &NO_AUDIT).await, "app");
     assert_eq!(store.find_tenant(&doomed.new.tenant.name).await?, None);
     for (table, count) in db.counts(&doomed.new.tenant.id).await? {
         assert_eq!(count, 0, "{table} kept rows of a failed create_tenant");
@@ -137,7 +141,7 @@ pub async fn failed_create_tenant_writes_nothing(db: TestDb) -> TestResult {
     foreign.new.apps[0]
         .grants
         .retain(|g| g.api_id != foreign.orders.id);
-    assert_not_found(store.create_tenant(&foreign.new).await, "api");
+    assert_not_found(store.create_tenant(&foreign.new, &NO_AUDIT).await, "api");
     assert_eq!(store.find_tenant(&foreign.new.tenant.name).await?, None);
     Ok(())
 }
@@ -148,34 +152,34 @@ pub async fn update_tenant(db: TestDb) -> TestResult {
     // Created with every column set.
     record.keys_rotated_at = Some(1_700_000_050);
     record.rate_limit_per_second = Some(50);
-    store.create_tenant(&new_tenant(&record)).await?;
+    store.create_tenant(&new_tenant(&record), &NO_AUDIT).await?;
     assert_eq!(store.find_tenant(&record.name).await?, Some(record.clone()));
 
     record.display_name = "Acme, Inc.".into();
     record.signing_alg = Algorithm::EdDsa;
     record.rate_limit_per_second = Some(500);
     record.updated_at += 60;
-    store.update_tenant(&record).await?;
+    store.update_tenant(&record, &NO_AUDIT).await?;
     assert_eq!(store.find_tenant(&record.name).await?, Some(record.clone()));
 
     // The rate limit can be cleared; keys_rotated_at is not update_tenant's to write.
     let mut changed = record.clone();
     changed.rate_limit_per_second = None;
     changed.keys_rotated_at = Some(1);
-    store.update_tenant(&changed).await?;
+    store.update_tenant(&changed, &NO_AUDIT).await?;
     record.rate_limit_per_second = None;
     assert_eq!(store.find_tenant(&record.name).await?, Some(record.clone()));
 
     let mut ghost = tenant("ghost")?;
     ghost.display_name = "Nobody".into();
-    assert_not_found(store.update_tenant(&ghost).await, "tenant");
+    assert_not_found(store.update_tenant(&ghost, &NO_AUDIT).await, "tenant");
     Ok(())
 }
 
 pub async fn apis_create_find_and_paginate(db: TestDb) -> TestResult {
     let store = &db.store;
     let acme = tenant("acme")?;
-    store.create_tenant(&new_tenant(&acme)).await?;
+    store.create_tenant(&new_tenant(&acme), &NO_AUDIT).await?;
     // Upper case sorts before lower case byte-wise, unlike in locale collations.
     let identifiers = [
         "https://b.example/",
@@ -189,7 +193,7 @@ pub async fn apis_create_find_and_paginate(db: TestDb) -> TestResult {
         let mut record = api(identifier, &["read", "write"])?;
         record.signing_alg = Some(Algorithm::Rs256);
         record.token_lifetime = TokenLifetime::from_seconds(86_400)?;
-        store.create_api(&acme, &record).await?;
+        store.create_api(&acme, &record, &NO_AUDIT).await?;
         created.push(record);
     }
     created.sort_by(|a, b| a.identifier.cmp(&b.identifier));
@@ -222,19 +226,19 @@ pub async fn duplicate_api_identifier_is_already_exists(db: TestDb) -> TestResul
     let store = &db.store;
     let acme = tenant("acme")?;
     let other = tenant("other")?;
-    store.create_tenant(&new_tenant(&acme)).await?;
-    store.create_tenant(&new_tenant(&other)).await?;
+    store.create_tenant(&new_tenant(&acme), &NO_AUDIT).await?;
+    store.create_tenant(&new_tenant(&other), &NO_AUDIT).await?;
 
     let original = api("https://api.example/", &["read"])?;
-    store.create_api(&acme, &original).await?;
+    store.create_api(&acme, &original, &NO_AUDIT).await?;
     let duplicate = api("https://api.example/", &["write"])?;
-    assert_already_exists(store.create_api(&acme, &duplicate).await, "api");
+    assert_already_exists(store.create_api(&acme, &duplicate, &NO_AUDIT).await, "api");
     assert_eq!(
         store.find_api(&acme, &original.identifier).await?,
         Some(original.clone())
     );
     // Identifiers are unique per tenant only.
-    store.create_api(&other, &duplicate).await?;
+    store.create_api(&other, &duplicate, &NO_AUDIT).await?;
     assert_eq!(
         store.find_api(&other, &duplicate.identifier).await?,
         Some(duplicate)
@@ -242,18 +246,18 @@ pub async fn duplicate_api_identifier_is_already_exists(db: TestDb) -> TestResul
     // A reused id is a duplicate too.
     let mut same_id = api("https://other.example/", &[])?;
     same_id.id = original.id.clone();
-    assert_already_exists(store.create_api(&acme, &same_id).await, "api");
+    assert_already_exists(store.create_api(&acme, &same_id, &NO_AUDIT).await, "api");
     Ok(())
 }
 
 pub async fn apps_create_find_and_paginate_with_grants(db: TestDb) -> TestResult {
     let store = &db.store;
     let acme = tenant("acme")?;
-    store.create_tenant(&new_tenant(&acme)).await?;
+    store.create_tenant(&new_tenant(&acme), &NO_AUDIT).await?;
     let orders = api("https://orders.example/", &["read", "write"])?;
     let billing = api("https://billing.example/", &["invoice"])?;
-    store.create_api(&acme, &orders).await?;
-    store.create_api(&acme, &billing).await?;
+    store.create_api(&acme, &orders, &NO_AUDIT).await?;
+    store.create_api(&acme, &billing, &NO_AUDIT).await?;
 
     let client_ids = ["beta", "Alpha", "alpha", "gamma.1", "gamma-1", "_x"];
     let mut created = Vec::new();
@@ -269,7 +273,7 @@ pub async fn apps_create_find_and_paginate_with_grants(db: TestDb) -> TestResult
             _ => Vec::new(),
         };
         store
-            .create_app(&acme, &record, &secret(&record), &grants)
+            .create_app(&acme, &record, &secret(&record), &grants, &NO_AUDIT)
             .await?;
         let mut expected = grants;
         expected.sort_by(|a, b| a.audience.cmp(&b.audience));
@@ -306,24 +310,24 @@ pub async fn duplicate_client_id_is_already_exists(db: TestDb) -> TestResult {
     let store = &db.store;
     let acme = tenant("acme")?;
     let other = tenant("other")?;
-    store.create_tenant(&new_tenant(&acme)).await?;
-    store.create_tenant(&new_tenant(&other)).await?;
+    store.create_tenant(&new_tenant(&acme), &NO_AUDIT).await?;
+    store.create_tenant(&new_tenant(&other), &NO_AUDIT).await?;
     let original = app("client-1")?;
     store
-        .create_app(&acme, &original, &secret(&original), &[])
+        .create_app(&acme, &original, &secret(&original), &[], &NO_AUDIT)
         .await?;
 
     let duplicate = app("client-1")?;
     assert_already_exists(
         store
-            .create_app(&acme, &duplicate, &secret(&duplicate), &[])
+            .create_app(&acme, &duplicate, &secret(&duplicate), &[], &NO_AUDIT)
             .await,
         "app",
     );
     // Client ids are unique across all tenants.
     assert_already_exists(
         store
-            .create_app(&other, &duplicate, &secret(&duplicate), &[])
+            .create_app(&other, &duplicate, &secret(&duplicate), &[], &NO_AUDIT)
             .await,
         "app",
     );
@@ -336,9 +340,9 @@ pub async fn duplicate_client_id_is_already_exists(db: TestDb) -> TestResult {
 pub async fn failed_create_app_writes_nothing(db: TestDb) -> TestResult {
     let store = &db.store;
     let acme = tenant("acme")?;
-    store.create_tenant(&new_tenant(&acme)).await?;
+    store.create_tenant(&new_tenant(&acme), &NO_AUDIT).await?;
     let orders = api("https://orders.example/", &["read"])?;
-    store.create_api(&acme, &orders).await?;
+    store.create_api(&acme, &orders, &NO_AUDIT).await?;
 
     // The same API granted twice: the second grant row collides, after the app and its
     // secret were written in the same transaction.
@@ -346,7 +350,7 @@ pub async fn failed_create_app_writes_nothing(db: TestDb) -> TestResult {
     let twice = [grant(&orders, &["read"])?, grant(&orders, &[])?];
     assert_already_exists(
         store
-            .create_app(&acme, &doomed, &secret(&doomed), &twice)
+            .create_app(&acme, &doomed, &secret(&doomed), &twice, &NO_AUDIT)
             .await,
         "grant",
     );
@@ -357,7 +361,7 @@ pub async fn failed_create_app_writes_nothing(db: TestDb) -> TestResult {
     dangling.api_id = "api_nonexistent".into();
     assert_not_found(
         store
-            .create_app(&acme, &doomed, &secret(&doomed), &[dangling])
+            .create_app(&acme, &doomed, &secret(&doomed), &[dangling], &NO_AUDIT)
             .await,
         "api",
     );
@@ -368,7 +372,7 @@ pub async fn failed_create_app_writes_nothing(db: TestDb) -> TestResult {
 
     // The same app, correctly, goes through: nothing of the failures lingers.
     store
-        .create_app(&acme, &doomed, &secret(&doomed), &twice[..1])
+        .create_app(&acme, &doomed, &secret(&doomed), &twice[..1], &NO_AUDIT)
         .await?;
     Ok(())
 }
@@ -376,15 +380,21 @@ pub async fn failed_create_app_writes_nothing(db: TestDb) -> TestResult {
 pub async fn update_app_replaces_grants_only_when_given(db: TestDb) -> TestResult {
     let store = &db.store;
     let acme = tenant("acme")?;
-    store.create_tenant(&new_tenant(&acme)).await?;
+    store.create_tenant(&new_tenant(&acme), &NO_AUDIT).await?;
     let orders = api("https://orders.example/", &["read", "write"])?;
     let billing = api("https://billing.example/", &["invoice"])?;
-    store.create_api(&acme, &orders).await?;
-    store.create_api(&acme, &billing).await?;
+    store.create_api(&acme, &orders, &NO_AUDIT).await?;
+    store.create_api(&acme, &billing, &NO_AUDIT).await?;
     let mut record = app("client")?;
     let original_grants = vec![grant(&orders, &["read"])?];
     store
-        .create_app(&acme, &record, &secret(&record), &original_grants)
+        .create_app(
+            &acme,
+            &record,
+            &secret(&record),
+            &original_grants,
+            &NO_AUDIT,
+        )
         .await?;
 
     // Grants untouched when not given.
@@ -393,35 +403,49 @@ pub async fn update_app_replaces_grants_only_when_given(db: TestDb) -> TestResul
     record.is_blocked = true;
     record.rate_limit_per_second = Some(25);
     record.updated_at += 10;
-    store.update_app(&acme, &record, None).await?;
+    store.update_app(&acme, &record, None, &NO_AUDIT).await?;
     let found = store.find_app(&acme, &record.client_id).await?;
     assert_eq!(found.as_ref().map(|f| &f.app), Some(&record));
     assert_eq!(found.map(|f| f.grants), Some(original_grants));
 
     // Replaced when given.
     let replacement = vec![grant(&billing, &["invoice"])?, grant(&orders, &["write"])?];
-    store.update_app(&acme, &record, Some(&replacement)).await?;
+    store
+        .update_app(&acme, &record, Some(&replacement), &NO_AUDIT)
+        .await?;
     let found = store.find_app(&acme, &record.client_id).await?;
     assert_eq!(found.map(|f| f.grants), Some(replacement.clone()));
 
     // Cleared with an empty list.
-    store.update_app(&acme, &record, Some(&[])).await?;
+    store
+        .update_app(&acme, &record, Some(&[]), &NO_AUDIT)
+        .await?;
     let found = store.find_app(&acme, &record.client_id).await?;
     assert_eq!(found.map(|f| f.grants), Some(Vec::new()));
 
     // A failing replacement leaves the previous state, app fields included.
-    store.update_app(&acme, &record, Some(&replacement)).await?;
+    store
+        .update_app(&acme, &record, Some(&replacement), &NO_AUDIT)
+        .await?;
     let mut bad = grant(&orders, &["read"])?;
     bad.api_id = "api_nonexistent".into();
     let mut changed = record.clone();
     changed.name = "Should not stick".into();
-    assert_not_found(store.update_app(&acme, &changed, Some(&[bad])).await, "api");
+    assert_not_found(
+        store
+            .update_app(&acme, &changed, Some(&[bad]), &NO_AUDIT)
+            .await,
+        "api",
+    );
     let found = store.find_app(&acme, &record.client_id).await?;
     assert_eq!(found.as_ref().map(|f| &f.app), Some(&record));
     assert_eq!(found.map(|f| f.grants), Some(replacement));
 
     let ghost = app("ghost")?;
-    assert_not_found(store.update_app(&acme, &ghost, None).await, "app");
+    assert_not_found(
+        store.update_app(&acme, &ghost, None, &NO_AUDIT).await,
+        "app",
+    );
     Ok(())
 }
 
@@ -429,8 +453,8 @@ pub async fn tenant_isolation(db: TestDb) -> TestResult {
     let store = &db.store;
     let a = populated("tenant-a")?;
     let b = populated("tenant-b")?;
-    store.create_tenant(&a.new).await?;
-    store.create_tenant(&b.new).await?;
+    store.create_tenant(&a.new, &NO_AUDIT).await?;
+    store.create_tenant(&b.new, &NO_AUDIT).await?;
     let ta = &a.new.tenant;
     let tb = &b.new.tenant;
     let a_app = &a.new.apps[0].app;
@@ -454,21 +478,30 @@ pub async fn tenant_isolation(db: TestDb) -> TestResult {
     );
 
     // Writes through B do not touch A's rows.
-    assert!(!store.delete_api(tb, &a.orders.identifier).await?);
-    assert!(!store.delete_app(tb, &a_app.client_id).await?);
+    assert!(
+        !store
+            .delete_api(tb, &a.orders.identifier, &NO_AUDIT)
+            .await?
+    );
+    assert!(!store.delete_app(tb, &a_app.client_id, &NO_AUDIT).await?);
     let mut renamed_api = a.orders.clone();
     renamed_api.name = "hijacked".into();
     renamed_api.scopes.clear();
-    assert_not_found(store.update_api(tb, &renamed_api).await, "api");
+    assert_not_found(store.update_api(tb, &renamed_api, &NO_AUDIT).await, "api");
     let mut renamed_app = a_app.clone();
     renamed_app.name = "hijacked".into();
-    assert_not_found(store.update_app(tb, &renamed_app, Some(&[])).await, "app");
+    assert_not_found(
+        store
+            .update_app(tb, &renamed_app, Some(&[]), &NO_AUDIT)
+            .await,
+        "app",
+    );
 
     // B cannot grant its app scopes on A's API.
     let b_app = &b.new.apps[0].app;
     assert_not_found(
         store
-            .update_app(tb, b_app, Some(&[grant(&a.orders, &["read"])?]))
+            .update_app(tb, b_app, Some(&[grant(&a.orders, &["read"])?]), &NO_AUDIT)
             .await,
         "api",
     );
@@ -480,6 +513,7 @@ pub async fn tenant_isolation(db: TestDb) -> TestResult {
                 &intruder,
                 &secret(&intruder),
                 &[grant(&a.orders, &["read"])?],
+                &NO_AUDIT,
             )
             .await,
         "api",
@@ -509,11 +543,11 @@ fn sorted(mut grants: Vec<tollgate_store::GrantRecord>) -> Vec<tollgate_store::G
 pub async fn update_api_prunes_grant_scopes(db: TestDb) -> TestResult {
     let store = &db.store;
     let acme = tenant("acme")?;
-    store.create_tenant(&new_tenant(&acme)).await?;
+    store.create_tenant(&new_tenant(&acme), &NO_AUDIT).await?;
     let mut orders = api("https://orders.example/", &["a", "b", "c"])?;
     let other = api("https://other.example/", &["a", "b"])?;
-    store.create_api(&acme, &orders).await?;
-    store.create_api(&acme, &other).await?;
+    store.create_api(&acme, &orders, &NO_AUDIT).await?;
+    store.create_api(&acme, &other, &NO_AUDIT).await?;
     let one = app("one")?;
     let two = app("two")?;
     store
@@ -522,10 +556,17 @@ pub async fn update_api_prunes_grant_scopes(db: TestDb) -> TestResult {
             &one,
             &secret(&one),
             &[grant(&orders, &["a", "b"])?, grant(&other, &["a", "b"])?],
+            &NO_AUDIT,
         )
         .await?;
     store
-        .create_app(&acme, &two, &secret(&two), &[grant(&orders, &["b"])?])
+        .create_app(
+            &acme,
+            &two,
+            &secret(&two),
+            &[grant(&orders, &["b"])?],
+            &NO_AUDIT,
+        )
         .await?;
 
     // Drop scope b, add d, change everything else that can change.
@@ -534,7 +575,7 @@ pub async fn update_api_prunes_grant_scopes(db: TestDb) -> TestResult {
     orders.token_lifetime = TokenLifetime::from_seconds(60)?;
     orders.signing_alg = Some(Algorithm::EdDsa);
     orders.updated_at += 100;
-    store.update_api(&acme, &orders).await?;
+    store.update_api(&acme, &orders, &NO_AUDIT).await?;
     assert_eq!(
         store.find_api(&acme, &orders.identifier).await?,
         Some(orders.clone())
@@ -556,7 +597,7 @@ pub async fn update_api_prunes_grant_scopes(db: TestDb) -> TestResult {
     assert_eq!(two_grants, Some(vec![grant(&orders, &[])?]));
 
     let ghost = api("https://ghost.example/", &[])?;
-    assert_not_found(store.update_api(&acme, &ghost).await, "api");
+    assert_not_found(store.update_api(&acme, &ghost, &NO_AUDIT).await, "api");
     Ok(())
 }
 
@@ -575,12 +616,20 @@ impl WithId for tollgate_store::ApiRecord {
 pub async fn delete_api_removes_its_grants(db: TestDb) -> TestResult {
     let store = &db.store;
     let p = populated("acme")?;
-    store.create_tenant(&p.new).await?;
+    store.create_tenant(&p.new, &NO_AUDIT).await?;
     let tenant = &p.new.tenant;
     assert_eq!(db.count("grants", &tenant.id).await?, 3);
 
-    assert!(store.delete_api(tenant, &p.orders.identifier).await?);
-    assert!(!store.delete_api(tenant, &p.orders.identifier).await?);
+    assert!(
+        store
+            .delete_api(tenant, &p.orders.identifier, &NO_AUDIT)
+            .await?
+    );
+    assert!(
+        !store
+            .delete_api(tenant, &p.orders.identifier, &NO_AUDIT)
+            .await?
+    );
     assert_eq!(store.find_api(tenant, &p.orders.identifier).await?, None);
     assert_eq!(db.count("apis", &tenant.id).await?, 1);
     // Only the billing grant of the first app is left; both apps remain.
@@ -595,12 +644,20 @@ pub async fn delete_api_removes_its_grants(db: TestDb) -> TestResult {
 pub async fn delete_app_removes_secrets_and_grants(db: TestDb) -> TestResult {
     let store = &db.store;
     let p = populated("acme")?;
-    store.create_tenant(&p.new).await?;
+    store.create_tenant(&p.new, &NO_AUDIT).await?;
     let tenant = &p.new.tenant;
     let first = &p.new.apps[0].app;
 
-    assert!(store.delete_app(tenant, &first.client_id).await?);
-    assert!(!store.delete_app(tenant, &first.client_id).await?);
+    assert!(
+        store
+            .delete_app(tenant, &first.client_id, &NO_AUDIT)
+            .await?
+    );
+    assert!(
+        !store
+            .delete_app(tenant, &first.client_id, &NO_AUDIT)
+            .await?
+    );
     assert_eq!(store.find_app(tenant, &first.client_id).await?, None);
     assert_eq!(db.count("apps", &tenant.id).await?, 1);
     assert_eq!(db.count("app_secrets", &tenant.id).await?, 1);
@@ -608,7 +665,7 @@ pub async fn delete_app_removes_secrets_and_grants(db: TestDb) -> TestResult {
     // The client id is free again.
     let again = app(first.client_id.as_str())?;
     store
-        .create_app(tenant, &again, &secret(&again), &[])
+        .create_app(tenant, &again, &secret(&again), &[], &NO_AUDIT)
         .await?;
     Ok(())
 }
@@ -617,14 +674,22 @@ pub async fn delete_tenant_leaves_no_rows(db: TestDb) -> TestResult {
     let store = &db.store;
     let doomed = populated("doomed")?;
     let kept = populated("kept")?;
-    store.create_tenant(&doomed.new).await?;
-    store.create_tenant(&kept.new).await?;
+    store.create_tenant(&doomed.new, &NO_AUDIT).await?;
+    store.create_tenant(&kept.new, &NO_AUDIT).await?;
     let extra = fixtures::key(Algorithm::EdDsa, 30);
-    store.add_signing_key(&doomed.new.tenant, &extra).await?;
+    store
+        .add_signing_key(&doomed.new.tenant, &extra, &NO_AUDIT)
+        .await?;
     for p in [&doomed, &kept] {
         let revocation = revocation(&p.new.tenant.id, RevocationTarget::Tenant, 100, 5_000);
         store
-            .add_revocation(&p.new.tenant, &fixtures::id("rev"), &revocation, 100)
+            .add_revocation(
+                &p.new.tenant,
+                &fixtures::id("rev"),
+                &revocation,
+                100,
+                &NO_AUDIT,
+            )
             .await?;
     }
 
@@ -632,8 +697,16 @@ pub async fn delete_tenant_leaves_no_rows(db: TestDb) -> TestResult {
     assert!(before.iter().all(|(_, count)| *count > 0), "{before:?}");
     let kept_before = db.counts(&kept.new.tenant.id).await?;
 
-    assert!(store.delete_tenant(&doomed.new.tenant.name).await?);
-    assert!(!store.delete_tenant(&doomed.new.tenant.name).await?);
+    assert!(
+        store
+            .delete_tenant(&doomed.new.tenant.name, &NO_AUDIT)
+            .await?
+    );
+    assert!(
+        !store
+            .delete_tenant(&doomed.new.tenant.name, &NO_AUDIT)
+            .await?
+    );
     assert_eq!(store.find_tenant(&doomed.new.tenant.name).await?, None);
     for (table, count) in db.counts(&doomed.new.tenant.id).await? {
         assert_eq!(count, 0, "{table} kept rows of the deleted tenant");
@@ -643,7 +716,7 @@ pub async fn delete_tenant_leaves_no_rows(db: TestDb) -> TestResult {
 
     // The name and client ids are free again.
     let again = populated("doomed")?;
-    store.create_tenant(&again.new).await?;
+    store.create_tenant(&again.new, &NO_AUDIT).await?;
     Ok(())
 }
 
@@ -658,8 +731,8 @@ pub async fn snapshot_content(db: TestDb) -> TestResult {
     p.new.apps[1].secret.expires_at = None;
     p.new.apps[1].app.rate_limit_per_second = Some(7);
     let other = populated("other")?;
-    store.create_tenant(&p.new).await?;
-    store.create_tenant(&other.new).await?;
+    store.create_tenant(&p.new, &NO_AUDIT).await?;
+    store.create_tenant(&other.new, &NO_AUDIT).await?;
     let tenant = &p.new.tenant;
     let later = app("acme-later")?;
     let later_secret = secret(&later);
@@ -669,6 +742,7 @@ pub async fn snapshot_content(db: TestDb) -> TestResult {
             &later,
             &later_secret,
             &[grant(&p.billing, &["invoice"])?],
+            &NO_AUDIT,
         )
         .await?;
 
@@ -719,10 +793,13 @@ pub async fn signing_keys_round_trip(db: TestDb) -> TestResult {
     let acme = tenant("acme")?;
     let first = key(Algorithm::Es256, 100);
     store
-        .create_tenant(&NewTenant {
-            keys: vec![first.clone()],
-            ..new_tenant(&acme)
-        })
+        .create_tenant(
+            &NewTenant {
+                keys: vec![first.clone()],
+                ..new_tenant(&acme)
+            },
+            &NO_AUDIT,
+        )
         .await?;
     let mut newer = key(Algorithm::Rs256, 200);
     newer.activate_at = 260;
@@ -730,11 +807,14 @@ pub async fn signing_keys_round_trip(db: TestDb) -> TestResult {
     older.activate_at = 0;
     older.retire_at = Some(260);
     older.remove_at = Some(1_260);
-    store.add_signing_key(&acme, &newer).await?;
-    store.add_signing_key(&acme, &older).await?;
+    store.add_signing_key(&acme, &newer, &NO_AUDIT).await?;
+    store.add_signing_key(&acme, &older, &NO_AUDIT).await?;
     let mut dup = key(Algorithm::Es256, 300);
     dup.kid = first.kid.clone();
-    assert_already_exists(store.add_signing_key(&acme, &dup).await, "signing key");
+    assert_already_exists(
+        store.add_signing_key(&acme, &dup, &NO_AUDIT).await,
+        "signing key",
+    );
 
     let snapshot = store
         .load_tenant_snapshot(&acme.name)
@@ -752,7 +832,7 @@ pub async fn signing_keys_round_trip(db: TestDb) -> TestResult {
         vec![newer, first, older]
     );
     let other = tenant("other")?;
-    store.create_tenant(&new_tenant(&other)).await?;
+    store.create_tenant(&new_tenant(&other), &NO_AUDIT).await?;
     assert!(store.list_signing_keys(&other).await?.is_empty());
     Ok(())
 }
@@ -760,7 +840,7 @@ pub async fn signing_keys_round_trip(db: TestDb) -> TestResult {
 pub async fn concurrent_writes_and_reads(db: TestDb) -> TestResult {
     let store = &db.store;
     let p = populated("busy")?;
-    store.create_tenant(&p.new).await?;
+    store.create_tenant(&p.new, &NO_AUDIT).await?;
     let tenant = p.new.tenant.clone();
 
     // Writers and readers at once: on SQLite they contend for the one write lock, which
@@ -772,11 +852,13 @@ pub async fn concurrent_writes_and_reads(db: TestDb) -> TestResult {
             let record = app(&format!("worker-{index:02}"))?;
             let grants = [grant(&orders, &["read"])?];
             store
-                .create_app(&tenant, &record, &secret(&record), &grants)
+                .create_app(&tenant, &record, &secret(&record), &grants, &NO_AUDIT)
                 .await?;
             let mut renamed = record.clone();
             renamed.name = format!("Worker {index}");
-            store.update_app(&tenant, &renamed, Some(&grants)).await?;
+            store
+                .update_app(&tenant, &renamed, Some(&grants), &NO_AUDIT)
+                .await?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
         });
     }
@@ -784,7 +866,7 @@ pub async fn concurrent_writes_and_reads(db: TestDb) -> TestResult {
         let (store, tenant, mut orders) = (store.clone(), tenant.clone(), p.orders.clone());
         tasks.spawn(async move {
             orders.name = format!("Orders round {round}");
-            store.update_api(&tenant, &orders).await?;
+            store.update_api(&tenant, &orders, &NO_AUDIT).await?;
             let snapshot = store.load_tenant_snapshot(&tenant.name).await?;
             assert!(snapshot.is_some());
             Ok(())
@@ -819,8 +901,8 @@ pub async fn secrets_list_add_expire(db: TestDb) -> TestResult {
     let store = &db.store;
     let p = populated("acme")?;
     let other = populated("other")?;
-    store.create_tenant(&p.new).await?;
-    store.create_tenant(&other.new).await?;
+    store.create_tenant(&p.new, &NO_AUDIT).await?;
+    store.create_tenant(&other.new, &NO_AUDIT).await?;
     let tenant = &p.new.tenant;
     let first = &p.new.apps[0].app;
     let second = &p.new.apps[1].app;
@@ -834,7 +916,13 @@ pub async fn secrets_list_add_expire(db: TestDb) -> TestResult {
         ..secret(first)
     };
     store
-        .add_secret(tenant, first, &s2, &[(s1.id.clone(), 1_750_000_000)])
+        .add_secret(
+            tenant,
+            first,
+            &s2,
+            &[(s1.id.clone(), 1_750_000_000)],
+            &NO_AUDIT,
+        )
         .await?;
     s1.expires_at = Some(1_750_000_000);
     assert_eq!(
@@ -851,6 +939,7 @@ pub async fn secrets_list_add_expire(db: TestDb) -> TestResult {
                 ..secret(first)
             },
             &[(s1.id.clone(), 1_760_000_000)],
+            &NO_AUDIT,
         )
         .await?;
     s1.expires_at = Some(1_760_000_000);
@@ -869,17 +958,30 @@ pub async fn secrets_list_add_expire(db: TestDb) -> TestResult {
         vec![(other.new.apps[0].secret.id.clone(), 1)],
     ] {
         assert_not_found(
-            store.add_secret(tenant, first, &secret(first), &ids).await,
+            store
+                .add_secret(tenant, first, &secret(first), &ids, &NO_AUDIT)
+                .await,
             "secret",
         );
     }
     // A taken id, and an app of another tenant.
     let mut taken = secret(first);
     taken.id = second_secret.id.clone();
-    assert_already_exists(store.add_secret(tenant, first, &taken, &[]).await, "secret");
+    assert_already_exists(
+        store
+            .add_secret(tenant, first, &taken, &[], &NO_AUDIT)
+            .await,
+        "secret",
+    );
     assert_not_found(
         store
-            .add_secret(tenant, &other.new.apps[0].app, &secret(first), &[])
+            .add_secret(
+                tenant,
+                &other.new.apps[0].app,
+                &secret(first),
+                &[],
+                &NO_AUDIT,
+            )
             .await,
         "app",
     );
@@ -891,18 +993,18 @@ pub async fn secrets_list_add_expire(db: TestDb) -> TestResult {
     // expire_secret only ever brings the end forward.
     assert!(
         store
-            .expire_secret(tenant, first, &s2.id, 1_770_000_000)
+            .expire_secret(tenant, first, &s2.id, 1_770_000_000, &NO_AUDIT)
             .await?
     );
     s2.expires_at = Some(1_770_000_000);
     assert!(
         store
-            .expire_secret(tenant, first, &s2.id, 1_780_000_000)
+            .expire_secret(tenant, first, &s2.id, 1_780_000_000, &NO_AUDIT)
             .await?
     );
     assert!(
         store
-            .expire_secret(tenant, first, &s2.id, 1_765_000_000)
+            .expire_secret(tenant, first, &s2.id, 1_765_000_000, &NO_AUDIT)
             .await?
     );
     s2.expires_at = Some(1_765_000_000);
@@ -910,13 +1012,21 @@ pub async fn secrets_list_add_expire(db: TestDb) -> TestResult {
     assert_eq!(listed.iter().find(|s| s.id == s2.id), Some(&s2));
 
     // Not this app's, not this tenant's, or not at all: false, nothing changed.
-    assert!(!store.expire_secret(tenant, second, &s2.id, 1).await?);
     assert!(
         !store
-            .expire_secret(&other.new.tenant, first, &s2.id, 1)
+            .expire_secret(tenant, second, &s2.id, 1, &NO_AUDIT)
             .await?
     );
-    assert!(!store.expire_secret(tenant, first, "sid_missing", 1).await?);
+    assert!(
+        !store
+            .expire_secret(&other.new.tenant, first, &s2.id, 1, &NO_AUDIT)
+            .await?
+    );
+    assert!(
+        !store
+            .expire_secret(tenant, first, "sid_missing", 1, &NO_AUDIT)
+            .await?
+    );
     assert_eq!(store.list_secrets(tenant, first).await?, listed);
     assert_eq!(
         store.list_secrets(tenant, second).await?,
@@ -936,8 +1046,8 @@ pub async fn touch_secrets_keeps_the_latest_use(db: TestDb) -> TestResult {
     let store = &db.store;
     let p = populated("acme")?;
     let other = populated("other")?;
-    store.create_tenant(&p.new).await?;
-    store.create_tenant(&other.new).await?;
+    store.create_tenant(&p.new, &NO_AUDIT).await?;
+    store.create_tenant(&other.new, &NO_AUDIT).await?;
     let tenant = &p.new.tenant;
     let s1 = &p.new.apps[0].secret;
     let s2 = &p.new.apps[1].secret;
@@ -998,10 +1108,13 @@ pub async fn rotation_compare_and_set(db: TestDb) -> TestResult {
     let acme = tenant("acme")?;
     let k1 = key(Algorithm::Es256, 100);
     store
-        .create_tenant(&NewTenant {
-            keys: vec![k1.clone()],
-            ..new_tenant(&acme)
-        })
+        .create_tenant(
+            &NewTenant {
+                keys: vec![k1.clone()],
+                ..new_tenant(&acme)
+            },
+            &NO_AUDIT,
+        )
         .await?;
     assert_eq!(reload(store, &acme).await?.keys_rotated_at, None);
 
@@ -1012,7 +1125,14 @@ pub async fn rotation_compare_and_set(db: TestDb) -> TestResult {
     };
     assert!(
         !store
-            .rotate_signing_keys(&acme, Some(Some(0)), 1_000, std::slice::from_ref(&k2), &[])
+            .rotate_signing_keys(
+                &acme,
+                Some(Some(0)),
+                1_000,
+                std::slice::from_ref(&k2),
+                &[],
+                &NO_AUDIT
+            )
             .await?
     );
     assert_eq!(store.list_signing_keys(&acme).await?, vec![k1.clone()]);
@@ -1027,6 +1147,7 @@ pub async fn rotation_compare_and_set(db: TestDb) -> TestResult {
                 1_000,
                 std::slice::from_ref(&k2),
                 std::slice::from_ref(&retire_k1),
+                &NO_AUDIT,
             )
             .await?
     );
@@ -1050,7 +1171,8 @@ pub async fn rotation_compare_and_set(db: TestDb) -> TestResult {
                     Some(stale),
                     5_000,
                     &[key(Algorithm::Es256, 5_000)],
-                    &[]
+                    &[],
+                    &NO_AUDIT
                 )
                 .await?
         );
@@ -1068,6 +1190,7 @@ pub async fn rotation_compare_and_set(db: TestDb) -> TestResult {
                 2_000,
                 std::slice::from_ref(&k3),
                 &[(k2.kid.clone(), 2_100, 3_000)],
+                &NO_AUDIT,
             )
             .await?
     );
@@ -1076,7 +1199,7 @@ pub async fn rotation_compare_and_set(db: TestDb) -> TestResult {
     // Unconditional (a manual rotation), with nothing else to do.
     assert!(
         store
-            .rotate_signing_keys(&acme, None, 2_500, &[], &[])
+            .rotate_signing_keys(&acme, None, 2_500, &[], &[], &NO_AUDIT)
             .await?
     );
     assert_eq!(reload(store, &acme).await?.keys_rotated_at, Some(2_500));
@@ -1108,10 +1231,13 @@ pub async fn concurrent_rotations_one_wins(db: TestDb) -> TestResult {
     let acme = tenant("acme")?;
     let first = key(Algorithm::Es256, 1);
     store
-        .create_tenant(&NewTenant {
-            keys: vec![first.clone()],
-            ..new_tenant(&acme)
-        })
+        .create_tenant(
+            &NewTenant {
+                keys: vec![first.clone()],
+                ..new_tenant(&acme)
+            },
+            &NO_AUDIT,
+        )
         .await?;
     let mut signing = first;
 
@@ -1127,14 +1253,16 @@ pub async fn concurrent_rotations_one_wins(db: TestDb) -> TestResult {
                 Some(expected),
                 at,
                 std::slice::from_ref(&a_key),
-                &retire
+                &retire,
+                &NO_AUDIT
             ),
             store.rotate_signing_keys(
                 &acme,
                 Some(expected),
                 at + 1,
                 std::slice::from_ref(&b_key),
-                &retire
+                &retire,
+                &NO_AUDIT
             ),
         );
         let (a, b) = (a?, b?);
@@ -1166,7 +1294,14 @@ pub async fn concurrent_rotations_one_wins(db: TestDb) -> TestResult {
         tasks.spawn(async move {
             let new_key = key(Algorithm::Es256, 10_000);
             store
-                .rotate_signing_keys(&acme, Some(expected), 10_000 + contender, &[new_key], &[])
+                .rotate_signing_keys(
+                    &acme,
+                    Some(expected),
+                    10_000 + contender,
+                    &[new_key],
+                    &[],
+                    &NO_AUDIT,
+                )
                 .await
         });
     }
@@ -1191,16 +1326,22 @@ pub async fn rotation_failures_write_nothing(db: TestDb) -> TestResult {
     let k1 = key(Algorithm::Es256, 100);
     let other_key = key(Algorithm::Es256, 100);
     store
-        .create_tenant(&NewTenant {
-            keys: vec![k1.clone()],
-            ..new_tenant(&acme)
-        })
+        .create_tenant(
+            &NewTenant {
+                keys: vec![k1.clone()],
+                ..new_tenant(&acme)
+            },
+            &NO_AUDIT,
+        )
         .await?;
     store
-        .create_tenant(&NewTenant {
-            keys: vec![other_key.clone()],
-            ..new_tenant(&other)
-        })
+        .create_tenant(
+            &NewTenant {
+                keys: vec![other_key.clone()],
+                ..new_tenant(&other)
+            },
+            &NO_AUDIT,
+        )
         .await?;
     let changes = db.changes(acme.name.as_str()).await?;
 
@@ -1214,6 +1355,7 @@ pub async fn rotation_failures_write_nothing(db: TestDb) -> TestResult {
                     1_000,
                     &[key(Algorithm::Es256, 1_000)],
                     &[(kid.to_owned(), 1, 2)],
+                    &NO_AUDIT,
                 )
                 .await,
             "signing key",
@@ -1224,7 +1366,7 @@ pub async fn rotation_failures_write_nothing(db: TestDb) -> TestResult {
     taken.kid = other_key.kid.clone();
     assert_already_exists(
         store
-            .rotate_signing_keys(&acme, None, 1_000, &[taken], &[])
+            .rotate_signing_keys(&acme, None, 1_000, &[taken], &[], &NO_AUDIT)
             .await,
         "signing key",
     );
@@ -1237,11 +1379,13 @@ pub async fn rotation_failures_write_nothing(db: TestDb) -> TestResult {
     let ghost = tenant("ghost")?;
     assert!(
         !store
-            .rotate_signing_keys(&ghost, Some(None), 1, &[], &[])
+            .rotate_signing_keys(&ghost, Some(None), 1, &[], &[], &NO_AUDIT)
             .await?
     );
     assert_not_found(
-        store.rotate_signing_keys(&ghost, None, 1, &[], &[]).await,
+        store
+            .rotate_signing_keys(&ghost, None, 1, &[], &[], &NO_AUDIT)
+            .await,
         "tenant",
     );
     assert_eq!(db.changes("ghost").await?, 0);
@@ -1267,7 +1411,7 @@ pub async fn tenants_due_for_rotation_order(db: TestDb) -> TestResult {
             keys_rotated_at,
             ..tenant(name)?
         };
-        store.create_tenant(&new_tenant(&record)).await?;
+        store.create_tenant(&new_tenant(&record), &NO_AUDIT).await?;
         tenants.push(record);
     }
     let due = |before: UnixTime, limit: u64| async move {
@@ -1295,7 +1439,7 @@ pub async fn tenants_due_for_rotation_order(db: TestDb) -> TestResult {
     // Rotating "a" moves it behind the others.
     assert!(
         store
-            .rotate_signing_keys(&tenants[0], Some(None), 450, &[], &[])
+            .rotate_signing_keys(&tenants[0], Some(None), 450, &[], &[], &NO_AUDIT)
             .await?
     );
     assert_eq!(due(500, 100).await?, ["c", "e", "f", "b", "a"]);
@@ -1317,30 +1461,44 @@ pub async fn delete_removed_keys(db: TestDb) -> TestResult {
         with_removal(None),
     );
     store
-        .create_tenant(&NewTenant {
-            keys: vec![k100.clone(), k200.clone(), kept.clone()],
-            ..new_tenant(&acme)
-        })
+        .create_tenant(
+            &NewTenant {
+                keys: vec![k100.clone(), k200.clone(), kept.clone()],
+                ..new_tenant(&acme)
+            },
+            &NO_AUDIT,
+        )
         .await?;
     let other_key = with_removal(Some(50));
     store
-        .create_tenant(&NewTenant {
-            keys: vec![other_key.clone()],
-            ..new_tenant(&other)
-        })
+        .create_tenant(
+            &NewTenant {
+                keys: vec![other_key.clone()],
+                ..new_tenant(&other)
+            },
+            &NO_AUDIT,
+        )
         .await?;
     let changes = db.changes(acme.name.as_str()).await?;
 
-    assert_eq!(store.delete_removed_keys(&acme, 99).await?, 0);
+    assert_eq!(store.delete_removed_keys(&acme, 99, &NO_AUDIT).await?, 0);
     assert_eq!(db.changes(acme.name.as_str()).await?, changes);
-    assert_eq!(store.delete_removed_keys(&acme, 100).await?, 1);
+    assert_eq!(store.delete_removed_keys(&acme, 100, &NO_AUDIT).await?, 1);
     assert_eq!(db.changes(acme.name.as_str()).await?, changes + 1);
-    assert_eq!(store.delete_removed_keys(&acme, 10_000).await?, 1);
-    assert_eq!(store.delete_removed_keys(&acme, i64::MAX).await?, 0);
+    assert_eq!(
+        store.delete_removed_keys(&acme, 10_000, &NO_AUDIT).await?,
+        1
+    );
+    assert_eq!(
+        store
+            .delete_removed_keys(&acme, i64::MAX, &NO_AUDIT)
+            .await?,
+        0
+    );
     assert_eq!(store.list_signing_keys(&acme).await?, vec![kept]);
     // The other tenant's key, long due, is not acme's to delete.
     assert_eq!(store.list_signing_keys(&other).await?, vec![other_key]);
-    assert_eq!(store.delete_removed_keys(&other, 50).await?, 1);
+    assert_eq!(store.delete_removed_keys(&other, 50, &NO_AUDIT).await?, 1);
     Ok(())
 }
 
@@ -1348,8 +1506,8 @@ pub async fn revocations_live_matching_purge(db: TestDb) -> TestResult {
     let store = &db.store;
     let a = tenant("tenant-a")?;
     let b = tenant("tenant-b")?;
-    store.create_tenant(&new_tenant(&a)).await?;
-    store.create_tenant(&new_tenant(&b)).await?;
+    store.create_tenant(&new_tenant(&a), &NO_AUDIT).await?;
+    store.create_tenant(&new_tenant(&b), &NO_AUDIT).await?;
     let a_jti = revocation(&a.id, RevocationTarget::Token("j1".into()), 10, 200);
     let a_sid = revocation(&a.id, RevocationTarget::Secret("s1".into()), 20, 300);
     let a_app = revocation(&a.id, RevocationTarget::App("c1".into()), 30, 400);
@@ -1364,7 +1522,7 @@ pub async fn revocations_live_matching_purge(db: TestDb) -> TestResult {
         (&b, &b_jti),
     ] {
         store
-            .add_revocation(tenant, &fixtures::id("rev"), revocation, 5)
+            .add_revocation(tenant, &fixtures::id("rev"), revocation, 5, &NO_AUDIT)
             .await?;
     }
     // Revocations are not configuration.
@@ -1373,7 +1531,7 @@ pub async fn revocations_live_matching_purge(db: TestDb) -> TestResult {
     // Through the wrong tenant, for a tenant that does not exist, or with a taken id.
     assert_not_found(
         store
-            .add_revocation(&a, &fixtures::id("rev"), &b_jti, 5)
+            .add_revocation(&a, &fixtures::id("rev"), &b_jti, 5, &NO_AUDIT)
             .await,
         "tenant",
     );
@@ -1381,13 +1539,17 @@ pub async fn revocations_live_matching_purge(db: TestDb) -> TestResult {
     let ghostly = revocation(&ghost.id, RevocationTarget::Tenant, 1, 2);
     assert_not_found(
         store
-            .add_revocation(&ghost, &fixtures::id("rev"), &ghostly, 5)
+            .add_revocation(&ghost, &fixtures::id("rev"), &ghostly, 5, &NO_AUDIT)
             .await,
         "tenant",
     );
-    store.add_revocation(&a, "rev_fixed", &a_jti, 5).await?;
+    store
+        .add_revocation(&a, "rev_fixed", &a_jti, 5, &NO_AUDIT)
+        .await?;
     assert_already_exists(
-        store.add_revocation(&a, "rev_fixed", &a_sid, 5).await,
+        store
+            .add_revocation(&a, "rev_fixed", &a_sid, 5, &NO_AUDIT)
+            .await,
         "revocation",
     );
     assert_eq!(db.count("revocations", &a.id).await?, 5);
@@ -1473,8 +1635,8 @@ pub async fn revocations_on_delete(db: TestDb) -> TestResult {
     let store = &db.store;
     let doomed = populated("doomed")?;
     let kept = populated("kept")?;
-    store.create_tenant(&doomed.new).await?;
-    store.create_tenant(&kept.new).await?;
+    store.create_tenant(&doomed.new, &NO_AUDIT).await?;
+    store.create_tenant(&kept.new, &NO_AUDIT).await?;
     let app = &kept.new.apps[0].app;
     let of_app = revocation(
         &kept.new.tenant.id,
@@ -1483,15 +1645,31 @@ pub async fn revocations_on_delete(db: TestDb) -> TestResult {
         1_000,
     );
     store
-        .add_revocation(&kept.new.tenant, &fixtures::id("rev"), &of_app, 10)
+        .add_revocation(
+            &kept.new.tenant,
+            &fixtures::id("rev"),
+            &of_app,
+            10,
+            &NO_AUDIT,
+        )
         .await?;
     let of_tenant = revocation(&doomed.new.tenant.id, RevocationTarget::Tenant, 10, 1_000);
     store
-        .add_revocation(&doomed.new.tenant, &fixtures::id("rev"), &of_tenant, 10)
+        .add_revocation(
+            &doomed.new.tenant,
+            &fixtures::id("rev"),
+            &of_tenant,
+            10,
+            &NO_AUDIT,
+        )
         .await?;
 
     // Deleting an app keeps its revocations until they expire.
-    assert!(store.delete_app(&kept.new.tenant, &app.client_id).await?);
+    assert!(
+        store
+            .delete_app(&kept.new.tenant, &app.client_id, &NO_AUDIT)
+            .await?
+    );
     assert_eq!(
         store
             .matching_revocations(&kept.new.tenant.id, "j", "s", app.client_id.as_str(), 0)
@@ -1499,7 +1677,11 @@ pub async fn revocations_on_delete(db: TestDb) -> TestResult {
         vec![of_app.clone()]
     );
     // Deleting a tenant deletes its revocations (its id is never used again).
-    assert!(store.delete_tenant(&doomed.new.tenant.name).await?);
+    assert!(
+        store
+            .delete_tenant(&doomed.new.tenant.name, &NO_AUDIT)
+            .await?
+    );
     assert_eq!(db.count("revocations", &doomed.new.tenant.id).await?, 0);
     assert_eq!(store.live_revocations(0).await?, vec![of_app]);
     Ok(())
@@ -1529,54 +1711,80 @@ pub async fn change_log_rows_per_write(db: TestDb) -> TestResult {
         }};
     }
 
-    step!(true, store.create_tenant(&p.new).await?);
+    step!(true, store.create_tenant(&p.new, &NO_AUDIT).await?);
     let mut renamed = tenant.clone();
     renamed.display_name = "Renamed".into();
-    step!(true, store.update_tenant(&renamed).await?);
+    step!(true, store.update_tenant(&renamed, &NO_AUDIT).await?);
 
     let extra_api = api("https://acme.example/extra", &["x"])?;
-    step!(true, store.create_api(tenant, &extra_api).await?);
-    step!(true, store.update_api(tenant, &extra_api).await?);
+    step!(true, store.create_api(tenant, &extra_api, &NO_AUDIT).await?);
+    step!(true, store.update_api(tenant, &extra_api, &NO_AUDIT).await?);
     step!(
         true,
-        assert!(store.delete_api(tenant, &extra_api.identifier).await?)
+        assert!(
+            store
+                .delete_api(tenant, &extra_api.identifier, &NO_AUDIT)
+                .await?
+        )
     );
     step!(
         false,
-        assert!(!store.delete_api(tenant, &extra_api.identifier).await?)
+        assert!(
+            !store
+                .delete_api(tenant, &extra_api.identifier, &NO_AUDIT)
+                .await?
+        )
     );
     step!(
         false,
-        assert_already_exists(store.create_api(tenant, &p.orders).await, "api")
+        assert_already_exists(store.create_api(tenant, &p.orders, &NO_AUDIT).await, "api")
     );
     step!(
         false,
-        assert_not_found(store.update_api(tenant, &extra_api).await, "api")
+        assert_not_found(store.update_api(tenant, &extra_api, &NO_AUDIT).await, "api")
     );
 
     let extra_app = app("acme-extra")?;
     step!(
         true,
         store
-            .create_app(tenant, &extra_app, &secret(&extra_app), &[])
+            .create_app(tenant, &extra_app, &secret(&extra_app), &[], &NO_AUDIT)
             .await?
     );
-    step!(true, store.update_app(tenant, &extra_app, None).await?);
     step!(
         true,
         store
-            .add_secret(tenant, &extra_app, &secret(&extra_app), &[])
+            .update_app(tenant, &extra_app, None, &NO_AUDIT)
+            .await?
+    );
+    step!(
+        true,
+        store
+            .add_secret(tenant, &extra_app, &secret(&extra_app), &[], &NO_AUDIT)
             .await?
     );
     let sid = secret(&extra_app);
-    step!(true, store.add_secret(tenant, &extra_app, &sid, &[]).await?);
     step!(
         true,
-        assert!(store.expire_secret(tenant, &extra_app, &sid.id, 5).await?)
+        store
+            .add_secret(tenant, &extra_app, &sid, &[], &NO_AUDIT)
+            .await?
+    );
+    step!(
+        true,
+        assert!(
+            store
+                .expire_secret(tenant, &extra_app, &sid.id, 5, &NO_AUDIT)
+                .await?
+        )
     );
     step!(
         false,
-        assert!(!store.expire_secret(tenant, &extra_app, "sid_no", 5).await?)
+        assert!(
+            !store
+                .expire_secret(tenant, &extra_app, "sid_no", 5, &NO_AUDIT)
+                .await?
+        )
     );
     step!(
         false,
@@ -1586,27 +1794,9 @@ pub async fn change_log_rows_per_write(db: TestDb) -> TestResult {
     );
     step!(
         true,
-        assert!(store.delete_app(tenant, &extra_app.client_id).await?)
-    );
-    step!(
-        false,
-        assert!(!store.delete_app(tenant, &extra_app.client_id).await?)
-    );
-    step!(
-        false,
-        assert_not_found(store.update_app(tenant, &extra_app, None).await, "app")
-    );
-
-    let removable = SigningKeyRecord {
-        remove_at: Some(10),
-        ..key(Algorithm::Es256, 1)
-    };
-    step!(true, store.add_signing_key(tenant, &removable).await?);
-    step!(
-        true,
         assert!(
             store
-                .rotate_signing_keys(tenant, Some(None), 2, &[], &[])
+                .delete_app(tenant, &extra_app.client_id, &NO_AUDIT)
                 .await?
         )
     );
@@ -1614,20 +1804,57 @@ pub async fn change_log_rows_per_write(db: TestDb) -> TestResult {
         false,
         assert!(
             !store
-                .rotate_signing_keys(tenant, Some(None), 3, &[], &[])
+                .delete_app(tenant, &extra_app.client_id, &NO_AUDIT)
+                .await?
+        )
+    );
+    step!(
+        false,
+        assert_not_found(
+            store.update_app(tenant, &extra_app, None, &NO_AUDIT).await,
+            "app"
+        )
+    );
+
+    let removable = SigningKeyRecord {
+        remove_at: Some(10),
+        ..key(Algorithm::Es256, 1)
+    };
+    step!(
+        true,
+        store.add_signing_key(tenant, &removable, &NO_AUDIT).await?
+    );
+    step!(
+        true,
+        assert!(
+            store
+                .rotate_signing_keys(tenant, Some(None), 2, &[], &[], &NO_AUDIT)
+                .await?
+        )
+    );
+    step!(
+        false,
+        assert!(
+            !store
+                .rotate_signing_keys(tenant, Some(None), 3, &[], &[], &NO_AUDIT)
                 .await?
         )
     );
     step!(
         true,
-        assert_eq!(store.delete_removed_keys(tenant, 10).await?, 1)
+        assert_eq!(store.delete_removed_keys(tenant, 10, &NO_AUDIT).await?, 1)
     );
     step!(
         false,
-        assert_eq!(store.delete_removed_keys(tenant, 10).await?, 0)
+        assert_eq!(store.delete_removed_keys(tenant, 10, &NO_AUDIT).await?, 0)
     );
     let all = revocation(&tenant.id, RevocationTarget::Tenant, 1, 2);
-    step!(false, store.add_revocation(tenant, "rev_1", &all, 1).await?);
+    step!(
+        false,
+        store
+            .add_revocation(tenant, "rev_1", &all, 1, &NO_AUDIT)
+            .await?
+    );
 
     // Every row so far carries the clock's time.
     assert_eq!(
@@ -1641,8 +1868,14 @@ pub async fn change_log_rows_per_write(db: TestDb) -> TestResult {
     assert!(store.changed_tenants_since(1_001).await?.is_empty());
 
     clock.advance(5);
-    step!(true, assert!(store.delete_tenant(&tenant.name).await?));
-    step!(false, assert!(!store.delete_tenant(&tenant.name).await?));
+    step!(
+        true,
+        assert!(store.delete_tenant(&tenant.name, &NO_AUDIT).await?)
+    );
+    step!(
+        false,
+        assert!(!store.delete_tenant(&tenant.name, &NO_AUDIT).await?)
+    );
     // A deleted tenant is still reported: its caches must go.
     assert_eq!(
         store.changed_tenants_since(1_005).await?,
@@ -1653,10 +1886,13 @@ pub async fn change_log_rows_per_write(db: TestDb) -> TestResult {
     let failed = populated("failed")?;
     let mut doomed = failed.new.clone();
     doomed.apps[0].app.client_id = ClientId::parse("acme-first")?;
-    store.create_tenant(&p.new).await?;
-    assert_already_exists(store.create_tenant(&doomed).await, "app");
+    store.create_tenant(&p.new, &NO_AUDIT).await?;
+    assert_already_exists(store.create_tenant(&doomed, &NO_AUDIT).await, "app");
     assert_eq!(db.changes("failed").await?, 0);
-    assert_not_found(store.update_tenant(&failed.new.tenant).await, "tenant");
+    assert_not_found(
+        store.update_tenant(&failed.new.tenant, &NO_AUDIT).await,
+        "tenant",
+    );
     assert_eq!(db.changes("failed").await?, 0);
     Ok(())
 }
@@ -1665,12 +1901,12 @@ pub async fn changed_tenants_since_and_purge(db: TestDb) -> TestResult {
     let (store, clock) = clocked(&db, 1_000);
     let acme = tenant("acme")?;
     let beta = tenant("beta")?;
-    store.create_tenant(&new_tenant(&acme)).await?;
+    store.create_tenant(&new_tenant(&acme), &NO_AUDIT).await?;
     clock.advance(10);
-    store.create_tenant(&new_tenant(&beta)).await?;
+    store.create_tenant(&new_tenant(&beta), &NO_AUDIT).await?;
     clock.advance(10);
-    store.update_tenant(&acme).await?;
-    store.update_tenant(&acme).await?;
+    store.update_tenant(&acme, &NO_AUDIT).await?;
+    store.update_tenant(&acme, &NO_AUDIT).await?;
 
     let since = |at: UnixTime| {
         let store = store.clone();
@@ -1692,7 +1928,7 @@ pub async fn changed_tenants_since_and_purge(db: TestDb) -> TestResult {
     assert_eq!(since(1_021).await?, Vec::<String>::new());
 
     clock.advance(10);
-    assert!(store.delete_tenant(&beta.name).await?);
+    assert!(store.delete_tenant(&beta.name, &NO_AUDIT).await?);
     assert_eq!(since(1_030).await?, ["beta"]);
 
     // Purge: strictly before.
@@ -1705,7 +1941,9 @@ pub async fn changed_tenants_since_and_purge(db: TestDb) -> TestResult {
     // Without with_clock, the store stamps rows with the system clock.
     let before = tollgate_domain::Clock::now(&tollgate_domain::SystemClock);
     let gamma = tenant("gamma")?;
-    db.store.create_tenant(&new_tenant(&gamma)).await?;
+    db.store
+        .create_tenant(&new_tenant(&gamma), &NO_AUDIT)
+        .await?;
     assert_eq!(since(before - 1).await?, ["gamma"]);
     Ok(())
 }
@@ -1884,6 +2122,7 @@ pub async fn migration_upgrades_initial_schema(db: TestDb) -> TestResult {
                 1_700_000_000,
                 std::slice::from_ref(&new_key),
                 &[("kid_old".into(), 1_700_000_300, 1_700_090_000)],
+                &NO_AUDIT,
             )
             .await?
     );
@@ -1900,7 +2139,7 @@ pub async fn migration_upgrades_initial_schema(db: TestDb) -> TestResult {
         1_700_001_000,
     );
     store
-        .add_revocation(&tenant, "rev_1", &all, 1_700_000_000)
+        .add_revocation(&tenant, "rev_1", &all, 1_700_000_000, &NO_AUDIT)
         .await?;
     assert_eq!(store.live_revocations(0).await?, vec![all]);
     assert_eq!(store.changed_tenants_since(0).await?, [tenant.name]);

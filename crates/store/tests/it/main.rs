@@ -8,6 +8,26 @@ mod backend;
 mod cases;
 mod fixtures;
 
+/// No audit events: these cases test the store's configuration writes; appending change
+/// events in their transactions is tested end to end with the server.
+pub struct NoAudit;
+
+impl tollgate_store::AuditAppend for NoAudit {
+    fn tenant_ids(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn build(
+        &self,
+        _heads: &std::collections::HashMap<String, tollgate_store::AuditHead>,
+    ) -> Vec<tollgate_store::AuditRow> {
+        Vec::new()
+    }
+}
+
+/// The one [`NoAudit`].
+pub const NO_AUDIT: NoAudit = NoAudit;
+
 /// What every case returns; `?` works on store, domain and setup errors alike.
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -86,7 +106,9 @@ async fn sqlite_in_memory_keeps_its_data() -> TestResult {
     assert_eq!(store.backend_name(), "sqlite");
     assert!(store.is_empty().await?);
     let tenant = fixtures::tenant("memory")?;
-    store.create_tenant(&fixtures::new_tenant(&tenant)).await?;
+    store
+        .create_tenant(&fixtures::new_tenant(&tenant), &NO_AUDIT)
+        .await?;
     assert_eq!(store.find_tenant(&tenant.name).await?, Some(tenant));
     Ok(())
 }

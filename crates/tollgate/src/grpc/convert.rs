@@ -233,7 +233,7 @@ pub fn token_call(
     client_id: &str,
     client_secret: String,
     token: String,
-    source: Option<std::net::IpAddr>,
+    origin: tollgate_domain::RequestOrigin,
 ) -> Result<tollgate_domain::TokenCallRequest, InvalidValue> {
     if token.is_empty() {
         return Err(InvalidValue::new("token", "must not be empty"));
@@ -243,7 +243,7 @@ pub fn token_call(
         client_id: tollgate_domain::ClientId::parse(client_id)?,
         client_secret: tollgate_domain::ClientSecret::new(client_secret),
         token,
-        source,
+        origin,
     })
 }
 

@@ -2,39 +2,94 @@
 
 use std::sync::Arc;
 
-use tollgate_domain::{TenantName, TokenRequest};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tollgate_domain::{
+    ClientId, ClientSecret, RequestOrigin, Revocation, TenantName, TokenRequest, TraceId, Transport,
+};
 use tollgate_issuer::Issuer;
 use tollgate_proto::status::invalid_argument;
 use tollgate_proto::v1::token_service_server::TokenService;
 use tollgate_proto::v1::{
     GetJwksRequest, GetJwksResponse, IntrospectTokenRequest, IntrospectTokenResponse,
-    IssueTokenRequest, IssueTokenResponse, RevokeTokenRequest, RevokeTokenResponse,
+    IssueTokenRequest, IssueTokenResponse, RevocationEntry, RevokeTokenRequest,
+    RevokeTokenResponse, WatchRevocationsRequest, WatchRevocationsResponse,
 };
+use tollgate_state::{ChangeEvent, SharedState};
 use tonic::{Request, Response, Status};
 
 use super::{into_status, token_call};
 
-/// Serves token issuance and public keys.
+/// Seconds between heartbeats on a revocation watch.
+const WATCH_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Serves token issuance, public keys and revocation watches.
 pub struct TokenAdapter {
     issuer: Arc<Issuer>,
+    state: SharedState,
+    /// Turns true when the server stops: open watches end (with UNAVAILABLE, so watchers
+    /// reconnect elsewhere) instead of holding up graceful shutdown.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl TokenAdapter {
-    /// Serves `issuer`.
-    pub fn new(issuer: Arc<Issuer>) -> Self {
-        Self { issuer }
+    /// Serves `issuer`; watches follow revocations published through `state` and end when
+    /// `shutdown` turns true.
+    pub fn new(issuer: Arc<Issuer>, state: SharedState, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            issuer,
+            state,
+            shutdown,
+        }
     }
 }
 
 #[tonic::async_trait]
 impl TokenService for TokenAdapter {
+    type WatchRevocationsStream = ReceiverStream<Result<WatchRevocationsResponse, Status>>;
+
+    async fn watch_revocations(
+        &self,
+        request: Request<WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        let origin = origin(&request);
+        let request = request.into_inner();
+        let tenant = TenantName::parse(&request.tenant).map_err(invalid_argument)?;
+        let client_id = ClientId::parse(&request.client_id).map_err(invalid_argument)?;
+        let secret = ClientSecret::new(request.client_secret);
+        let tenant_id = self
+            .issuer
+            .authenticate_app(&tenant, &client_id, &secret, &origin)
+            .await
+            .map_err(into_status)?;
+        // Subscribed before the snapshot is read, so nothing falls between the two.
+        let changes = self.state.subscribe_changes();
+        let snapshot = self
+            .issuer
+            .live_revocations(&tenant_id)
+            .await
+            .map_err(into_status)?;
+        let (sender, receiver) = mpsc::channel(16);
+        tokio::spawn(follow_revocations(
+            Arc::clone(&self.issuer),
+            tenant_id,
+            snapshot,
+            changes,
+            sender,
+            self.shutdown.clone(),
+        ));
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
     async fn issue_token(
         &self,
         request: Request<IssueTokenRequest>,
     ) -> Result<Response<IssueTokenResponse>, Status> {
-        let source = request.remote_addr().map(|address| address.ip());
+        let origin = origin(&request);
         let mut request = TokenRequest::try_from(request.into_inner()).map_err(invalid_argument)?;
-        request.source = source;
+        request.origin = origin;
         let token = self.issuer.issue(request).await.map_err(into_status)?;
         Ok(Response::new(token.into()))
     }
@@ -43,14 +98,14 @@ impl TokenService for TokenAdapter {
         &self,
         request: Request<RevokeTokenRequest>,
     ) -> Result<Response<RevokeTokenResponse>, Status> {
-        let source = request.remote_addr().map(|address| address.ip());
+        let origin = origin(&request);
         let request = request.into_inner();
         let call = token_call(
             &request.tenant,
             &request.client_id,
             request.client_secret,
             request.token,
-            source,
+            origin,
         )
         .map_err(invalid_argument)?;
         self.issuer.revoke(call).await.map_err(into_status)?;
@@ -61,14 +116,14 @@ impl TokenService for TokenAdapter {
         &self,
         request: Request<IntrospectTokenRequest>,
     ) -> Result<Response<IntrospectTokenResponse>, Status> {
-        let source = request.remote_addr().map(|address| address.ip());
+        let origin = origin(&request);
         let request = request.into_inner();
         let call = token_call(
             &request.tenant,
             &request.client_id,
             request.client_secret,
             request.token,
-            source,
+            origin,
         )
         .map_err(invalid_argument)?;
         let claims = self.issuer.introspect(call).await.map_err(into_status)?;
@@ -82,6 +137,99 @@ impl TokenService for TokenAdapter {
         let tenant = TenantName::parse(&request.get_ref().tenant).map_err(invalid_argument)?;
         let (issuer, jwks_json) = self.issuer.jwks(&tenant).await.map_err(into_status)?;
         Ok(Response::new(GetJwksResponse { issuer, jwks_json }))
+    }
+}
+
+/// Feeds one watch: the snapshot, then the tenant's new revocations, a heartbeat when idle,
+/// and a fresh snapshot whenever events may have been missed. Ends when the watcher goes
+/// away, or with UNAVAILABLE when the server stops or the database cannot be read.
+async fn follow_revocations(
+    issuer: Arc<Issuer>,
+    tenant_id: String,
+    snapshot: Vec<Revocation>,
+    mut changes: broadcast::Receiver<ChangeEvent>,
+    sender: mpsc::Sender<Result<WatchRevocationsResponse, Status>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let message = |is_snapshot: bool, revocations: Vec<Revocation>| WatchRevocationsResponse {
+        is_snapshot,
+        revocations: revocations.into_iter().map(entry).collect(),
+        heartbeat_seconds: WATCH_HEARTBEAT.as_secs() as i64,
+    };
+    let mut next = Some(Ok(message(true, snapshot)));
+    let mut heartbeat = tokio::time::interval(WATCH_HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    loop {
+        if let Some(item) = next.take() {
+            let is_error = item.is_err();
+            tokio::select! {
+                sent = sender.send(item) => {
+                    if sent.is_err() || is_error {
+                        return;
+                    }
+                }
+                () = stopping(&mut shutdown) => return,
+            }
+            heartbeat.reset();
+        }
+        next = tokio::select! {
+            () = stopping(&mut shutdown) => {
+                // Never wait on a watcher that does not read: shutdown must not hang.
+                let _ = sender.try_send(Err(Status::unavailable("server shutting down")));
+                return;
+            }
+            () = sender.closed() => return,
+            _ = heartbeat.tick() => Some(Ok(message(false, Vec::new()))),
+            change = changes.recv() => match change {
+                Ok(ChangeEvent::Revoked(revocation)) if revocation.tenant_id == tenant_id => {
+                    Some(Ok(message(false, vec![revocation])))
+                }
+                Ok(ChangeEvent::Revoked(_) | ChangeEvent::Tenant(_)) => None,
+                Ok(ChangeEvent::All) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    match issuer.live_revocations(&tenant_id).await {
+                        Ok(all) => Some(Ok(message(true, all))),
+                        Err(error) => Some(Err(into_status(error))),
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    Some(Err(Status::unavailable("server shutting down")))
+                }
+            },
+        };
+    }
+}
+
+/// Completes when `shutdown` turns true (or its sender is gone).
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, before the caller's next await.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// A revocation on the wire.
+fn entry(revocation: Revocation) -> RevocationEntry {
+    RevocationEntry {
+        kind: revocation.target.kind().to_owned(),
+        value: revocation.target.subject().to_owned(),
+        revoked_at: revocation.revoked_at,
+        expires_at: revocation.expires_at,
+        tenant_id: revocation.tenant_id,
+    }
+}
+
+/// Where a gRPC request came from: the peer's address and the trace id of a well-formed
+/// W3C `traceparent` metadata entry.
+fn origin<T>(request: &Request<T>) -> RequestOrigin {
+    RequestOrigin {
+        source: request
+            .remote_addr()
+            .map(|address| address.ip().to_canonical()),
+        transport: Transport::Grpc,
+        trace_id: request
+            .metadata()
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .and_then(TraceId::from_traceparent),
     }
 }
 

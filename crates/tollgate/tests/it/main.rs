@@ -11,6 +11,8 @@ mod lifecycle;
 mod management;
 mod multi;
 mod tokens;
+mod trail;
+mod watch;
 
 /// Declares each listed scenario `async fn name(server: TestServer) -> anyhow::Result<()>`
 /// of the calling module as two tests: `sqlite::name` and `postgres::name`.
