@@ -30,7 +30,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 use crate::cli::{json, tollgate, tollgate_command};
-use crate::fixtures::{Fixture, grant};
+use crate::fixtures::{ARCHIVE, Fixture, grant};
 
 crate::backend_tests!(
     admin_apps_hold_audit_read,
@@ -40,6 +40,7 @@ crate::backend_tests!(
     list_then_stream_misses_nothing,
     tampering_is_named_by_verify_chain,
     cli_lists_tails_exports_and_verifies,
+    what_the_server_records_is_streamed,
 );
 
 /// 2001-09-09T01:46:40Z: seeded events are stamped from here on.
@@ -1367,4 +1368,81 @@ async fn cli_lists_tails_exports_and_verifies(server: TestServer) -> anyhow::Res
         String::from_utf8_lossy(&refused.stderr)
     );
     trail.close().await
+}
+
+/// The read side over what the server itself records: a tail sees a token request, granted
+/// and refused, as it is answered.
+async fn what_the_server_records_is_streamed(server: TestServer) -> anyhow::Result<()> {
+    let acme = Fixture::new(&server, "acme").await?;
+    let mut audit = audit_client(&server, &acme.admin).await?;
+    let start = audit
+        .list_events(ListEventsRequest {
+            tenant: "acme".into(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .stream_cursor;
+    let mut tail = audit
+        .stream_events(StreamEventsRequest {
+            tenant: "acme".into(),
+            filter: Some(AuditFilter {
+                client_id: acme.client_id.clone(),
+                ..Default::default()
+            }),
+            after: start,
+        })
+        .await?
+        .into_inner();
+
+    let token = server
+        .issue(
+            "acme",
+            &acme.client_id,
+            &acme.client_secret,
+            ARCHIVE,
+            &["archive:read"],
+        )
+        .await?
+        .access_token;
+    let payload = token.split('.').nth(1).context("not a JWT")?;
+    let claims: serde_json::Value = serde_json::from_slice(&base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        payload,
+    )?)?;
+    let refused = server
+        .issue("acme", &acme.client_id, "tgsec_wrong", ARCHIVE, &[])
+        .await;
+    assert_eq!(failure(refused).0, Code::Unauthenticated);
+
+    let events = receive(&mut tail, 2).await?;
+    let issued = &events[0];
+    assert_eq!(
+        (issued.action.as_str(), issued.result.as_str()),
+        ("token_issued", "granted")
+    );
+    assert_eq!(issued.jti.as_deref(), claims["jti"].as_str());
+    assert_eq!(issued.audience.as_deref(), Some(ARCHIVE));
+    assert_eq!(issued.scopes_granted, ["archive:read"]);
+    assert_eq!(issued.transport.as_deref(), Some("grpc"));
+    let denied = &events[1];
+    assert_eq!(
+        (denied.action.as_str(), denied.result.as_str()),
+        ("token_denied", "denied")
+    );
+    assert_eq!(denied.error_code.as_deref(), Some("invalid_client"));
+    assert_eq!(denied.seq, issued.seq + 1);
+    assert_eq!(denied.prev_hash, issued.hash);
+    assert_quiet(&mut tail).await?;
+
+    let verified = audit
+        .verify_chain(VerifyChainRequest {
+            tenant: "acme".into(),
+        })
+        .await?
+        .into_inner();
+    assert!(verified.ok, "{verified:?}");
+    assert_eq!(verified.newest_seq, Some(verified.head_seq));
+    Ok(())
 }
