@@ -275,13 +275,6 @@ impl fmt::Debug for AuditTail {
     }
 }
 
-impl AuditTail {
-    /// The cursor of the last position the tail has passed.
-    pub fn cursor(&self) -> String {
-        self.scope.cursor(self.after)
-    }
-}
-
 impl Management {
     /// Lists audit events: newest first from the newest event, or oldest first from the
     /// oldest kept one (or after `request.after`), a page at a time. See the module

@@ -119,51 +119,52 @@ impl AuditService for AuditAdapter {
     }
 }
 
-/// Sends the tail's events to `sender` until the client goes away, the tail fails, or
-/// `shutdown` turns true.
+/// Sends the tail's events to `sender` until the client goes away, the tail fails (its
+/// error is the last message), or `shutdown` turns true (UNAVAILABLE is the last message).
 async fn pump(
     management: Arc<Management>,
     mut tail: AuditTail,
     sender: mpsc::Sender<Result<v1::StreamEventsResponse, Status>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let shutting_down = || {
-        to_status(
-            ErrorCode::Unavailable,
-            "the server is shutting down: resume after the last cursor received",
-        )
-    };
     loop {
         let next = tokio::select! {
             next = management.next_audit_events(&mut tail) => next,
             () = sender.closed() => return,
             // A dropped shutdown sender means the server is gone: stop too.
-            _ = shutdown.wait_for(|stop| *stop) => {
-                // Never wait on a client that does not read: shutdown must not hang.
-                let _ = sender.try_send(Err(shutting_down()));
-                return;
-            }
+            _ = shutdown.wait_for(|stop| *stop) => return shut_down(&sender),
         };
-        let entries = match next {
-            Ok(entries) => entries,
-            Err(error) => {
-                let _ = sender.send(Err(into_status(error))).await;
-                return;
-            }
+        let messages: Vec<_> = match next {
+            Ok(entries) => entries
+                .into_iter()
+                .map(|entry| {
+                    Ok(v1::StreamEventsResponse {
+                        event: Some(event_to_wire(entry)),
+                    })
+                })
+                .collect(),
+            Err(error) => vec![Err(into_status(error))],
         };
-        for entry in entries {
-            let message = v1::StreamEventsResponse {
-                event: Some(event_to_wire(entry)),
-            };
+        let is_last = messages.iter().any(Result::is_err);
+        for message in messages {
+            // A client that does not read must not hold up shutdown.
             tokio::select! {
-                sent = sender.send(Ok(message)) => if sent.is_err() { return },
-                _ = shutdown.wait_for(|stop| *stop) => {
-                    let _ = sender.try_send(Err(shutting_down()));
-                    return;
-                }
+                sent = sender.send(message) => if sent.is_err() { return },
+                _ = shutdown.wait_for(|stop| *stop) => return shut_down(&sender),
             }
         }
+        if is_last {
+            return;
+        }
     }
+}
+
+/// Ends a stream because the server is shutting down, if the client has room for it.
+fn shut_down(sender: &mpsc::Sender<Result<v1::StreamEventsResponse, Status>>) {
+    let _ = sender.try_send(Err(to_status(
+        ErrorCode::Unavailable,
+        "the server is shutting down: resume after the last cursor received",
+    )));
 }
 
 fn target(tenant: &str) -> Result<AuditTarget, InvalidValue> {
