@@ -3,9 +3,9 @@
 //! offline, and each admin reads only what it may.
 //!
 //! Events are seeded straight into the server's database with `tollgate_audit::AuditWriter`,
-//! as another instance would record them. They are stamped in a window in 2001 (from
+//! as another instance would record them. They are stamped in a window in 2096 (from
 //! `BASE_MS`) and exact expectations filter on that window, so events the server records
-//! by itself (now) never change them.
+//! by itself (now) never change them, and its retention purge never removes them.
 
 use std::time::Duration;
 
@@ -43,8 +43,10 @@ crate::backend_tests!(
     what_the_server_records_is_streamed,
 );
 
-/// 2001-09-09T01:46:40Z: seeded events are stamped from here on.
-const BASE_MS: i64 = 1_000_000_000_000;
+/// 2096-10-02T07:06:40Z: seeded events are stamped from here on. In the future, so that
+/// neither what the server records (now) falls in the window nor the retention purge (of
+/// what is older than 90 days, at start and every 10 minutes) takes seeded events away.
+const BASE_MS: i64 = 4_000_000_000_000;
 
 /// How long a test waits for streamed events.
 const STREAM_WAIT: Duration = Duration::from_secs(30);
@@ -1189,7 +1191,7 @@ async fn cli_lists_tails_exports_and_verifies(server: TestServer) -> anyhow::Res
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 5, "{text}");
     assert!(
-        lines[0].starts_with("2001-09-09T01:46:40.003Z acme seq=")
+        lines[0].starts_with("2096-10-02T07:06:40.003Z acme seq=")
             && lines[0].contains(" token_issued granted actor=c1 client_id=c1 jti=cli-3"),
         "{text}"
     );
