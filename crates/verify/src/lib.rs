@@ -1,12 +1,39 @@
-//! Verification of Tollgate access tokens, as a resource server does it (RFC 9068, RFC 8725):
-//! the key is found by `kid` in a JWK Set, the algorithm comes from the key (never from the
-//! token header), and `typ`, `iss`, `aud`, `exp` and `nbf` are always checked.
+//! Verification of access tokens, as a resource server does it (RFC 9068, RFC 8725): the key
+//! is found by `kid` in a JWK Set, the algorithm comes from the key (never from the token
+//! header), and `typ`, `iss`, `aud`, `exp` and `nbf` are always checked.
 //!
-//! Management uses this crate to check its own admin tokens, so the rules a resource server
-//! applies and the rules Tollgate applies to itself cannot drift apart.
+//! Two levels, one set of rules:
+//! - [`verify`] checks a Tollgate token against a [`KeySet`] and [`Expectations`] and returns
+//!   Tollgate's [`AccessTokenClaims`]. Management uses it for its own admin tokens, so the
+//!   rules a resource server applies and the rules Tollgate applies to itself cannot drift
+//!   apart.
+//! - [`verify_claims`] checks a token of any issuer against a [`Policy`] (accepted `typ`,
+//!   audiences, leeway, required claims) and returns generic [`Claims`]: the standard
+//!   claims, the scopes (from `scope` or `scp`) and the raw JSON.
 //!
-//! Invariant: only asymmetric algorithms (ES256, EdDSA, RS256) are ever accepted; there is no
-//! way to configure `none` or an HMAC algorithm.
+//! Features add the network and transport parts; the default build does no I/O and pulls in
+//! no HTTP stack, because the issuer uses this crate on the server side:
+//! - `remote`: [`Verifier`], which discovers `jwks_uri` from RFC 8414 metadata, caches the
+//!   JWK Set per `Cache-Control`, refetches (rate limited) on an unknown `kid`, and asks an
+//!   optional [`RevocationCheck`] such as [`Introspection`] (RFC 7662).
+//! - `tower`: [`BearerAuthLayer`], for axum routers and tonic servers: 401/403 with RFC 6750
+//!   challenges, or the gRPC codes, and the [`Claims`] in the request extensions.
+//! - `axum`: [`Claims`] as an axum extractor. `tonic`: `tonic::ClaimsExt` and a synchronous
+//!   `tonic::BearerInterceptor`.
+//!
+//! ```
+//! use tollgate_verify::{KeySet, Policy, VerifyError, verify_claims};
+//!
+//! let keys = KeySet::from_jwks_json(r#"{"keys":[]}"#)?;
+//! let policy = Policy::new("https://acme.hub.example.com/", "https://archive.example.com/")
+//!     .with_leeway_seconds(10);
+//! // Not a token at all: refused before any key is looked at.
+//! assert_eq!(verify_claims("abc", &keys, &policy, 0), Err(VerifyError::Malformed));
+//! # Ok::<(), VerifyError>(())
+//! ```
+//!
+//! Invariant: only asymmetric algorithms (ES256, EdDSA, RS256) are ever accepted, and only
+//! for keys that declare them; there is no way to configure `none` or an HMAC algorithm.
 //!
 //! Built on `jsonwebtoken` 9, whose crypto back-end is ring, the project's one crypto stack
 //! (versions 10+ offer only aws-lc-rs or RustCrypto). `jsonwebtoken` does not check `typ` and
@@ -17,6 +44,27 @@ use std::collections::HashMap;
 use jsonwebtoken::{DecodingKey, Validation, errors::ErrorKind};
 use serde_json::Value;
 use tollgate_domain::AccessTokenClaims;
+
+mod claims;
+mod rejection;
+mod scopes;
+
+#[cfg(feature = "axum")]
+mod axum;
+#[cfg(feature = "tower")]
+mod layer;
+#[cfg(feature = "remote")]
+mod remote;
+#[cfg(feature = "tonic")]
+pub mod tonic;
+
+pub use claims::{ACCESS_TOKEN_TYPE, Claims, Policy, unverified_key_id, verify_claims};
+#[cfg(feature = "tower")]
+pub use layer::{BearerAuth, BearerAuthLayer, bearer_token, rejection};
+pub use rejection::{AuthError, grpc_code};
+#[cfg(feature = "remote")]
+pub use remote::{Introspection, RevocationCheck, RevocationFuture, Verifier, VerifierBuilder};
+pub use scopes::ScopeRules;
 
 /// Why a token was refused. Messages are safe to show to the token's presenter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,44 +139,48 @@ impl KeySet {
     pub fn from_jwks(jwks: &[Value]) -> Result<Self, VerifyError> {
         let mut keys = HashMap::with_capacity(jwks.len());
         for jwk in jwks {
-            if jwk
-                .get("use")
-                .and_then(Value::as_str)
-                .is_some_and(|u| u != "sig")
-            {
-                continue;
+            if let Some((kid, key)) = parse_jwk(jwk)? {
+                keys.insert(kid, key);
             }
-            let member = |name: &str| {
-                jwk.get(name).and_then(Value::as_str).ok_or_else(|| {
-                    VerifyError::InvalidKeySet(format!("key lacks the {name:?} member"))
-                })
-            };
-            let kid = member("kid")?;
-            let (algorithm, key) = match (member("alg")?, member("kty")?) {
-                ("ES256", "EC") if member("crv")? == "P-256" => (
-                    jsonwebtoken::Algorithm::ES256,
-                    DecodingKey::from_ec_components(member("x")?, member("y")?),
-                ),
-                ("EdDSA", "OKP") if member("crv")? == "Ed25519" => (
-                    jsonwebtoken::Algorithm::EdDSA,
-                    DecodingKey::from_ed_components(member("x")?),
-                ),
-                ("RS256", "RSA") => (
-                    jsonwebtoken::Algorithm::RS256,
-                    DecodingKey::from_rsa_components(member("n")?, member("e")?),
-                ),
-                (alg, kty) => {
-                    return Err(VerifyError::InvalidKeySet(format!(
-                        "unsupported key {kid:?}: alg {alg:?}, kty {kty:?}"
-                    )));
-                }
-            };
-            let key = key.map_err(|error| {
-                VerifyError::InvalidKeySet(format!("key {kid:?} is invalid: {error}"))
-            })?;
-            keys.insert(kid.to_owned(), VerifyingKey { algorithm, key });
         }
         Ok(Self { keys })
+    }
+
+    /// Parses a JWK Set document of any issuer, keeping the keys this crate can use and
+    /// skipping the others (keys without `kid` or `alg`, other algorithms, encryption keys):
+    /// another issuer's JWKS may well publish keys for purposes that are not ours. Returns
+    /// the set and one message per skipped key. Only a document that is not a JWK Set at all
+    /// is an error.
+    pub fn from_jwks_json_lenient(json: &str) -> Result<(Self, Vec<String>), VerifyError> {
+        let document: Value = serde_json::from_str(json)
+            .map_err(|error| VerifyError::InvalidKeySet(format!("not JSON: {error}")))?;
+        let jwks = document
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| VerifyError::InvalidKeySet("no \"keys\" array".to_owned()))?;
+        let mut keys = HashMap::with_capacity(jwks.len());
+        let mut skipped = Vec::new();
+        for jwk in jwks {
+            match parse_jwk(jwk) {
+                Ok(Some((kid, key))) => {
+                    keys.insert(kid, key);
+                }
+                Ok(None) => {}
+                Err(VerifyError::InvalidKeySet(message)) => skipped.push(message),
+                Err(other) => skipped.push(other.to_string()),
+            }
+        }
+        Ok((Self { keys }, skipped))
+    }
+
+    /// Whether a key with this `kid` is in the set.
+    pub fn contains_key_id(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    /// The `kid`s of the set, in no particular order.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
     }
 
     /// Number of usable keys.
@@ -140,6 +192,45 @@ impl KeySet {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+}
+
+/// One JWK: `Ok(None)` for a key that is not for signatures, an error for one we cannot use.
+fn parse_jwk(jwk: &Value) -> Result<Option<(String, VerifyingKey)>, VerifyError> {
+    if jwk
+        .get("use")
+        .and_then(Value::as_str)
+        .is_some_and(|u| u != "sig")
+    {
+        return Ok(None);
+    }
+    let member = |name: &str| {
+        jwk.get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| VerifyError::InvalidKeySet(format!("key lacks the {name:?} member")))
+    };
+    let kid = member("kid")?;
+    let (algorithm, key) = match (member("alg")?, member("kty")?) {
+        ("ES256", "EC") if member("crv")? == "P-256" => (
+            jsonwebtoken::Algorithm::ES256,
+            DecodingKey::from_ec_components(member("x")?, member("y")?),
+        ),
+        ("EdDSA", "OKP") if member("crv")? == "Ed25519" => (
+            jsonwebtoken::Algorithm::EdDSA,
+            DecodingKey::from_ed_components(member("x")?),
+        ),
+        ("RS256", "RSA") => (
+            jsonwebtoken::Algorithm::RS256,
+            DecodingKey::from_rsa_components(member("n")?, member("e")?),
+        ),
+        (alg, kty) => {
+            return Err(VerifyError::InvalidKeySet(format!(
+                "unsupported key {kid:?}: alg {alg:?}, kty {kty:?}"
+            )));
+        }
+    };
+    let key = key
+        .map_err(|error| VerifyError::InvalidKeySet(format!("key {kid:?} is invalid: {error}")))?;
+    Ok(Some((kid.to_owned(), VerifyingKey { algorithm, key })))
 }
 
 /// What a valid token must say.

@@ -26,7 +26,7 @@ use crate::VerifyError::{
     AlgorithmMismatch, BadSignature, Expired, Malformed, NotYetValid, UnknownKey, WrongAudience,
     WrongIssuer, WrongType,
 };
-use crate::{Expectations, KeySet, VerifyError, verify};
+use crate::{Claims, Expectations, KeySet, Policy, VerifyError, verify, verify_claims};
 
 type Fallible<T> = Result<T, Box<dyn Error>>;
 type TestResult = Fallible<()>;
@@ -341,6 +341,10 @@ fn check<'a>(prefix: &str, cases: impl IntoIterator<Item = Case<'a>>) {
 }
 
 /// Verifies each case's token and reports every case whose result is not the expected one.
+///
+/// Every case also goes through [`verify_claims`], the generic verifier, with the policy a
+/// resource server would set for Tollgate tokens ([`tollgate_policy`]): it must come to the
+/// same verdict, except where [`GENERIC_VERDICTS`] says why not.
 #[track_caller]
 fn check_with<'a>(
     keys: &KeySet,
@@ -348,6 +352,7 @@ fn check_with<'a>(
     prefix: &str,
     cases: impl IntoIterator<Item = Case<'a>>,
 ) {
+    let policy = tollgate_policy(expectations);
     let mut failures = Vec::new();
     for (case, token, expected) in cases {
         let expected = expected.cloned();
@@ -357,8 +362,62 @@ fn check_with<'a>(
                 "{prefix}{case}: expected {expected:?}, got {actual:?}\n    token {token:?}"
             ));
         }
+        let name = format!("{prefix}{case}");
+        let generic = verify_claims(&token, keys, &policy, now());
+        let verdict = GENERIC_VERDICTS
+            .iter()
+            .find(|(differing, _)| *differing == name)
+            .map_or_else(
+                || expected.as_ref().map(|_| ()).map_err(Clone::clone),
+                |(_, v)| v.clone(),
+            );
+        let is_same = match (&generic, &verdict, &expected) {
+            (Ok(claims), Ok(()), Ok(strict)) => is_generic_of(claims, strict),
+            (Ok(_), Ok(()), Err(_)) => true,
+            (Err(error), Err(verdict), _) => error == verdict,
+            _ => false,
+        };
+        if !is_same {
+            failures.push(format!(
+                "{name} (generic): expected {verdict:?}, got {generic:?}\n    token {token:?}"
+            ));
+        }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// What a resource server sets to accept Tollgate tokens through [`verify_claims`]: the same
+/// issuer, audience and leeway, and every claim Tollgate issues required.
+fn tollgate_policy(expectations: &Expectations) -> Policy {
+    Policy::new(&expectations.issuer, &expectations.audience)
+        .with_leeway_seconds(expectations.leeway_seconds)
+        .with_required_claims(CLAIM_NAMES)
+}
+
+/// Cases where [`verify_claims`] rightly differs from [`verify`]: the generic claims accept
+/// what other issuers write but Tollgate's fixed claim set does not.
+#[rustfmt::skip]
+const GENERIC_VERDICTS: &[(&str, Result<(), VerifyError>)] = &[
+    // RFC 7519 allows `aud` to be an array; ours is in it, or not.
+    ("audience list, ours",    Ok(())),
+    ("audience list, both",    Ok(())),
+    ("audience list, another", Err(WrongAudience)),
+    // Some issuers write `scp` as a space-delimited string; `scope` is read first anyway.
+    ("scp a string",           Ok(())),
+];
+
+/// Whether the generic claims say what Tollgate's claims say.
+fn is_generic_of(generic: &Claims, strict: &AccessTokenClaims) -> bool {
+    generic.issuer == strict.iss
+        && generic.subject.as_deref() == Some(strict.sub.as_str())
+        && generic.audiences == [strict.aud.clone()]
+        && generic.expires_at == strict.exp
+        && generic.not_before == Some(strict.nbf)
+        && generic.issued_at == Some(strict.iat)
+        && generic.token_id.as_deref() == Some(strict.jti.as_str())
+        && generic.client_id.as_deref() == Some(strict.client_id.as_str())
+        && generic.scopes.join(" ") == strict.scope
+        && generic.claim("cid") == Some(&Value::from(strict.cid.as_str()))
 }
 
 /// Issues each case's claims with the ES256 key (a genuine signature) and checks the token;
