@@ -8,7 +8,11 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["tollgate/v1/token.proto", "tollgate/v1/management.proto"];
+    let files = [
+        "tollgate/v1/token.proto",
+        "tollgate/v1/management.proto",
+        "tollgate/v1/audit.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }

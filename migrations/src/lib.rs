@@ -13,6 +13,7 @@ pub use sea_orm_migration::MigratorTrait;
 mod m20261121_000001_initial;
 mod m20261122_000001_lifecycle;
 mod m20261122_000002_audit;
+mod m20261123_000001_audit_read_scope;
 
 /// Applies Tollgate's migrations in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_initial::Migration),
             Box::new(m20261122_000001_lifecycle::Migration),
             Box::new(m20261122_000002_audit::Migration),
+            Box::new(m20261123_000001_audit_read_scope::Migration),
         ]
     }
 }

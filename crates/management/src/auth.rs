@@ -6,7 +6,7 @@ use tollgate_verify::{Expectations, VerifyError, unverified_claim, verify};
 use crate::{ManageError, Management};
 
 /// The scopes of every tenant's Management API.
-pub const MANAGEMENT_SCOPES: [(&str, &str); 7] = [
+pub const MANAGEMENT_SCOPES: [(&str, &str); 8] = [
     ("apis:read", "Read APIs"),
     ("apis:write", "Create, update and delete APIs"),
     ("apps:read", "Read apps and their grants"),
@@ -17,6 +17,7 @@ pub const MANAGEMENT_SCOPES: [(&str, &str); 7] = [
     ("keys:read", "Read signing keys"),
     ("keys:write", "Rotate signing keys"),
     ("tokens:revoke", "Revoke outstanding tokens"),
+    ("audit:read", "Read, follow and verify the audit trail"),
 ];
 
 /// The extra scopes of the `system` tenant's Management API.

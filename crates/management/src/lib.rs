@@ -1,4 +1,4 @@
-//! Management of tenants, APIs and M2M apps.
+//! Management of tenants, APIs and M2M apps, and the audit trail's read side.
 //!
 //! Every operation takes the caller's [`Principal`], obtained by [`Management::authenticate`]
 //! from a Tollgate access token for the caller tenant's built-in Management API, verified
@@ -13,6 +13,7 @@
 
 mod apis;
 mod apps;
+mod audit;
 mod auth;
 mod keys;
 mod revoke;
@@ -29,6 +30,10 @@ use tollgate_store::{Store, StoreError};
 
 pub use apis::{ApiUpdate, NewApi};
 pub use apps::{AppUpdate, NewApp};
+pub use audit::{
+    AUDIT_READ_SCOPE, AuditEntry, AuditListRequest, AuditOrder, AuditPage, AuditQuery, AuditTail,
+    AuditTarget, TAIL_POLL_INTERVAL, TAIL_RECHECK_INTERVAL,
+};
 pub use auth::{MANAGEMENT_SCOPES, Principal, SYSTEM_ONLY_SCOPES};
 pub use keys::{KeyState, key_state};
 pub use secrets::{DEFAULT_SECRET_OVERLAP, RotatedSecret};

@@ -18,6 +18,7 @@ use tollgate_issuer::{Catalog, Issuer, Revocations};
 use tollgate_management::{AdminCredentials, KeyPolicy, Management};
 use tollgate_proto::v1::api_service_server::ApiServiceServer;
 use tollgate_proto::v1::app_service_server::AppServiceServer;
+use tollgate_proto::v1::audit_service_server::AuditServiceServer;
 use tollgate_proto::v1::key_service_server::KeyServiceServer;
 use tollgate_proto::v1::revocation_service_server::RevocationServiceServer;
 use tollgate_proto::v1::tenant_service_server::TenantServiceServer;
@@ -28,7 +29,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::background::{Background, Broadcaster};
 use crate::config::{Config, GatewayOnlyConfig};
-use crate::grpc::{HasCode, ManagementAdapter, TokenAdapter, log_if_internal};
+use crate::grpc::{AuditAdapter, HasCode, ManagementAdapter, TokenAdapter, log_if_internal};
 
 /// Name of the file, in the data dir, that receives the first admin credentials.
 pub const ADMIN_CREDENTIALS_FILE: &str = "admin-credentials.json";
@@ -139,7 +140,9 @@ pub async fn serve(
     let grpc = tokio::spawn(serve_grpc(
         listeners.grpc,
         TokenAdapter::new(Arc::clone(&issuer), state.clone(), stop_receiver.clone()),
-        ManagementAdapter::new(management, config.issuer_template.clone()),
+        ManagementAdapter::new(Arc::clone(&management), config.issuer_template.clone()),
+        // Audit streams end on shutdown by themselves: graceful shutdown waits for them.
+        AuditAdapter::new(management, stop_receiver.clone()),
         stopped(stop_receiver.clone()),
     ));
     let router = tollgate_gateway::router(
@@ -220,6 +223,7 @@ async fn serve_grpc(
     listener: TcpListener,
     tokens: TokenAdapter,
     management: ManagementAdapter,
+    audit: AuditAdapter,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -228,6 +232,9 @@ async fn serve_grpc(
         .await;
     health_reporter
         .set_serving::<TenantServiceServer<ManagementAdapter>>()
+        .await;
+    health_reporter
+        .set_serving::<AuditServiceServer<AuditAdapter>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tollgate_proto::FILE_DESCRIPTOR_SET)
@@ -243,6 +250,7 @@ async fn serve_grpc(
         .add_service(AppServiceServer::new(management.clone()))
         .add_service(KeyServiceServer::new(management.clone()))
         .add_service(RevocationServiceServer::new(management))
+        .add_service(AuditServiceServer::new(audit))
         // Without TCP_NODELAY, small responses wait on delayed ACKs (~40 ms per call).
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -15,6 +15,7 @@ use tollgate_domain::MANAGEMENT_API_SUFFIX;
 use tollgate_proto::v1;
 use tollgate_proto::v1::api_service_client::ApiServiceClient;
 use tollgate_proto::v1::app_service_client::AppServiceClient;
+use tollgate_proto::v1::audit_service_client::AuditServiceClient;
 use tollgate_proto::v1::key_service_client::KeyServiceClient;
 use tollgate_proto::v1::revocation_service_client::RevocationServiceClient;
 use tollgate_proto::v1::tenant_service_client::TenantServiceClient;
@@ -283,6 +284,11 @@ impl AdminSession {
     /// A `KeyService` client.
     pub fn keys(&self) -> KeyServiceClient<AdminChannel> {
         KeyServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    /// An `AuditService` client.
+    pub fn audit(&self) -> AuditServiceClient<AdminChannel> {
+        AuditServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     /// A `RevocationService` client.

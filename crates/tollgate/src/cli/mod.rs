@@ -1,5 +1,6 @@
 //! The `tollgate` command line: `serve` and `migrate` run the server side; `tenant`, `api`,
-//! `app` and `key` manage a running server over gRPC with admin credentials; `token` asks
+//! `app` and `key` manage a running server over gRPC with admin credentials, and `audit`
+//! reads, follows, exports and verifies its audit trail; `token` asks
 //! for, introspects and revokes access tokens with an app's own credentials (and revokes
 //! them more widely with admin credentials).
 //!
@@ -14,6 +15,7 @@
 
 mod api;
 mod app;
+mod audit;
 mod auth;
 mod flags;
 mod key;
@@ -30,6 +32,7 @@ use crate::config::{GatewayArgs, ServeArgs};
 
 pub use api::ApiSubcommand;
 pub use app::AppSubcommand;
+pub use audit::{AuditSubcommand, FilterArgs};
 pub use auth::{
     AdminCredentials, AdminSession, CredentialSource, ENV_ADMIN_CLIENT_ID, ENV_ADMIN_CLIENT_SECRET,
     ENV_ADMIN_TENANT, find_credentials,
@@ -86,6 +89,9 @@ pub enum Command {
     /// `token revoke` also revokes by jti, secret, app or tenant with admin credentials.
     #[command(subcommand)]
     Token(TokenSubcommand),
+    /// Reads, follows, exports and verifies the audit trail (scope `audit:read`).
+    #[command(subcommand)]
+    Audit(AuditSubcommand),
 }
 
 /// Where the server is, how to print its answers and where the admin credentials are.
@@ -164,6 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::App(command) => app::run(&cli.options, command).await,
         Command::Key(command) => key::run(&cli.options, command).await,
         Command::Token(command) => token::run(&cli.options, command).await,
+        Command::Audit(command) => audit::run(&cli.options, command).await,
     }
 }
 
@@ -433,6 +440,16 @@ mod tests {
                 "-1",
             ][..],
             &["key", "list"][..],
+            // Audit: a server or a file to verify, not both; export names its tenant;
+            // times, actions and results are checked before anything is sent.
+            &["audit", "verify"][..],
+            &["audit", "verify", "--tenant", "t", "--file", "f.jsonl"][..],
+            &["audit", "export", "--since", "1h"][..],
+            &["audit", "list", "--since", "yesterday"][..],
+            &["audit", "list", "--action", "token_stolen"][..],
+            &["audit", "list", "--result", "maybe"][..],
+            &["audit", "list", "--limit", "0"][..],
+            &["audit", "tail", "--until", "1w"][..],
         ] {
             let error = parse(args).err();
             assert_eq!(
@@ -583,6 +600,44 @@ mod tests {
             cli.command,
             Command::Key(KeySubcommand::List { .. })
         ));
+
+        let cli = parse(&[
+            "audit",
+            "list",
+            "--tenant",
+            "acme",
+            "--since",
+            "2026-11-22T09:00:00Z",
+            "--action",
+            "token_denied",
+            "--result",
+            "denied",
+            "--client",
+            "c1",
+            "--limit",
+            "1000",
+        ])?;
+        let Command::Audit(AuditSubcommand::List { filter, limit, .. }) = cli.command else {
+            anyhow::bail!("not audit list");
+        };
+        assert_eq!(filter.tenant.as_deref(), Some("acme"));
+        assert_eq!(filter.since.map(|since| since.seconds), Some(1_795_338_000));
+        assert_eq!(
+            (filter.action.as_deref(), filter.result.as_deref()),
+            (Some("token_denied"), Some("denied"))
+        );
+        assert_eq!(limit, 1000);
+        for args in [
+            &["audit", "verify", "--tenant", "acme"][..],
+            &["audit", "verify", "--file", "events.jsonl"][..],
+            &["audit", "export", "--tenant", "acme", "--since", "7d"][..],
+            &["audit", "tail", "--after", "seq.ten_1.3"][..],
+        ] {
+            assert!(
+                matches!(parse(args)?.command, Command::Audit(_)),
+                "{args:?}"
+            );
+        }
 
         let cli = parse(&["tenant", "update", "acme", "--rate-limit", "5000"])?;
         assert!(matches!(

@@ -68,6 +68,10 @@ proto_messages!(
     RevokeTokensResponse,
     RevokeTokenResponse,
     IntrospectTokenResponse,
+    AuditEvent,
+    ListEventsResponse,
+    StreamEventsResponse,
+    VerifyChainResponse,
 );
 
 /// Prints `message` in `format` to standard output.
@@ -134,6 +138,37 @@ pub fn to_json<M: ProtoMessage>(message: &M) -> anyhow::Result<String> {
     String::from_utf8(serializer.into_inner()).context("JSON output is not UTF-8")
 }
 
+/// `message` as JSON on one line (a JSON-lines record), otherwise as [`to_json`].
+pub fn to_json_line<M: ProtoMessage>(message: &M) -> anyhow::Result<String> {
+    let dynamic = to_dynamic(message)?;
+    let options = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .skip_default_fields(false);
+    let mut serializer = serde_json::Serializer::new(Vec::new());
+    dynamic
+        .serialize_with_options(&mut serializer, &options)
+        .with_context(|| format!("cannot print a {} as JSON", M::FULL_NAME))?;
+    String::from_utf8(serializer.into_inner()).context("JSON output is not UTF-8")
+}
+
+/// Reads a message back from its JSON form (as [`to_json`] or [`to_json_line`] print it,
+/// or with the camelCase JSON names). The error says what is wrong, not where: callers
+/// name the line.
+pub fn from_json<M: ProtoMessage + Default>(text: &str) -> anyhow::Result<M> {
+    let descriptor = descriptor_pool()?
+        .get_message_by_name(M::FULL_NAME)
+        .with_context(|| format!("no message {} in the embedded descriptors", M::FULL_NAME))?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let dynamic = DynamicMessage::deserialize(descriptor, &mut deserializer)
+        .with_context(|| format!("not a {} in JSON", M::FULL_NAME))?;
+    deserializer
+        .end()
+        .with_context(|| format!("not a {} in JSON", M::FULL_NAME))?;
+    dynamic
+        .transcode_to::<M>()
+        .with_context(|| format!("cannot decode a {}", M::FULL_NAME))
+}
+
 /// `message` as indented `key: value` lines in field order, ending with a newline. Nested
 /// messages are indented, repeated messages are `- ` items, repeated scalars are joined by
 /// spaces, timestamps are RFC 3339, and empty or unusual strings are quoted.
@@ -144,10 +179,13 @@ pub fn to_text<M: ProtoMessage>(message: &M) -> anyhow::Result<String> {
     Ok(out)
 }
 
+fn descriptor_pool() -> anyhow::Result<DescriptorPool> {
+    DescriptorPool::decode(tollgate_proto::FILE_DESCRIPTOR_SET)
+        .context("cannot read the embedded protobuf descriptors")
+}
+
 fn to_dynamic<M: ProtoMessage>(message: &M) -> anyhow::Result<DynamicMessage> {
-    let pool = DescriptorPool::decode(tollgate_proto::FILE_DESCRIPTOR_SET)
-        .context("cannot read the embedded protobuf descriptors")?;
-    let descriptor = pool
+    let descriptor = descriptor_pool()?
         .get_message_by_name(M::FULL_NAME)
         .with_context(|| format!("no message {} in the embedded descriptors", M::FULL_NAME))?;
     DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())

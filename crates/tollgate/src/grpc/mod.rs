@@ -2,18 +2,22 @@
 //! call the service, convert back, map the error through the one `ErrorCode → Status`
 //! translation. No business logic lives here.
 
+mod audit;
 mod convert;
 mod management;
 mod token;
 
+pub(crate) use audit::{event_from_wire, verify_response};
 pub(crate) use convert::token_call;
 
+pub use audit::AuditAdapter;
 pub use management::ManagementAdapter;
 pub use token::TokenAdapter;
 
 use tollgate_domain::ErrorCode;
 use tollgate_proto::status::{to_status, to_status_with_retry};
 use tonic::Status;
+use tonic::metadata::MetadataMap;
 
 /// Converts a service error to a status; internal causes are logged, never returned.
 fn into_status<E>(error: E) -> Status
@@ -26,6 +30,16 @@ where
         Some(retry_after) => to_status_with_retry(code, error.to_string(), retry_after),
         None => to_status(code, error.to_string()),
     }
+}
+
+/// The admin token of a call: the value of `authorization: Bearer <token>` (`bearer` in
+/// any case), trimmed; `None` without one.
+fn bearer_token(metadata: &MetadataMap) -> Option<&str> {
+    let value = metadata.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// Logs the cause of an error the caller only sees as internal or unavailable. Shared by the

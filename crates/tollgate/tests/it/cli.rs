@@ -11,22 +11,27 @@ use crate::fixtures::{fetch_jwks, verify_with_jwks};
 
 crate::backend_tests!(cli_walkthrough, cli_operating_access);
 
-/// Runs `tollgate` with `args` against `server`, as the system admin (credentials found in
-/// the data dir, as after `serve` on a fresh machine).
-async fn tollgate(server: &TestServer, args: &[&str]) -> anyhow::Result<Output> {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+/// The `tollgate` binary with `args`, set up against `server` as the system admin
+/// (credentials found in the data dir, as after `serve` on a fresh machine).
+pub(crate) fn tollgate_command(server: &TestServer, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    command
         .args(args)
         .env("TOLLGATE_ENDPOINT", &server.grpc_url)
         .env("TOLLGATE_DATA_DIR", &server.data_dir)
         .env_remove("TOLLGATE_ADMIN_TENANT")
         .env_remove("TOLLGATE_ADMIN_CLIENT_ID")
-        .env_remove("TOLLGATE_ADMIN_CLIENT_SECRET")
-        .output()
-        .await?;
-    Ok(output)
+        .env_remove("TOLLGATE_ADMIN_CLIENT_SECRET");
+    command
 }
 
-async fn json(server: &TestServer, args: &[&str]) -> anyhow::Result<Value> {
+/// Runs `tollgate` with `args` against `server`, as the system admin.
+pub(crate) async fn tollgate(server: &TestServer, args: &[&str]) -> anyhow::Result<Output> {
+    Ok(tollgate_command(server, args).output().await?)
+}
+
+/// Runs `tollgate --output json` with `args` and parses what it printed; fails if it failed.
+pub(crate) async fn json(server: &TestServer, args: &[&str]) -> anyhow::Result<Value> {
     let mut full = vec!["--output", "json"];
     full.extend_from_slice(args);
     let output = tollgate(server, &full).await?;

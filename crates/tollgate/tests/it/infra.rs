@@ -20,7 +20,12 @@ crate::backend_tests!(
 
 async fn health_and_reflection(server: TestServer) -> anyhow::Result<()> {
     let mut health = HealthClient::new(server.channel());
-    for service in ["", "tollgate.v1.TokenService", "tollgate.v1.TenantService"] {
+    for service in [
+        "",
+        "tollgate.v1.TokenService",
+        "tollgate.v1.TenantService",
+        "tollgate.v1.AuditService",
+    ] {
         let status = health
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -56,6 +61,7 @@ async fn health_and_reflection(server: TestServer) -> anyhow::Result<()> {
     for expected in [
         "grpc.health.v1.Health",
         "tollgate.v1.ApiService",
+        "tollgate.v1.AuditService",
         "tollgate.v1.AppService",
         "tollgate.v1.TenantService",
         "tollgate.v1.TokenService",

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server on ephemeral ports, driven over gRPC, HTTP and the CLI
 //! as clients drive it. Each scenario runs on SQLite and on PostgreSQL.
 
+mod audit;
 mod cli;
 mod fixtures;
 mod http_errors;

@@ -1,0 +1,455 @@
+//! `tollgate.v1.AuditService`: thin adapters over [`Management`]'s audit read side, and the
+//! two conversions of a stored audit record to and from its wire form ([`event_to_wire`],
+//! [`event_from_wire`]), which must stay exact inverses: an exported event is verified
+//! offline from its wire form.
+//!
+//! A stream is pumped by a task of its own, which ends when the client goes away, when the
+//! tail fails (its error is the stream's last message), or when the server shuts down (the
+//! stream then ends with UNAVAILABLE, so that graceful shutdown is not held up by streams
+//! that never end on their own).
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tollgate_audit::{AuditAction, ChainReport, Identifier, Outcome};
+use tollgate_domain::{ErrorCode, InvalidValue, TenantName};
+use tollgate_management::{
+    AuditEntry, AuditListRequest, AuditOrder, AuditQuery, AuditTail, AuditTarget, Management,
+    PageRequest, Principal,
+};
+use tollgate_proto::status::{invalid_argument, to_status};
+use tollgate_proto::v1;
+use tollgate_proto::v1::audit_service_server::AuditService;
+use tollgate_store::AuditRow;
+use tonic::{Request, Response, Status};
+
+use super::{bearer_token, into_status};
+
+/// Events buffered per stream before the pump waits for the client.
+const STREAM_BUFFER: usize = 64;
+
+/// Serves `AuditService` over one [`Management`].
+#[derive(Clone)]
+pub struct AuditAdapter {
+    management: Arc<Management>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl AuditAdapter {
+    /// Serves `management`; open streams end when `shutdown` turns true.
+    pub fn new(management: Arc<Management>, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            management,
+            shutdown,
+        }
+    }
+
+    /// The caller's principal and the admin token it came from (a tail authenticates it
+    /// again from time to time).
+    async fn principal<T>(&self, request: &Request<T>) -> Result<(Principal, String), Status> {
+        let bearer = bearer_token(request.metadata());
+        let principal = self
+            .management
+            .authenticate(bearer)
+            .await
+            .map_err(into_status)?;
+        Ok((principal, bearer.unwrap_or_default().to_owned()))
+    }
+}
+
+#[tonic::async_trait]
+impl AuditService for AuditAdapter {
+    async fn list_events(
+        &self,
+        request: Request<v1::ListEventsRequest>,
+    ) -> Result<Response<v1::ListEventsResponse>, Status> {
+        let (principal, _) = self.principal(&request).await?;
+        let list = list_request(request.into_inner()).map_err(invalid_argument)?;
+        let page = self
+            .management
+            .list_audit_events(&principal, list)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(v1::ListEventsResponse {
+            events: page.events.into_iter().map(event_to_wire).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+            stream_cursor: page.stream_cursor,
+        }))
+    }
+
+    type StreamEventsStream = ReceiverStream<Result<v1::StreamEventsResponse, Status>>;
+
+    async fn stream_events(
+        &self,
+        request: Request<v1::StreamEventsRequest>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let (principal, bearer) = self.principal(&request).await?;
+        let request = request.into_inner();
+        let target = target(&request.tenant).map_err(invalid_argument)?;
+        let query = query(request.filter).map_err(invalid_argument)?;
+        let tail = self
+            .management
+            .start_audit_tail(&principal, bearer, target, &query, &request.after)
+            .await
+            .map_err(into_status)?;
+        let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(pump(
+            Arc::clone(&self.management),
+            tail,
+            sender,
+            self.shutdown.clone(),
+        ));
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn verify_chain(
+        &self,
+        request: Request<v1::VerifyChainRequest>,
+    ) -> Result<Response<v1::VerifyChainResponse>, Status> {
+        let (principal, _) = self.principal(&request).await?;
+        let tenant = TenantName::parse(&request.get_ref().tenant)
+            .map_err(|error| invalid_argument(error.for_field("tenant")))?;
+        let report = self
+            .management
+            .verify_audit_chain(&principal, &tenant)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(verify_response(report)))
+    }
+}
+
+/// Sends the tail's events to `sender` until the client goes away, the tail fails (its
+/// error is the last message), or `shutdown` turns true (UNAVAILABLE is the last message).
+async fn pump(
+    management: Arc<Management>,
+    mut tail: AuditTail,
+    sender: mpsc::Sender<Result<v1::StreamEventsResponse, Status>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let next = tokio::select! {
+            next = management.next_audit_events(&mut tail) => next,
+            () = sender.closed() => return,
+            // A dropped shutdown sender means the server is gone: stop too.
+            _ = shutdown.wait_for(|stop| *stop) => return shut_down(&sender),
+        };
+        let messages: Vec<_> = match next {
+            Ok(entries) => entries
+                .into_iter()
+                .map(|entry| {
+                    Ok(v1::StreamEventsResponse {
+                        event: Some(event_to_wire(entry)),
+                    })
+                })
+                .collect(),
+            Err(error) => vec![Err(into_status(error))],
+        };
+        let is_last = messages.iter().any(Result::is_err);
+        for message in messages {
+            // A client that does not read must not hold up shutdown.
+            tokio::select! {
+                sent = sender.send(message) => if sent.is_err() { return },
+                _ = shutdown.wait_for(|stop| *stop) => return shut_down(&sender),
+            }
+        }
+        if is_last {
+            return;
+        }
+    }
+}
+
+/// Ends a stream because the server is shutting down, if the client has room for it.
+fn shut_down(sender: &mpsc::Sender<Result<v1::StreamEventsResponse, Status>>) {
+    let _ = sender.try_send(Err(to_status(
+        ErrorCode::Unavailable,
+        "the server is shutting down: resume after the last cursor received",
+    )));
+}
+
+fn target(tenant: &str) -> Result<AuditTarget, InvalidValue> {
+    match tenant {
+        "" => Ok(AuditTarget::AllTenants),
+        name => Ok(AuditTarget::Tenant(
+            TenantName::parse(name).map_err(|error| error.for_field("tenant"))?,
+        )),
+    }
+}
+
+fn list_request(request: v1::ListEventsRequest) -> Result<AuditListRequest, InvalidValue> {
+    let order = match v1::EventOrder::try_from(request.order) {
+        Ok(v1::EventOrder::Unspecified | v1::EventOrder::NewestFirst) => AuditOrder::NewestFirst,
+        Ok(v1::EventOrder::OldestFirst) => AuditOrder::OldestFirst,
+        Err(_) => return Err(InvalidValue::new("order", "unknown order")),
+    };
+    Ok(AuditListRequest {
+        target: target(&request.tenant)?,
+        query: query(request.filter)?,
+        order,
+        page: PageRequest {
+            page_size: request.page_size,
+            page_token: request.page_token,
+        },
+        after: request.after,
+    })
+}
+
+fn query(filter: Option<v1::AuditFilter>) -> Result<AuditQuery, InvalidValue> {
+    let Some(filter) = filter else {
+        return Ok(AuditQuery::default());
+    };
+    let action = match filter.action.as_str() {
+        "" => None,
+        name => Some(AuditAction::parse(name).ok_or_else(|| {
+            let names: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+            InvalidValue::new(
+                "filter.action",
+                format!("must be one of {}", names.join(", ")),
+            )
+        })?),
+    };
+    let result = match filter.result.as_str() {
+        "" => None,
+        name => Some(Outcome::parse(name).ok_or_else(|| {
+            InvalidValue::new("filter.result", "must be one of granted, denied, ok")
+        })?),
+    };
+    let client_id = match filter.client_id.as_str() {
+        "" => None,
+        id => Some(Identifier::parse(id).map_err(|error| error.for_field("filter.client_id"))?),
+    };
+    Ok(AuditQuery {
+        since_ms: filter
+            .since
+            .map(|since| unix_ms(&since, "filter.since"))
+            .transpose()?,
+        until_ms: filter
+            .until
+            .map(|until| unix_ms(&until, "filter.until"))
+            .transpose()?,
+        client_id,
+        action,
+        result,
+    })
+}
+
+/// A timestamp as Unix milliseconds, rounded up: events are stamped in whole milliseconds,
+/// so "at or after t" and "before t" both mean "at or after ⌈t⌉ ms".
+fn unix_ms(time: &prost_types::Timestamp, field: &'static str) -> Result<i64, InvalidValue> {
+    if !(0..1_000_000_000).contains(&time.nanos) {
+        return Err(InvalidValue::new(field, "has nanos out of range"));
+    }
+    time.seconds
+        .checked_mul(1_000)
+        .and_then(|ms| ms.checked_add(i64::from((time.nanos + 999_999) / 1_000_000)))
+        .ok_or_else(|| InvalidValue::new(field, "is out of range"))
+}
+
+/// Unix milliseconds as a timestamp; `None` outside the range a timestamp may hold
+/// (0001-01-01 to 9999-12-31).
+fn timestamp_of_ms(time_ms: i64) -> Option<prost_types::Timestamp> {
+    const MIN_SECONDS: i64 = -62_135_596_800;
+    const MAX_SECONDS: i64 = 253_402_300_799;
+    let seconds = time_ms.div_euclid(1_000);
+    let nanos = i32::try_from(time_ms.rem_euclid(1_000) * 1_000_000).ok()?;
+    (MIN_SECONDS..=MAX_SECONDS)
+        .contains(&seconds)
+        .then_some(prost_types::Timestamp { seconds, nanos })
+}
+
+/// A stored event on the wire, with its cursor.
+pub(crate) fn event_to_wire(entry: AuditEntry) -> v1::AuditEvent {
+    let row = entry.row;
+    v1::AuditEvent {
+        id: row.id,
+        tenant_id: row.tenant_id,
+        tenant_name: row.tenant_name,
+        seq: row.seq,
+        time_ms: row.time_ms,
+        time: timestamp_of_ms(row.time_ms),
+        action: row.action,
+        result: row.result,
+        error_code: row.error_code,
+        actor: row.actor,
+        client_id: row.client_id,
+        secret_id: row.secret_id,
+        audience: row.audience,
+        scopes_requested: row.scopes_requested,
+        scopes_granted: row.scopes_granted,
+        jti: row.jti,
+        source: row.source,
+        transport: row.transport,
+        trace_id: row.trace_id,
+        resource: row.resource,
+        changed_fields: row.changed_fields,
+        count: row.count,
+        prev_hash: row.prev_hash,
+        hash: row.hash,
+        version: row.version,
+        cursor: entry.cursor,
+    }
+}
+
+/// The stored record an event on the wire stands for (its `time` and `cursor`, which are
+/// not stored, are left out): what offline verification hashes.
+pub(crate) fn event_from_wire(event: v1::AuditEvent) -> AuditRow {
+    AuditRow {
+        id: event.id,
+        tenant_id: event.tenant_id,
+        seq: event.seq,
+        version: event.version,
+        time_ms: event.time_ms,
+        tenant_name: event.tenant_name,
+        action: event.action,
+        result: event.result,
+        error_code: event.error_code,
+        actor: event.actor,
+        client_id: event.client_id,
+        secret_id: event.secret_id,
+        audience: event.audience,
+        scopes_requested: event.scopes_requested,
+        scopes_granted: event.scopes_granted,
+        jti: event.jti,
+        source: event.source,
+        transport: event.transport,
+        trace_id: event.trace_id,
+        resource: event.resource,
+        changed_fields: event.changed_fields,
+        count: event.count,
+        prev_hash: event.prev_hash,
+        hash: event.hash,
+    }
+}
+
+/// A verification report on the wire.
+pub(crate) fn verify_response(report: ChainReport) -> v1::VerifyChainResponse {
+    v1::VerifyChainResponse {
+        ok: report.outcome.is_ok(),
+        records_checked: i64::try_from(report.checked).unwrap_or(i64::MAX),
+        oldest_seq: report.first_seq,
+        newest_seq: report.last_seq,
+        head_seq: report.head.map_or(0, |head| head.seq),
+        first_break: report.outcome.err().map(|broken| v1::ChainBreak {
+            seq: broken.seq,
+            reason: broken.reason,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_row() -> AuditRow {
+        AuditRow {
+            id: 12,
+            tenant_id: "ten_1".into(),
+            seq: 3,
+            version: 1,
+            time_ms: 1_700_000_000_123,
+            tenant_name: "acme".into(),
+            action: "token_denied".into(),
+            result: "denied".into(),
+            error_code: Some("invalid_scope".into()),
+            actor: Some("c1".into()),
+            client_id: Some("c1".into()),
+            secret_id: Some("sec_1".into()),
+            audience: Some("https://api.example/".into()),
+            scopes_requested: vec!["read".into(), "admin".into()],
+            scopes_granted: vec!["read".into()],
+            jti: Some("jti_1".into()),
+            source: Some("192.0.2.7".into()),
+            transport: Some("http".into()),
+            trace_id: Some("trace".into()),
+            resource: Some("app/c1".into()),
+            changed_fields: vec!["grants".into()],
+            count: 2,
+            prev_hash: "a".repeat(64),
+            hash: "b".repeat(64),
+        }
+    }
+
+    #[test]
+    fn wire_events_round_trip_exactly() {
+        for row in [
+            full_row(),
+            AuditRow::default(),
+            // Present but empty is not absent: the hash tells them apart.
+            AuditRow {
+                actor: Some(String::new()),
+                ..AuditRow::default()
+            },
+        ] {
+            let wire = event_to_wire(AuditEntry {
+                row: row.clone(),
+                cursor: "seq.ten_1.3".into(),
+            });
+            assert_eq!(wire.cursor, "seq.ten_1.3");
+            assert_eq!(event_from_wire(wire), row);
+        }
+    }
+
+    #[test]
+    fn times_convert_in_whole_milliseconds() {
+        let at = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
+        assert_eq!(unix_ms(&at(1, 0), "f"), Ok(1_000));
+        assert_eq!(unix_ms(&at(1, 1), "f"), Ok(1_001), "rounded up");
+        assert_eq!(unix_ms(&at(1, 999_000_000), "f"), Ok(1_999));
+        assert_eq!(unix_ms(&at(-1, 500_000_000), "f"), Ok(-500));
+        assert!(unix_ms(&at(1, -1), "f").is_err());
+        assert!(unix_ms(&at(i64::MAX, 0), "f").is_err());
+        assert_eq!(
+            timestamp_of_ms(1_700_000_000_123),
+            Some(at(1_700_000_000, 123_000_000))
+        );
+        assert_eq!(timestamp_of_ms(-1), Some(at(-1, 999_000_000)));
+        assert_eq!(timestamp_of_ms(i64::MAX), None);
+    }
+
+    #[test]
+    fn filters_name_their_field() {
+        let refused = |filter: v1::AuditFilter| {
+            query(Some(filter))
+                .err()
+                .map(|error| error.field)
+                .unwrap_or_default()
+        };
+        let filter = v1::AuditFilter::default;
+        assert_eq!(
+            refused(v1::AuditFilter {
+                action: "token_stolen".into(),
+                ..filter()
+            }),
+            "filter.action"
+        );
+        assert_eq!(
+            refused(v1::AuditFilter {
+                result: "maybe".into(),
+                ..filter()
+            }),
+            "filter.result"
+        );
+        assert_eq!(
+            refused(v1::AuditFilter {
+                client_id: "has space".into(),
+                ..filter()
+            }),
+            "filter.client_id"
+        );
+        assert_eq!(
+            refused(v1::AuditFilter {
+                since: Some(prost_types::Timestamp {
+                    seconds: 0,
+                    nanos: -5
+                }),
+                ..filter()
+            }),
+            "filter.since"
+        );
+        assert_eq!(
+            target("Not_A_Label").err().map(|error| error.field),
+            Some("tenant")
+        );
+        assert_eq!(target(""), Ok(AuditTarget::AllTenants));
+    }
+}
