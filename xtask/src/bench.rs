@@ -32,8 +32,10 @@ const USAGE: &str = "usage: cargo xtask bench tokens [options]
 
   --duration SECS          measurement per scenario (default 10)
   --warmup SECS            uncounted warm-up per scenario (default 3)
-  --concurrency N          requests in flight, closed loop (default 32)
-  --open-concurrency N     clients available to the open loop (default 64)
+  --concurrency N          requests in flight, closed loop (default 256: every token
+                           waits for its audit record's commit, so by Little's law the
+                           closed loop needs about rate x commit latency in flight)
+  --open-concurrency N     clients available to the open loop (default 256)
   --grpc-connections N     HTTP/2 connections of the gRPC load (default 4)
   --tenants K[,K…]         largest tenant count (sweep 1, 100, 1000, 10000 up to K), or an
                            explicit list (default 10000; creating them takes minutes, so
@@ -130,8 +132,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
     let mut options = Options {
         duration: 10,
         warmup: 3,
-        concurrency: 32,
-        open_concurrency: 64,
+        concurrency: 256,
+        open_concurrency: 256,
         grpc_connections: 4,
         tenants: vec![1, 100, 1000, 10_000],
         setup_concurrency: 8,

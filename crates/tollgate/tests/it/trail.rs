@@ -801,3 +801,103 @@ async fn two_instances_write_one_verifiable_chain() -> anyhow::Result<()> {
     first.stop().await?;
     Ok(())
 }
+
+/// Retention as `serve` runs it: records older than `TOLLGATE_AUDIT_RETENTION` (default 90
+/// days) are purged when an instance starts (and every 10 minutes), from the oldest end of
+/// each chain, and what remains still verifies. On PostgreSQL, where the database outlives
+/// the first instance: the old records are written there, then a second instance starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_old_records_and_the_rest_still_verifies() -> anyhow::Result<()> {
+    if tollgate_testkit::postgres_url_or_skip(
+        "trail::retention_purges_old_records_and_the_rest_still_verifies",
+    )
+    .is_none()
+    {
+        return Ok(());
+    }
+    let first = TestServer::start_with(TestOptions {
+        backend: tollgate_testkit::Backend::Postgres,
+        ..Default::default()
+    })
+    .await?;
+    let fixture = Fixture::new(&first, "acme").await?;
+    let store = Store::connect(&first.joined.database_url).await?;
+    // The tenant's chain so far (its creation, API, app), then three records a year old
+    // (as a clock that was wrong, or a restored backup, would leave them), then a grant.
+    let (writer, task) =
+        tollgate_audit::AuditWriter::start(store.clone(), tollgate_audit::AuditConfig::default());
+    let year_ago = tollgate_audit::now_ms() - 365 * 86_400 * 1_000;
+    for n in 0..3 {
+        writer
+            .record(tollgate_audit::AuditEvent::new(
+                tollgate_audit::Identifier::parse(&fixture.tenant_id)?,
+                tollgate_domain::TenantName::parse("acme")?,
+                year_ago + n,
+                tollgate_audit::AuditAction::ManagementChange,
+                tollgate_audit::Outcome::Ok,
+            ))
+            .await?;
+    }
+    writer.shutdown().await;
+    task.await?;
+    first
+        .issue(
+            "acme",
+            &fixture.client_id,
+            &fixture.client_secret,
+            ARCHIVE,
+            &[],
+        )
+        .await?;
+    let before = records(&store, &fixture.tenant_id).await?;
+    let old_last_seq = before
+        .iter()
+        .filter(|row| row.time_ms < year_ago + 10)
+        .map(|row| row.seq)
+        .max()
+        .context("no old record")?;
+
+    // A second instance starts and purges: everything up to the last old record goes
+    // (records before it in the chain too, so that what remains is one unbroken suffix).
+    let second = TestServer::start_with(TestOptions {
+        backend: tollgate_testkit::Backend::Postgres,
+        join: Some(first.joined.clone()),
+        ..Default::default()
+    })
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let after = records(&store, &fixture.tenant_id).await?;
+        if after.first().is_some_and(|row| row.seq > old_last_seq) {
+            break after;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "nothing purged: oldest seq {:?}",
+                after.first().map(|row| row.seq)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(after.first().map(|row| row.seq), Some(old_last_seq + 1));
+    assert_eq!(after.len(), before.len() - old_last_seq as usize);
+    let report = verify_tenant(&store, &fixture.tenant_id, 100).await?;
+    assert_eq!(report.outcome, Ok(()));
+    assert_eq!(report.first_seq, Some(old_last_seq + 1));
+    // The chain goes on where it was.
+    second
+        .issue(
+            "acme",
+            &fixture.client_id,
+            &fixture.client_secret,
+            ARCHIVE,
+            &[],
+        )
+        .await?;
+    let report = verify_tenant(&store, &fixture.tenant_id, 100).await?;
+    assert_eq!(report.outcome, Ok(()));
+    assert_eq!(report.checked, after.len() as u64 + 1);
+    second.stop().await?;
+    first.stop().await?;
+    Ok(())
+}
