@@ -135,6 +135,18 @@ impl AuditWriter {
     /// and the action it describes must not go ahead. [`AuditError::Closed`] after
     /// shutdown. Dropping the returned future does not withdraw an event already queued.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let answer = self.enqueue(event).await?;
+        // No answer at all means the task died with the event in hand: whether it was
+        // committed is unknown, so fail closed.
+        answer.await.unwrap_or(Err(AuditError::Unavailable))
+    }
+
+    /// Queues `event` (its body serialized here, on the caller's task) and returns where
+    /// its outcome will be answered.
+    async fn enqueue(
+        &self,
+        event: AuditEvent,
+    ) -> Result<oneshot::Receiver<Result<(), AuditError>>, AuditError> {
         let row = event.to_row();
         let mut body = Vec::with_capacity(256);
         encode_body(&row, &mut body);
@@ -143,9 +155,7 @@ impl AuditWriter {
             .send(Command::Record(Box::new(Pending { row, body, done })))
             .await
             .map_err(|_| AuditError::Closed)?;
-        // No answer at all means the task died with the event in hand: whether it was
-        // committed is unknown, so fail closed.
-        answer.await.unwrap_or(Err(AuditError::Unavailable))
+        Ok(answer)
     }
 
     /// Records `events` (queued together, so they usually share a transaction), returning
@@ -153,15 +163,7 @@ impl AuditWriter {
     pub async fn record_all(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
         let mut answers = Vec::with_capacity(events.len());
         for event in events {
-            let row = event.to_row();
-            let mut body = Vec::with_capacity(256);
-            encode_body(&row, &mut body);
-            let (done, answer) = oneshot::channel();
-            self.commands
-                .send(Command::Record(Box::new(Pending { row, body, done })))
-                .await
-                .map_err(|_| AuditError::Closed)?;
-            answers.push(answer);
+            answers.push(self.enqueue(event).await?);
         }
         let mut outcome = Ok(());
         for answer in answers {

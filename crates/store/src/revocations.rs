@@ -47,33 +47,23 @@ impl Store {
         tenant_id: &str,
         now: UnixTime,
     ) -> Result<Vec<Revocation>, StoreError> {
-        revocations::Entity::find()
-            .filter(revocations::Column::TenantId.eq(tenant_id))
-            .filter(revocations::Column::ExpiresAt.gt(now))
-            .order_by_asc(revocations::Column::RevokedAt)
-            .order_by_asc(revocations::Column::Id)
-            .all(&self.conn)
-            .await
-            .or_unavailable()?
-            .into_iter()
-            .map(Revocation::try_from)
-            .collect()
+        self.revocations_in(
+            revocations::Entity::find()
+                .filter(revocations::Column::TenantId.eq(tenant_id))
+                .filter(revocations::Column::ExpiresAt.gt(now)),
+        )
+        .await
     }
 
     /// Every revocation, of every tenant, that has not expired (`expires_at > now`), by
     /// tenant then revocation time: what a fast store that lost its contents reloads.
     pub async fn live_revocations(&self, now: UnixTime) -> Result<Vec<Revocation>, StoreError> {
-        revocations::Entity::find()
-            .filter(revocations::Column::ExpiresAt.gt(now))
-            .order_by_asc(revocations::Column::TenantId)
-            .order_by_asc(revocations::Column::RevokedAt)
-            .order_by_asc(revocations::Column::Id)
-            .all(&self.conn)
-            .await
-            .or_unavailable()?
-            .into_iter()
-            .map(Revocation::try_from)
-            .collect()
+        self.revocations_in(
+            revocations::Entity::find()
+                .filter(revocations::Column::ExpiresAt.gt(now))
+                .order_by_asc(revocations::Column::TenantId),
+        )
+        .await
     }
 
     /// The unexpired revocations of the tenant with `tenant_id` that could cover a token
@@ -120,5 +110,22 @@ impl Store {
             .await
             .or_unavailable()?;
         Ok(deleted.rows_affected)
+    }
+
+    /// The revocations `query` selects, oldest first within its own order (by revocation
+    /// time, then id).
+    async fn revocations_in(
+        &self,
+        query: sea_orm::Select<revocations::Entity>,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        query
+            .order_by_asc(revocations::Column::RevokedAt)
+            .order_by_asc(revocations::Column::Id)
+            .all(&self.conn)
+            .await
+            .or_unavailable()?
+            .into_iter()
+            .map(Revocation::try_from)
+            .collect()
     }
 }
