@@ -57,6 +57,8 @@ mod layer;
 mod remote;
 #[cfg(feature = "tonic")]
 pub mod tonic;
+#[cfg(feature = "watch")]
+mod watch;
 
 pub use claims::{ACCESS_TOKEN_TYPE, Claims, Policy, unverified_key_id, verify_claims};
 #[cfg(feature = "tower")]
@@ -65,6 +67,8 @@ pub use rejection::{AuthError, grpc_code};
 #[cfg(feature = "remote")]
 pub use remote::{Introspection, RevocationCheck, RevocationFuture, Verifier, VerifierBuilder};
 pub use scopes::ScopeRules;
+#[cfg(feature = "watch")]
+pub use watch::{RevocationWatch, RevocationWatchBuilder, WatchStatus};
 
 /// Why a token was refused. Messages are safe to show to the token's presenter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
