@@ -409,18 +409,27 @@ async fn follow_stream(shared: &Shared, source: &mut Source) -> (bool, String) {
         }
     };
     let mut is_synced = false;
+    // Until its snapshot, a stream must deliver it within one silence limit of opening:
+    // heartbeats alone would otherwise keep an unsynced stream open forever.
+    let snapshot_due = Instant::now() + shared.stale_after(&shared.state());
     loop {
         let silence = shared.stale_after(&shared.state());
-        match tokio::time::timeout(silence, stream.message()).await {
+        let deadline = if is_synced {
+            Instant::now() + silence
+        } else {
+            snapshot_due
+        };
+        match tokio::time::timeout_at(deadline, stream.message()).await {
             Ok(Ok(Some(message))) => is_synced = shared.apply(message, is_synced),
             Ok(Ok(None)) => return (is_synced, "the issuer ended the stream".to_owned()),
             Ok(Err(status)) => return (is_synced, describe(&status)),
-            Err(_) => {
+            Err(_) if is_synced => {
                 return (
                     is_synced,
                     format!("nothing heard for {} ms", silence.as_millis()),
                 );
             }
+            Err(_) => return (false, "the stream sent no snapshot in time".to_owned()),
         }
     }
 }
