@@ -2,6 +2,7 @@
 //! as clients drive it. Each scenario runs on SQLite and on PostgreSQL.
 
 mod cli;
+mod demo;
 mod fixtures;
 mod http_errors;
 mod infra;
