@@ -57,8 +57,7 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// # async fn example() -> Result<(), tollgate_verify::AuthError> {
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use tollgate_domain::ClientSecret;
-/// use tollgate_verify::{RevocationWatch, Verifier};
+/// use tollgate_verify::{ClientSecret, RevocationWatch, Verifier};
 ///
 /// let channel = tonic::transport::Channel::from_static("http://127.0.0.1:50051").connect_lazy();
 /// let secret = ClientSecret::new(std::env::var("RS_SECRET").unwrap_or_default());
