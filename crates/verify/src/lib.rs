@@ -70,11 +70,11 @@ pub use layer::{BearerAuth, BearerAuthLayer, bearer_token, rejection};
 pub use rejection::{AuthError, grpc_code};
 #[cfg(feature = "remote")]
 pub use remote::{Introspection, RevocationCheck, RevocationFuture, Verifier, VerifierBuilder};
+pub use scopes::ScopeRules;
 /// The credential [`Introspection`] and [`RevocationWatch`] authenticate with, re-exported so
 /// that resource servers need not depend on `tollgate-domain` for it.
 #[cfg(feature = "remote")]
 pub use tollgate_domain::ClientSecret;
-pub use scopes::ScopeRules;
 #[cfg(feature = "watch")]
 pub use watch::{RevocationWatch, RevocationWatchBuilder, WatchStatus};
 

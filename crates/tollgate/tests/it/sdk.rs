@@ -418,7 +418,7 @@ async fn token_client_over_grpc_caches_and_fetches_once_for_a_thousand_callers(
 
 async fn token_clients_do_not_retry_rejections(server: TestServer) -> anyhow::Result<()> {
     let fixture = Fixture::new(&server, "acme").await?;
-    let sources: [(&str, Box<dyn Fn(&str) -> Box<dyn TokenSource>>); 2] = [
+    let sources: [(&str, SourceWithSecret); 2] = [
         ("http", {
             let (issuer, client_id) = (fixture.issuer.clone(), fixture.client_id.clone());
             Box::new(move |secret: &str| {
@@ -471,6 +471,9 @@ async fn token_clients_do_not_retry_rejections(server: TestServer) -> anyhow::Re
     }
     Ok(())
 }
+
+/// Makes a token source of the fixture's app with the given secret.
+type SourceWithSecret = Box<dyn Fn(&str) -> Box<dyn TokenSource>>;
 
 /// A boxed source as a source.
 struct BoxedSource(Box<dyn TokenSource>);
