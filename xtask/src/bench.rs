@@ -310,6 +310,7 @@ fn run_all(
             &work.path,
             server_cpu,
             options.database_url.as_deref(),
+            None,
         )?;
         eprintln!(
             "\n== {}: tollgate serve (pid {}) on gRPC {} and HTTP {} ==",
@@ -594,11 +595,14 @@ fn pinned_command(program: &Path, cpu: Option<u32>) -> Command {
 }
 
 /// A child process that is killed (SIGKILL) if it is still running when dropped.
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl KillOnDrop {
     /// Waits for the process to exit, killing it at `deadline`.
-    fn wait_until(&mut self, deadline: Instant) -> anyhow::Result<std::process::ExitStatus> {
+    pub(crate) fn wait_until(
+        &mut self,
+        deadline: Instant,
+    ) -> anyhow::Result<std::process::ExitStatus> {
         loop {
             if let Some(status) = self.0.try_wait()? {
                 return Ok(status);
@@ -626,21 +630,24 @@ impl Drop for KillOnDrop {
 }
 
 /// A running `tollgate serve`. Dropping it stops the server.
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
-    pid: u32,
-    grpc_url: String,
-    http_url: String,
+    pub(crate) pid: u32,
+    pub(crate) grpc_url: String,
+    pub(crate) http_url: String,
     http_addr: SocketAddr,
 }
 
 impl Server {
-    fn start(
+    /// Starts `tollgate serve` on free loopback ports, logging to `<work>/server.log`.
+    /// `{http_addr}` in `issuer_template` becomes the HTTP address.
+    pub(crate) fn start(
         tollgate: &Path,
         data_dir: &Path,
         work: &Path,
         cpu: Option<u32>,
         database_url: Option<&str>,
+        issuer_template: Option<&str>,
     ) -> anyhow::Result<Self> {
         let [grpc_addr, http_addr] = free_loopback_addresses()?;
         let log_path = work.join("server.log");
@@ -672,6 +679,12 @@ impl Server {
         if let Some(url) = database_url {
             command.env("TOLLGATE_DATABASE_URL", url);
         }
+        if let Some(template) = issuer_template {
+            command.env(
+                "TOLLGATE_ISSUER_TEMPLATE",
+                template.replace("{http_addr}", &http_addr.to_string()),
+            );
+        }
         let child = command
             .spawn()
             .with_context(|| format!("cannot start {}", tollgate.display()))?;
@@ -685,7 +698,7 @@ impl Server {
     }
 
     /// Waits until the admin credentials exist and `GET /healthz` answers 200.
-    fn wait_ready(&mut self, data_dir: &Path) -> anyhow::Result<()> {
+    pub(crate) fn wait_ready(&mut self, data_dir: &Path) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let credentials = data_dir.join("admin-credentials.json");
         loop {
@@ -708,7 +721,7 @@ impl Server {
     }
 
     /// SIGTERM, then SIGKILL if the server has not exited within 15 s.
-    fn stop(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn stop(&mut self) -> anyhow::Result<()> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
@@ -767,18 +780,22 @@ fn healthz(address: SocketAddr) -> bool {
 }
 
 /// A directory under the system's temporary directory, removed when dropped.
-struct TempDir {
-    path: PathBuf,
+pub(crate) struct TempDir {
+    pub(crate) path: PathBuf,
 }
 
 impl TempDir {
     fn create() -> anyhow::Result<Self> {
+        Self::create_named("tollgate-bench")
+    }
+
+    /// `<tmp>/<prefix>-<pid>-<nanos>`.
+    pub(crate) fn create_named(prefix: &str) -> anyhow::Result<Self> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|elapsed| elapsed.subsec_nanos())
             .unwrap_or_default();
-        let path =
-            std::env::temp_dir().join(format!("tollgate-bench-{}-{nanos:09}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("{prefix}-{}-{nanos:09}", std::process::id()));
         std::fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
         Ok(Self { path })
     }
@@ -791,7 +808,7 @@ impl Drop for TempDir {
 }
 
 /// The target directory (`cargo metadata`, so `CARGO_TARGET_DIR` and config are honoured).
-fn target_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--no-deps"])
@@ -827,7 +844,7 @@ fn json_string_field(json: &str, name: &str) -> Option<String> {
     None
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

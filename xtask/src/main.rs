@@ -7,8 +7,11 @@
 //! - `bench tokens`: builds the server and `tollgate-bench` in release, runs the token
 //!   benchmarks against a temporary server on loopback and prints the report behind the
 //!   performance targets; see [`bench`] and `cargo xtask bench tokens --help`.
+//! - `demo`: builds the server and `tollgate-demo`, runs the archive scenario against a
+//!   throwaway `tollgate serve` and prints its narrative; see [`demo`].
 
 mod bench;
+mod demo;
 
 use std::process::Command;
 
@@ -20,8 +23,11 @@ fn main() -> anyhow::Result<()> {
     match task.as_str() {
         "ci" => ci(),
         "bench" => bench::bench(&args[1..]),
+        "demo" => demo::demo(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask ci | cargo xtask bench tokens [options]");
+            eprintln!(
+                "usage: cargo xtask ci | cargo xtask bench tokens [options] | cargo xtask demo"
+            );
             bail!("unknown task {task:?}")
         }
     }

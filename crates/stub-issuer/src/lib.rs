@@ -6,10 +6,12 @@
 //! RFC 8414 metadata, a JWK Set with `Cache-Control: max-age`, the client-credentials token
 //! endpoint (RFC 6749 §4.4, `client_secret_basic` and `client_secret_post`, `audience` and
 //! `scope` parameters) and RFC 7662 introspection; and, on a second port, the gRPC
-//! `tollgate.v1.TokenService/IssueToken`. It signs ES256 with ring keys it generates.
+//! `tollgate.v1.TokenService/IssueToken` and `WatchRevocations`. It signs ES256 with ring
+//! keys it generates.
 //!
 //! Tests steer it: scripted failures for the next token requests, a delay per token request,
-//! key rotation, revocation, and counters of every kind of request.
+//! key rotation, revocation, the revocation stream (entries pushed by the test, heartbeats,
+//! silence, ended streams), and counters of every kind of request.
 //!
 //! Invariant: loopback only; it stops when dropped.
 
@@ -31,13 +33,14 @@ use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tollgate_domain::{Clock, ErrorCode, SystemClock};
 use tollgate_proto::v1::token_service_server::{TokenService, TokenServiceServer};
 use tollgate_proto::v1::{
     GetJwksRequest, GetJwksResponse, IntrospectTokenRequest, IntrospectTokenResponse,
-    IssueTokenRequest, IssueTokenResponse, RevokeTokenRequest, RevokeTokenResponse,
+    IssueTokenRequest, IssueTokenResponse, RevocationEntry, RevokeTokenRequest,
+    RevokeTokenResponse, WatchRevocationsRequest, WatchRevocationsResponse,
 };
 
 /// Why the stub could not start or sign.
@@ -99,7 +102,11 @@ struct State {
     jwks_fetches: AtomicUsize,
     metadata_fetches: AtomicUsize,
     introspections: AtomicUsize,
+    watches: AtomicUsize,
 }
+
+/// One open `WatchRevocations` stream.
+type Watcher = mpsc::Sender<Result<WatchRevocationsResponse, tonic::Status>>;
 
 struct Inner {
     /// Published keys; `signing` indexes the one that signs.
@@ -114,6 +121,12 @@ struct Inner {
     revoked: HashSet<String>,
     next_jti: u64,
     calls: Vec<TokenCall>,
+    /// Every entry pushed on the revocation stream: the snapshot of new watches.
+    watch_entries: Vec<RevocationEntry>,
+    watchers: Vec<Watcher>,
+    /// While set, watches get nothing: no snapshot, no entries, no heartbeats.
+    is_watch_silent: bool,
+    watch_heartbeat: Duration,
 }
 
 struct Key {
@@ -193,11 +206,16 @@ impl StubIssuer {
                 revoked: HashSet::new(),
                 next_jti: 1,
                 calls: Vec::new(),
+                watch_entries: Vec::new(),
+                watchers: Vec::new(),
+                is_watch_silent: false,
+                watch_heartbeat: Duration::from_secs(5),
             }),
             token_requests: AtomicUsize::new(0),
             jwks_fetches: AtomicUsize::new(0),
             metadata_fetches: AtomicUsize::new(0),
             introspections: AtomicUsize::new(0),
+            watches: AtomicUsize::new(0),
         });
         let prefix = format!("/t/{tenant}");
         let router = Router::new()
@@ -370,6 +388,45 @@ impl StubIssuer {
     /// Marks the token with this `jti` revoked (introspection answers `active: false`).
     pub fn revoke(&self, jti: &str) {
         self.state.inner().revoked.insert(jti.to_owned());
+    }
+
+    /// Sends `entry` on every open revocation stream (unless silent) and adds it to the
+    /// snapshot of later ones.
+    pub fn push_revocation(&self, entry: RevocationEntry) {
+        let mut inner = self.state.inner();
+        inner.watch_entries.push(entry.clone());
+        if !inner.is_watch_silent {
+            let message = WatchRevocationsResponse {
+                is_snapshot: false,
+                revocations: vec![entry],
+                heartbeat_seconds: heartbeat_seconds(inner.watch_heartbeat),
+            };
+            inner
+                .watchers
+                .retain(|watcher| watcher.try_send(Ok(message.clone())).is_ok());
+        }
+    }
+
+    /// While `is_silent`, revocation streams get nothing at all, as if the network dropped
+    /// them without a word; new ones get no snapshot either.
+    pub fn set_watch_silent(&self, is_silent: bool) {
+        self.state.inner().is_watch_silent = is_silent;
+    }
+
+    /// The interval of heartbeats on revocation streams (default 5 s; the messages state
+    /// it in whole seconds, at least one).
+    pub fn set_watch_heartbeat(&self, interval: Duration) {
+        self.state.inner().watch_heartbeat = interval;
+    }
+
+    /// Ends every open revocation stream.
+    pub fn end_watches(&self) {
+        self.state.inner().watchers.clear();
+    }
+
+    /// `WatchRevocations` calls received.
+    pub fn watches(&self) -> usize {
+        self.state.watches.load(Ordering::SeqCst)
     }
 
     /// Token requests received (HTTP and gRPC, scripted failures included).
@@ -661,7 +718,40 @@ async fn introspect(
     }
 }
 
-/// The gRPC face of the stub: `IssueToken` only.
+fn heartbeat_seconds(interval: Duration) -> i64 {
+    i64::try_from(interval.as_secs().max(1)).unwrap_or(i64::MAX)
+}
+
+/// Sends a heartbeat on `watcher` every interval while it is open (the stub holds the only
+/// strong sender, so `end_watches` ends the stream) and the stub is not silent.
+async fn heartbeats(
+    state: Arc<State>,
+    watcher: mpsc::WeakSender<Result<WatchRevocationsResponse, tonic::Status>>,
+) {
+    loop {
+        let (interval, is_silent) = {
+            let inner = state.inner();
+            (inner.watch_heartbeat, inner.is_watch_silent)
+        };
+        tokio::time::sleep(interval).await;
+        let Some(watcher) = watcher.upgrade().filter(|watcher| !watcher.is_closed()) else {
+            return;
+        };
+        if is_silent || state.inner().is_watch_silent {
+            continue;
+        }
+        let message = WatchRevocationsResponse {
+            is_snapshot: false,
+            revocations: Vec::new(),
+            heartbeat_seconds: heartbeat_seconds(interval),
+        };
+        if watcher.send(Ok(message)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The gRPC face of the stub: `IssueToken` and `WatchRevocations`.
 struct GrpcStub {
     state: Arc<State>,
 }
@@ -681,14 +771,37 @@ fn grpc_error(status: u16, error: &str) -> tonic::Status {
 #[tonic::async_trait]
 impl TokenService for GrpcStub {
     type WatchRevocationsStream =
-        tokio_stream::Empty<Result<tollgate_proto::v1::WatchRevocationsResponse, tonic::Status>>;
+        tokio_stream::wrappers::ReceiverStream<Result<WatchRevocationsResponse, tonic::Status>>;
 
     async fn watch_revocations(
         &self,
-        _: tonic::Request<tollgate_proto::v1::WatchRevocationsRequest>,
+        request: tonic::Request<WatchRevocationsRequest>,
     ) -> Result<tonic::Response<Self::WatchRevocationsStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented(
-            "the stub issuer has no revocation stream",
+        self.state.watches.fetch_add(1, Ordering::SeqCst);
+        let request = request.into_inner();
+        let (sender, receiver) = mpsc::channel(64);
+        {
+            let mut inner = self.state.inner();
+            let is_known = inner
+                .clients
+                .get(&request.client_id)
+                .is_some_and(|(secret, _)| *secret == request.client_secret);
+            if request.tenant != self.state.tenant || !is_known {
+                return Err(grpc_error(401, "invalid_client"));
+            }
+            if !inner.is_watch_silent {
+                let snapshot = WatchRevocationsResponse {
+                    is_snapshot: true,
+                    revocations: inner.watch_entries.clone(),
+                    heartbeat_seconds: heartbeat_seconds(inner.watch_heartbeat),
+                };
+                let _ = sender.try_send(Ok(snapshot));
+            }
+            tokio::spawn(heartbeats(self.state.clone(), sender.downgrade()));
+            inner.watchers.push(sender);
+        }
+        Ok(tonic::Response::new(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
         ))
     }
 

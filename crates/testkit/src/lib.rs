@@ -80,7 +80,10 @@ pub struct AdminCredentials {
 pub struct TestOptions {
     /// The database.
     pub backend: Backend,
-    /// The issuer template (default: `http://{tenant}.hub.localhost:8080/`).
+    /// The issuer template (default: `http://{tenant}.hub.localhost:8080/`). `{http_addr}`
+    /// is replaced by the test server's HTTP address, so that
+    /// `http://{http_addr}/t/{tenant}/` gives issuers whose metadata, JWKS and token
+    /// endpoint are reachable at their own URLs (discovery as clients do it).
     pub issuer_template: Option<String>,
     /// `TOLLGATE_REDIS_URL`; `None` = in-process shared state.
     pub redis_url: Option<String>,
@@ -167,6 +170,10 @@ impl TestServer {
                 }
             },
         };
+        let grpc = TcpListener::bind("127.0.0.1:0").await?;
+        let http = TcpListener::bind("127.0.0.1:0").await?;
+        let grpc_url = format!("http://{}", grpc.local_addr()?);
+        let http_url = format!("http://{}", http.local_addr()?);
         let args = ServeArgs {
             data_dir: data_dir.clone(),
             grpc_addr: "127.0.0.1:0".parse()?,
@@ -175,7 +182,8 @@ impl TestServer {
             master_key: master_key.clone(),
             issuer_template: options
                 .issuer_template
-                .unwrap_or_else(|| tollgate_domain::IssuerTemplate::DEFAULT.to_owned()),
+                .unwrap_or_else(|| tollgate_domain::IssuerTemplate::DEFAULT.to_owned())
+                .replace("{http_addr}", &http.local_addr()?.to_string()),
             jwks_max_age: 300,
             redis_url: options.redis_url.clone(),
             key_rotation_period: options.key_rotation_period.clone(),
@@ -187,10 +195,6 @@ impl TestServer {
         };
         let config = Config::from_args(args)?;
         let database_url = config.database_url.clone();
-        let grpc = TcpListener::bind("127.0.0.1:0").await?;
-        let http = TcpListener::bind("127.0.0.1:0").await?;
-        let grpc_url = format!("http://{}", grpc.local_addr()?);
-        let http_url = format!("http://{}", http.local_addr()?);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(config, Listeners { grpc, http }, async move {
             let _ = stopped.await;

@@ -20,6 +20,10 @@
 //!   challenges, or the gRPC codes, and the [`Claims`] in the request extensions.
 //! - `axum`: [`Claims`] as an axum extractor. `tonic`: `tonic::ClaimsExt` and a synchronous
 //!   `tonic::BearerInterceptor`.
+//! - `watch`: [`RevocationWatch`], a [`RevocationCheck`] that follows Tollgate's
+//!   `WatchRevocations` stream and answers from memory (a revoked token is refused within
+//!   milliseconds, with no call per request), failing closed before its first snapshot and
+//!   when the stream falls silent. It brings in Tollgate's gRPC bindings (`tollgate-proto`).
 //!
 //! ```
 //! use tollgate_verify::{KeySet, Policy, VerifyError, verify_claims};
@@ -57,6 +61,8 @@ mod layer;
 mod remote;
 #[cfg(feature = "tonic")]
 pub mod tonic;
+#[cfg(feature = "watch")]
+mod watch;
 
 pub use claims::{ACCESS_TOKEN_TYPE, Claims, Policy, unverified_key_id, verify_claims};
 #[cfg(feature = "tower")]
@@ -65,6 +71,12 @@ pub use rejection::{AuthError, grpc_code};
 #[cfg(feature = "remote")]
 pub use remote::{Introspection, RevocationCheck, RevocationFuture, Verifier, VerifierBuilder};
 pub use scopes::ScopeRules;
+/// The credential [`Introspection`] and [`RevocationWatch`] authenticate with, re-exported so
+/// that resource servers need not depend on `tollgate-domain` for it.
+#[cfg(feature = "remote")]
+pub use tollgate_domain::ClientSecret;
+#[cfg(feature = "watch")]
+pub use watch::{RevocationWatch, RevocationWatchBuilder, WatchStatus};
 
 /// Why a token was refused. Messages are safe to show to the token's presenter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,6 +3,7 @@
 
 mod audit;
 mod cli;
+mod demo;
 mod fixtures;
 mod http_errors;
 mod infra;
@@ -10,14 +11,48 @@ mod interop;
 mod lifecycle;
 mod management;
 mod multi;
+mod sdk;
 mod tokens;
 mod trail;
 mod watch;
 
 /// Declares each listed scenario `async fn name(server: TestServer) -> anyhow::Result<()>`
-/// of the calling module as two tests: `sqlite::name` and `postgres::name`.
+/// of the calling module as two tests: `sqlite::name` and `postgres::name`. With
+/// `options = f;` first, where `fn f() -> TestOptions` is in the calling module, the servers
+/// start with those options (the backend aside).
 #[macro_export]
 macro_rules! backend_tests {
+    (options = $options:ident; $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    let server = tollgate_testkit::TestServer::start_with(tollgate_testkit::TestOptions {
+                        backend: tollgate_testkit::Backend::Sqlite,
+                        ..super::$options()
+                    })
+                    .await?;
+                    super::$name(server).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    if tollgate_testkit::postgres_url_or_skip(concat!(module_path!(), "::", stringify!($name))).is_none() {
+                        return Ok(());
+                    }
+                    let server = tollgate_testkit::TestServer::start_with(tollgate_testkit::TestOptions {
+                        backend: tollgate_testkit::Backend::Postgres,
+                        ..super::$options()
+                    })
+                    .await?;
+                    super::$name(server).await
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(

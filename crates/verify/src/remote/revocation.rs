@@ -2,8 +2,9 @@
 //! every otherwise valid token, and [`Introspection`], its RFC 7662 implementation with a
 //! short cache.
 //!
-//! The trait is small on purpose, so that other sources (a streaming subscription to the
-//! issuer's revocations, a shared cache) can plug in beside introspection.
+//! The trait is small on purpose, so that other sources can plug in beside introspection:
+//! `RevocationWatch` (feature `watch`) follows Tollgate's revocation stream; a shared cache
+//! would do as well.
 
 use std::collections::HashMap;
 use std::fmt;

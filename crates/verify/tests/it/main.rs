@@ -1,9 +1,11 @@
 //! `tollgate-verify` against a second, independent issuer: `tollgate-stub-issuer`, a small
 //! OAuth 2.0 server on `127.0.0.1:0` with its own ring ES256 keys, metadata, JWKS and
-//! introspection. Tokens of that issuer carry none of Tollgate's own claims.
+//! introspection, and a scripted revocation stream. Tokens of that issuer carry none of
+//! Tollgate's own claims unless a test adds them.
 
 mod layer;
 mod verifier;
+mod watch;
 
 use std::error::Error;
 use std::sync::Arc;
