@@ -14,6 +14,7 @@ mod m20261121_000001_initial;
 mod m20261122_000001_lifecycle;
 mod m20261122_000002_audit;
 mod m20261123_000001_audit_read_scope;
+mod m20261123_000002_audit_time_index;
 
 /// Applies Tollgate's migrations in order.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_lifecycle::Migration),
             Box::new(m20261122_000002_audit::Migration),
             Box::new(m20261123_000001_audit_read_scope::Migration),
+            Box::new(m20261123_000002_audit_time_index::Migration),
         ]
     }
 }
