@@ -29,7 +29,7 @@ impl ChangeEvents {
         let work = events
             .into_iter()
             .map(|event| {
-                let row = event.to_row();
+                let row = event.into_row();
                 let mut body = Vec::with_capacity(256);
                 encode_body(&row, &mut body);
                 (row, body)

@@ -325,16 +325,17 @@ impl AuditEvent {
 
     /// The stored form, not yet placed in a chain (`seq` 0, no hashes, `id` 0).
     pub fn to_row(&self) -> AuditRow {
-        let text = |value: &Option<Identifier>| value.as_ref().map(|v| v.as_str().to_owned());
-        let texts = |values: &[Identifier]| {
-            values
-                .iter()
-                .map(|v| v.as_str().to_owned())
-                .collect::<Vec<_>>()
-        };
+        self.clone().into_row()
+    }
+
+    /// [`AuditEvent::to_row`], moving the texts instead of copying them (every token
+    /// request's event goes through here).
+    pub fn into_row(self) -> AuditRow {
+        let text = |value: Option<Identifier>| value.map(|v| v.0);
+        let texts = |values: Vec<Identifier>| values.into_iter().map(|v| v.0).collect::<Vec<_>>();
         AuditRow {
             id: 0,
-            tenant_id: self.tenant_id.as_str().to_owned(),
+            tenant_id: self.tenant_id.0,
             seq: 0,
             version: CHAIN_VERSION,
             time_ms: self.time_ms,
@@ -342,22 +343,18 @@ impl AuditEvent {
             action: self.action.as_str().to_owned(),
             result: self.result.as_str().to_owned(),
             error_code: self.error.map(|code| code.reason().to_owned()),
-            actor: text(&self.actor),
-            client_id: text(&self.client_id),
-            secret_id: text(&self.secret_id),
-            audience: text(&self.audience),
-            scopes_requested: texts(&self.scopes_requested),
-            scopes_granted: texts(&self.scopes_granted),
-            jti: text(&self.jti),
+            actor: text(self.actor),
+            client_id: text(self.client_id),
+            secret_id: text(self.secret_id),
+            audience: text(self.audience),
+            scopes_requested: texts(self.scopes_requested),
+            scopes_granted: texts(self.scopes_granted),
+            jti: text(self.jti),
             source: self.source.map(|address| address.to_string()),
             transport: self.transport.map(|t| t.as_str().to_owned()),
-            trace_id: text(&self.trace_id),
-            resource: text(&self.resource),
-            changed_fields: self
-                .changed_fields
-                .iter()
-                .map(|name| name.as_str().to_owned())
-                .collect(),
+            trace_id: text(self.trace_id),
+            resource: text(self.resource),
+            changed_fields: self.changed_fields.into_iter().map(|name| name.0).collect(),
             count: i64::from(self.count),
             prev_hash: String::new(),
             hash: String::new(),

@@ -147,7 +147,7 @@ impl AuditWriter {
         &self,
         event: AuditEvent,
     ) -> Result<oneshot::Receiver<Result<(), AuditError>>, AuditError> {
-        let row = event.to_row();
+        let row = event.into_row();
         let mut body = Vec::with_capacity(256);
         encode_body(&row, &mut body);
         let (done, answer) = oneshot::channel();
