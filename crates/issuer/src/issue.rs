@@ -307,18 +307,16 @@ impl Issuer {
     /// malformed, expired, another app's) does nothing and still succeeds.
     pub async fn revoke(&self, request: TokenCallRequest) -> Result<(), IssueError> {
         let now = self.clock.now();
-        let view = self.catalog.tenant(&request.tenant).await?;
-        let (view, _) = self
-            .authenticate(
-                view.as_ref(),
+        let view = self
+            .authenticated_view(
                 &request.tenant,
                 &request.client_id,
                 &request.client_secret,
-                request.origin.source,
+                &request.origin,
                 now,
             )
             .await?;
-        let Some(claims) = verified_claims(view, &request.token) else {
+        let Some(claims) = verified_claims(&view, &request.token) else {
             return Ok(());
         };
         if claims.client_id != request.client_id.as_str() {
@@ -363,18 +361,16 @@ impl Issuer {
         request: TokenCallRequest,
     ) -> Result<Option<AccessTokenClaims>, IssueError> {
         let now = self.clock.now();
-        let view = self.catalog.tenant(&request.tenant).await?;
-        let (view, _) = self
-            .authenticate(
-                view.as_ref(),
+        let view = self
+            .authenticated_view(
                 &request.tenant,
                 &request.client_id,
                 &request.client_secret,
-                request.origin.source,
+                &request.origin,
                 now,
             )
             .await?;
-        let Some(claims) = verified_claims(view, &request.token) else {
+        let Some(claims) = verified_claims(&view, &request.token) else {
             return Ok(None);
         };
         let facts = TokenFacts {
@@ -399,12 +395,27 @@ impl Issuer {
         secret: &ClientSecret,
         origin: &RequestOrigin,
     ) -> Result<String, IssueError> {
-        let now = self.clock.now();
-        let view = self.catalog.tenant(tenant).await?;
-        let (view, _) = self
-            .authenticate(view.as_ref(), tenant, client_id, secret, origin.source, now)
+        let view = self
+            .authenticated_view(tenant, client_id, secret, origin, self.clock.now())
             .await?;
         Ok(view.id.clone())
+    }
+
+    /// The tenant's view once the client has authenticated: for the calls that need no more
+    /// than being an app of the tenant (revocation, introspection, watching revocations).
+    async fn authenticated_view(
+        &self,
+        tenant: &TenantName,
+        client_id: &ClientId,
+        secret: &ClientSecret,
+        origin: &RequestOrigin,
+        now: UnixTime,
+    ) -> Result<Arc<TenantView>, IssueError> {
+        let view = self.catalog.tenant(tenant).await?;
+        self.authenticate(view.as_ref(), tenant, client_id, secret, origin.source, now)
+            .await?;
+        // Authentication succeeded, so the tenant exists.
+        view.ok_or(IssueError::InvalidClient)
     }
 
     /// The tenant's revocations in force now (by tenant id).
