@@ -56,7 +56,9 @@ pub(crate) async fn jwks<B: TokenBackend>(
     response
 }
 
-/// RFC 8414 metadata, served at both well-known paths.
+/// RFC 8414 metadata, served at both well-known paths, each appended to the issuer
+/// (`<issuer>.well-known/…`, the OpenID Connect Discovery form) and, for path issuers,
+/// inserted between host and path (`/.well-known/…/t/<tenant>`, RFC 8414 §3.1).
 ///
 /// Tollgate is an authorization server with token, revocation and introspection endpoints,
 /// not an OpenID provider: `/.well-known/openid-configuration` serves the same document for

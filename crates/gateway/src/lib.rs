@@ -8,7 +8,9 @@
 //!
 //! Every route exists twice: under `/t/<tenant>/` for clients that cannot set `Host`, and at
 //! the root, where the tenant is the first label of a `Host` ending in the issuer template's
-//! host suffix (`acme.hub.localhost:8080` → `acme`).
+//! host suffix (`acme.hub.localhost:8080` → `acme`). The metadata of a path issuer
+//! (`http://host/t/acme/`) is also where RFC 8414 §3.1 puts it, between host and path:
+//! `/.well-known/oauth-authorization-server/t/acme`.
 
 mod backend;
 mod basic;
@@ -78,8 +80,12 @@ pub(crate) struct Gateway<B> {
 /// [`tenant::ResolvedTenant`].
 const PREFIXES: [&str; 2] = ["", "/t/{tenant}"];
 
+/// The well-known names of the metadata document (RFC 8414 §3 and §7.3.1).
+const WELL_KNOWN_METADATA: [&str; 2] = ["oauth-authorization-server", "openid-configuration"];
+
 /// Builds the gateway's routes: the token, revocation and introspection endpoints, JWKS and
-/// metadata (at the root and under `/t/<tenant>/`), `GET /healthz`, and a JSON 404 for
+/// metadata (at the root and under `/t/<tenant>/`; for path issuers also at
+/// `/.well-known/<document>/t/<tenant>`, RFC 8414 §3.1), `GET /healthz`, and a JSON 404 for
 /// everything else.
 ///
 /// The `source` of the requests handed to the backend is the TCP peer's address, from
@@ -119,15 +125,27 @@ pub fn router<B: TokenBackend>(config: GatewayConfig, backend: Arc<B>) -> Router
             .route(
                 &format!("{prefix}/.well-known/jwks.json"),
                 get(discovery::jwks::<B>),
-            )
-            .route(
-                &format!("{prefix}/.well-known/oauth-authorization-server"),
-                get(discovery::metadata::<B>),
-            )
-            .route(
-                &format!("{prefix}/.well-known/openid-configuration"),
+            );
+        for document in WELL_KNOWN_METADATA {
+            router = router.route(
+                &format!("{prefix}/.well-known/{document}"),
                 get(discovery::metadata::<B>),
             );
+        }
+    }
+    // RFC 8414 §3.1 forms the metadata URL of an issuer with a path by inserting the
+    // well-known segment between host and path, without the path's terminating `/`:
+    // issuer `http://host/t/acme/` → `/.well-known/oauth-authorization-server/t/acme`.
+    // OpenID Connect Discovery appends instead (`/t/acme/.well-known/openid-configuration`,
+    // above); clients mix the two conventions, so both documents are served in both forms,
+    // and with the `/` kept for clients that do not remove it.
+    for document in WELL_KNOWN_METADATA {
+        for tail in ["", "/"] {
+            router = router.route(
+                &format!("/.well-known/{document}/t/{{tenant}}{tail}"),
+                get(discovery::metadata::<B>),
+            );
+        }
     }
     router
         .route("/healthz", get(healthz))

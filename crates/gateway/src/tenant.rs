@@ -1,5 +1,5 @@
-//! Which tenant a request is for: the `{tenant}` path segment of `/t/<tenant>/…` routes, or
-//! else the first label of the request's host when the host ends with the issuer template's
+//! Which tenant a request is for: the `{tenant}` path segment of `/t/<tenant>/…` routes (and
+//! of the inserted metadata routes `/.well-known/<document>/t/<tenant>`), or else the first label of the request's host when the host ends with the issuer template's
 //! host suffix.
 
 use std::sync::Arc;

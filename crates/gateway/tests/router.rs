@@ -1224,6 +1224,41 @@ async fn discovery_errors() -> TestResult {
             "temporarily_unavailable",
             "the service is temporarily unavailable; retry later",
         ),
+        (
+            "/.well-known/oauth-authorization-server/t/ghost",
+            BARE_HOST,
+            404,
+            "not_found",
+            "tenant not found",
+        ),
+        (
+            "/.well-known/openid-configuration/t/Acme",
+            TENANT_HOST,
+            404,
+            "not_found",
+            "unknown tenant",
+        ),
+        (
+            "/.well-known/oauth-authorization-server/t/down/",
+            BARE_HOST,
+            503,
+            "temporarily_unavailable",
+            "the service is temporarily unavailable; retry later",
+        ),
+        (
+            "/.well-known/oauth-authorization-server/t/acme/x",
+            BARE_HOST,
+            404,
+            "not_found",
+            "no such endpoint",
+        ),
+        (
+            "/.well-known/jwks.json/t/acme",
+            BARE_HOST,
+            404,
+            "not_found",
+            "no such endpoint",
+        ),
         ("/nope", TENANT_HOST, 404, "not_found", "no such endpoint"),
         (
             "/t/acme/nope",
@@ -1265,6 +1300,16 @@ async fn metadata_documents() -> TestResult {
         ("/.well-known/openid-configuration", TENANT_HOST),
         ("/t/acme/.well-known/oauth-authorization-server", BARE_HOST),
         ("/t/acme/.well-known/openid-configuration", BARE_HOST),
+        // RFC 8414 §3.1: for a path issuer the well-known segment goes between host and
+        // path; the path tenant wins over the host's, as under `/t/<tenant>/`.
+        ("/.well-known/oauth-authorization-server/t/acme", BARE_HOST),
+        ("/.well-known/oauth-authorization-server/t/acme/", BARE_HOST),
+        ("/.well-known/openid-configuration/t/acme", BARE_HOST),
+        ("/.well-known/openid-configuration/t/acme/", BARE_HOST),
+        (
+            "/.well-known/oauth-authorization-server/t/acme",
+            "ghost.hub.localhost",
+        ),
     ] {
         let reply = send(&router, get(path, host)?).await?;
         assert_eq!(reply.status, StatusCode::OK, "{path}");
