@@ -1,0 +1,3 @@
+//! `tollgate-domain` from the outside: properties of the parsers every transport relies on.
+
+mod proptests;
