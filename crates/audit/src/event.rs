@@ -6,6 +6,17 @@
 //! the client-secret prefix `tgsec_` or the `$` of stored secret hashes) or a
 //! [`FieldName`] (a lowercase field *name*: management changes record which fields
 //! changed, never their values).
+//!
+//! Invariant: a record's size is bounded whatever a request held. Every text has a maximum
+//! length (an [`Identifier`] 256 bytes, a [`FieldName`] 64, a tenant name 63, the closed
+//! names and an address less), and every list a maximum number of items, applied when the
+//! event becomes a row ([`AuditEvent::into_row`], the only way into the trail): at most
+//! [`MAX_RECORDED_REQUESTED_SCOPES`] requested scopes, [`MAX_RECORDED_GRANTED_SCOPES`]
+//! granted scopes and [`MAX_CHANGED_FIELDS`] field names. Scopes past their limit are not
+//! silently lost: their number is kept ([`AuditEvent::scopes_requested_omitted`],
+//! [`AuditEvent::scopes_granted_omitted`]) and stored as a last list item `+<n> more`,
+//! which no scope or identifier can be (it holds a space). So no row exceeds
+//! [`MAX_EVENT_TEXT_BYTES`] of text.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -23,6 +34,42 @@ pub const MAX_IDENTIFIER_LEN: usize = 256;
 
 /// Longest [`FieldName`], in bytes.
 pub const MAX_FIELD_NAME_LEN: usize = 64;
+
+/// Most requested scopes a record lists. A refusal keeps a few of what was asked for, to
+/// show what it was about, and the number of the others: a request naming many scopes
+/// (at most 64 pass the transports' limits, and the trail must not trust even that)
+/// costs the trail no more than one naming eight.
+pub const MAX_RECORDED_REQUESTED_SCOPES: usize = 8;
+
+/// Most granted scopes a record lists. Granted scopes come from the catalog, not from the
+/// caller; 64 is as many as a request may name, and an app holding more that asks for
+/// every scope has the others counted.
+pub const MAX_RECORDED_GRANTED_SCOPES: usize = 64;
+
+/// Most field names a management change lists (changes touch a handful; the names come
+/// from the server's own code, never from a request).
+pub const MAX_CHANGED_FIELDS: usize = 32;
+
+/// Upper bound of the text one record stores, in bytes: every optional identifier at its
+/// longest, the lists at their limits (with their `+<n> more` items), the tenant name,
+/// the closed names and an IPv6 address. Not a target; a ceiling the types guarantee.
+pub const MAX_EVENT_TEXT_BYTES: usize = IDENTIFIER_FIELDS * MAX_IDENTIFIER_LEN
+    + (MAX_RECORDED_REQUESTED_SCOPES + MAX_RECORDED_GRANTED_SCOPES) * MAX_IDENTIFIER_LEN
+    + 2 * OMITTED_ITEM_MAX_LEN
+    + MAX_CHANGED_FIELDS * MAX_FIELD_NAME_LEN
+    + tollgate_domain::TenantName::MAX_LEN
+    + CLOSED_NAMES_MAX_LEN
+    + IP_ADDRESS_MAX_LEN;
+
+/// The identifier fields of an event: tenant id, actor, client id, secret id, audience,
+/// jti, trace id, resource.
+const IDENTIFIER_FIELDS: usize = 8;
+/// `+4294967295 more`.
+const OMITTED_ITEM_MAX_LEN: usize = 17;
+/// Action, result, error code and transport, each well under 32 bytes.
+const CLOSED_NAMES_MAX_LEN: usize = 4 * 32;
+/// The longest textual IPv6 address.
+const IP_ADDRESS_MAX_LEN: usize = 45;
 
 /// What happened. Closed: the stored names ([`AuditAction::as_str`]) are part of the hash
 /// chain's serialization and must never change meaning.
@@ -247,8 +294,11 @@ fn looks_like_secret(value: &str) -> bool {
 /// token requests and the admin token's `sub` for management; `error` is set exactly when
 /// `result` is [`Outcome::Denied`]; `resource` and `changed_fields` describe management
 /// changes (e.g. `app/<client id>` and `["grants", "rate_limit_per_second"]`); `count` is 1
-/// unless the record aggregates identical events (rate-limit denials of one client in one
-/// second).
+/// unless the record aggregates refusals of one second ([`crate::DenialCounter`]: rate-limit
+/// refusals, and refusals that failed client authentication).
+///
+/// Lists are bounded when the event becomes a row (see the module documentation): what is
+/// past a list's limit is counted in its `_omitted` field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
     /// The tenant's id (e.g. `ten_…`): whose chain the record joins.
@@ -271,10 +321,16 @@ pub struct AuditEvent {
     pub secret_id: Option<Identifier>,
     /// The audience asked for.
     pub audience: Option<Identifier>,
-    /// The scopes asked for (empty: none named).
+    /// The scopes asked for (empty: none named), at most
+    /// [`MAX_RECORDED_REQUESTED_SCOPES`] of them in the stored record.
     pub scopes_requested: Vec<Identifier>,
-    /// The scopes granted.
+    /// How many more scopes were asked for than `scopes_requested` lists (or could list: a
+    /// value that is no [`Identifier`] is counted here instead).
+    pub scopes_requested_omitted: u32,
+    /// The scopes granted, at most [`MAX_RECORDED_GRANTED_SCOPES`] in the stored record.
     pub scopes_granted: Vec<Identifier>,
+    /// How many more scopes were granted than `scopes_granted` lists.
+    pub scopes_granted_omitted: u32,
     /// The issued or revoked token's id.
     pub jti: Option<Identifier>,
     /// The caller's address.
@@ -312,7 +368,9 @@ impl AuditEvent {
             secret_id: None,
             audience: None,
             scopes_requested: Vec::new(),
+            scopes_requested_omitted: 0,
             scopes_granted: Vec::new(),
+            scopes_granted_omitted: 0,
             jti: None,
             source: None,
             transport: None,
@@ -323,16 +381,39 @@ impl AuditEvent {
         }
     }
 
+    /// Sets the requested scopes from what a request named: the first
+    /// [`MAX_RECORDED_REQUESTED_SCOPES`] that can be recorded, and the number of the others.
+    pub fn set_scopes_requested<'a>(&mut self, scopes: impl IntoIterator<Item = &'a str>) {
+        let (listed, omitted) = bounded_identifiers(scopes, MAX_RECORDED_REQUESTED_SCOPES);
+        self.scopes_requested = listed;
+        self.scopes_requested_omitted = omitted;
+    }
+
+    /// Sets the granted scopes: the first [`MAX_RECORDED_GRANTED_SCOPES`], and the number
+    /// of the others.
+    pub fn set_scopes_granted<'a>(&mut self, scopes: impl IntoIterator<Item = &'a str>) {
+        let (listed, omitted) = bounded_identifiers(scopes, MAX_RECORDED_GRANTED_SCOPES);
+        self.scopes_granted = listed;
+        self.scopes_granted_omitted = omitted;
+    }
+
+    /// How many scopes the request named, listed or not.
+    pub fn scopes_requested_count(&self) -> u64 {
+        self.scopes_requested.len() as u64 + u64::from(self.scopes_requested_omitted)
+    }
+
     /// The stored form, not yet placed in a chain (`seq` 0, no hashes, `id` 0).
     pub fn to_row(&self) -> AuditRow {
         self.clone().into_row()
     }
 
     /// [`AuditEvent::to_row`], moving the texts instead of copying them (every token
-    /// request's event goes through here).
+    /// request's event goes through here). Lists past their limits are cut here, the cut
+    /// items counted in the `+<n> more` item: this is where a record's size is bounded.
     pub fn into_row(self) -> AuditRow {
         let text = |value: Option<Identifier>| value.map(|v| v.0);
-        let texts = |values: Vec<Identifier>| values.into_iter().map(|v| v.0).collect::<Vec<_>>();
+        let mut changed_fields = self.changed_fields;
+        changed_fields.truncate(MAX_CHANGED_FIELDS);
         AuditRow {
             id: 0,
             tenant_id: self.tenant_id.0,
@@ -347,19 +428,68 @@ impl AuditEvent {
             client_id: text(self.client_id),
             secret_id: text(self.secret_id),
             audience: text(self.audience),
-            scopes_requested: texts(self.scopes_requested),
-            scopes_granted: texts(self.scopes_granted),
+            scopes_requested: bounded_texts(
+                self.scopes_requested,
+                self.scopes_requested_omitted,
+                MAX_RECORDED_REQUESTED_SCOPES,
+            ),
+            scopes_granted: bounded_texts(
+                self.scopes_granted,
+                self.scopes_granted_omitted,
+                MAX_RECORDED_GRANTED_SCOPES,
+            ),
             jti: text(self.jti),
             source: self.source.map(|address| address.to_string()),
             transport: self.transport.map(|t| t.as_str().to_owned()),
             trace_id: text(self.trace_id),
             resource: text(self.resource),
-            changed_fields: self.changed_fields.into_iter().map(|name| name.0).collect(),
+            changed_fields: changed_fields.into_iter().map(|name| name.0).collect(),
             count: i64::from(self.count),
             prev_hash: String::new(),
             hash: String::new(),
         }
     }
+}
+
+/// The first `limit` values that are [`Identifier`]s, and how many others there were.
+fn bounded_identifiers<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+    limit: usize,
+) -> (Vec<Identifier>, u32) {
+    let mut listed = Vec::new();
+    let mut omitted = 0u32;
+    for value in values {
+        match Identifier::parse(value) {
+            Ok(identifier) if listed.len() < limit => listed.push(identifier),
+            _ => omitted = omitted.saturating_add(1),
+        }
+    }
+    (listed, omitted)
+}
+
+/// A list as stored: at most `limit` items, then `+<n> more` if any were left out.
+fn bounded_texts(values: Vec<Identifier>, omitted: u32, limit: usize) -> Vec<String> {
+    let cut = u32::try_from(values.len().saturating_sub(limit)).unwrap_or(u32::MAX);
+    let omitted = omitted.saturating_add(cut);
+    let mut texts: Vec<String> = values.into_iter().take(limit).map(|v| v.0).collect();
+    if omitted > 0 {
+        texts.push(omitted_item(omitted));
+    }
+    texts
+}
+
+/// The stored item counting `n` scopes a list leaves out.
+fn omitted_item(n: u32) -> String {
+    format!("+{n} more")
+}
+
+/// The number an item written by [`omitted_item`] counts, if it is one.
+fn parse_omitted_item(item: &str) -> Option<u32> {
+    let digits = item.strip_prefix('+')?.strip_suffix(" more")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|&n| n > 0)
 }
 
 /// A stored event read back: the event and its place in the trail.
@@ -391,12 +521,23 @@ impl TryFrom<AuditRow> for AuditRecord {
         };
         let ident = |value: &str| Identifier::parse(value).map_err(|e| corrupt(e.to_string()));
         let opt = |value: &Option<String>| value.as_deref().map(ident).transpose();
-        let idents = |values: &[String]| {
-            values
+        // A list of identifiers, and the `+<n> more` item that may end it.
+        let scope_list = |values: &[String]| {
+            let (listed, omitted) = match values.split_last() {
+                Some((last, rest)) => match parse_omitted_item(last) {
+                    Some(n) => (rest, n),
+                    None => (values, 0),
+                },
+                None => (values, 0),
+            };
+            listed
                 .iter()
                 .map(|v| ident(v))
                 .collect::<Result<Vec<_>, _>>()
+                .map(|listed| (listed, omitted))
         };
+        let (scopes_requested, scopes_requested_omitted) = scope_list(&row.scopes_requested)?;
+        let (scopes_granted, scopes_granted_omitted) = scope_list(&row.scopes_granted)?;
         let event = AuditEvent {
             tenant_id: ident(&row.tenant_id)?,
             tenant_name: TenantName::parse(&row.tenant_name).map_err(|e| corrupt(e.to_string()))?,
@@ -421,8 +562,10 @@ impl TryFrom<AuditRow> for AuditRecord {
             client_id: opt(&row.client_id)?,
             secret_id: opt(&row.secret_id)?,
             audience: opt(&row.audience)?,
-            scopes_requested: idents(&row.scopes_requested)?,
-            scopes_granted: idents(&row.scopes_granted)?,
+            scopes_requested,
+            scopes_requested_omitted,
+            scopes_granted,
+            scopes_granted_omitted,
             jti: opt(&row.jti)?,
             source: row
                 .source
@@ -572,6 +715,121 @@ mod tests {
             minimal,
             "an event without optional fields"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn lists_are_bounded_and_what_is_cut_is_counted() -> Result<(), Box<dyn std::error::Error>> {
+        let mut event = full_event()?;
+        let many: Vec<String> = (0..1_000).map(|n| format!("scope:{n}")).collect();
+        event.set_scopes_requested(
+            many.iter()
+                .map(String::as_str)
+                .chain(["tgsec_pasted", "has space"]),
+        );
+        assert_eq!(event.scopes_requested.len(), MAX_RECORDED_REQUESTED_SCOPES);
+        assert_eq!(event.scopes_requested_omitted, 994);
+        assert_eq!(event.scopes_requested_count(), 1_002);
+        event.set_scopes_granted(many.iter().map(String::as_str));
+        assert_eq!(event.scopes_granted_omitted, 936);
+        // Set directly, past the limit: cut when stored, and counted.
+        event.changed_fields = (0..100)
+            .map(|n| FieldName::parse(&format!("f{n}")))
+            .collect::<Result<_, _>>()?;
+        let row = event.to_row();
+        assert_eq!(
+            row.scopes_requested.len(),
+            MAX_RECORDED_REQUESTED_SCOPES + 1
+        );
+        assert_eq!(row.scopes_requested[0], "scope:0");
+        assert_eq!(
+            row.scopes_requested.last().map(String::as_str),
+            Some("+994 more")
+        );
+        assert_eq!(
+            row.scopes_granted.last().map(String::as_str),
+            Some("+936 more")
+        );
+        assert_eq!(row.changed_fields.len(), MAX_CHANGED_FIELDS);
+        let back = AuditRecord::try_from(row)?.event;
+        assert_eq!(back.scopes_requested, event.scopes_requested);
+        assert_eq!(back.scopes_requested_omitted, 994);
+        assert_eq!(back.scopes_granted_omitted, 936);
+
+        let mut direct = full_event()?;
+        direct.scopes_requested = (0..20)
+            .map(|n| Identifier::parse(&format!("s{n}")))
+            .collect::<Result<_, _>>()?;
+        direct.scopes_requested_omitted = 5;
+        let row = direct.to_row();
+        assert_eq!(
+            row.scopes_requested.last().map(String::as_str),
+            Some("+17 more")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_largest_event_fits_the_bound() -> Result<(), Box<dyn std::error::Error>> {
+        let long = |c: char| Identifier::parse(&c.to_string().repeat(MAX_IDENTIFIER_LEN));
+        let mut event = AuditEvent::new(
+            long('t')?,
+            TenantName::parse(&"n".repeat(TenantName::MAX_LEN))?,
+            i64::MAX,
+            AuditAction::ManagementChange,
+            Outcome::Denied,
+        );
+        event.error = Some(ErrorCode::UnsupportedGrantType);
+        for field in [
+            &mut event.actor,
+            &mut event.client_id,
+            &mut event.secret_id,
+            &mut event.audience,
+            &mut event.jti,
+            &mut event.trace_id,
+            &mut event.resource,
+        ] {
+            *field = Some(long('v')?);
+        }
+        let scopes = vec![long('s')?; 10_000];
+        event.scopes_requested = scopes.clone();
+        event.scopes_requested_omitted = u32::MAX;
+        event.scopes_granted = scopes;
+        event.scopes_granted_omitted = u32::MAX;
+        event.changed_fields = vec![FieldName::parse(&"f".repeat(MAX_FIELD_NAME_LEN))?; 1_000];
+        event.source = Some(IpAddr::from([0xffff_u16; 8]));
+        event.transport = Some(Transport::Http);
+        let row = event.into_row();
+        let opt = |v: &Option<String>| v.as_ref().map_or(0, String::len);
+        let list = |v: &[String]| v.iter().map(String::len).sum::<usize>();
+        let text = row.tenant_id.len()
+            + row.tenant_name.len()
+            + row.action.len()
+            + row.result.len()
+            + [
+                &row.error_code,
+                &row.actor,
+                &row.client_id,
+                &row.secret_id,
+                &row.audience,
+                &row.jti,
+                &row.source,
+                &row.transport,
+                &row.trace_id,
+                &row.resource,
+            ]
+            .into_iter()
+            .map(opt)
+            .sum::<usize>()
+            + list(&row.scopes_requested)
+            + list(&row.scopes_granted)
+            + list(&row.changed_fields);
+        assert!(
+            text <= MAX_EVENT_TEXT_BYTES,
+            "{text} > {MAX_EVENT_TEXT_BYTES}"
+        );
+        // Clamped a little under it, not wildly: the bound is real, not decorative.
+        assert!(text > MAX_EVENT_TEXT_BYTES - 512, "{text}");
         Ok(())
     }
 

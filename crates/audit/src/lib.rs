@@ -13,6 +13,12 @@
 //! [`FieldName`], which refuse anything carrying the client-secret prefix (`tgsec_`) or a
 //! stored secret hash's `$`, so a secret or its hash cannot be recorded even by mistake.
 //!
+//! **Bounded cost.** A record's size is bounded by its type ([`MAX_EVENT_TEXT_BYTES`]):
+//! every text has a maximum length and every list a maximum number of items, scopes past it
+//! counted rather than listed. Refusals that anyone can cause without a credential
+//! (failed client authentication, rate limits) are aggregated per second by
+//! [`DenialCounter`], per source address when they name no valid client, in bounded memory.
+//!
 //! **Tamper evidence.** Each tenant's records form a chain: record `seq` n (1, 2, 3, …)
 //! stores `prev_hash`, the hash of record n − 1 ([`GENESIS_HASH`] for the first), and
 //! `hash`, the SHA-256 of a canonical, versioned serialization of its chain position and
@@ -63,11 +69,12 @@ pub use chain::{
     verify_tenant,
 };
 pub use change::ChangeEvents;
-pub use denials::{DenialCounter, MAX_DENIAL_KEYS};
+pub use denials::{CountedBy, DenialCounter, MAX_PENDING_DENIAL_KEYS};
 pub use error::AuditError;
 pub use event::{
-    AuditAction, AuditEvent, AuditRecord, FieldName, Identifier, MAX_FIELD_NAME_LEN,
-    MAX_IDENTIFIER_LEN, Outcome,
+    AuditAction, AuditEvent, AuditRecord, FieldName, Identifier, MAX_CHANGED_FIELDS,
+    MAX_EVENT_TEXT_BYTES, MAX_FIELD_NAME_LEN, MAX_IDENTIFIER_LEN, MAX_RECORDED_GRANTED_SCOPES,
+    MAX_RECORDED_REQUESTED_SCOPES, Outcome,
 };
 pub use tollgate_domain::Transport;
 pub use writer::{AuditConfig, AuditStats, AuditWriter};

@@ -67,13 +67,16 @@ pub struct TenantName(String);
 string_newtype!(TenantName);
 
 impl TenantName {
+    /// Longest name, in bytes: the most a DNS label may hold (RFC 1035 §2.3.4).
+    pub const MAX_LEN: usize = 63;
+
     /// Checks the DNS-label rule.
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
         let field = "tenant";
         if value.is_empty() {
             return Err(InvalidValue::new(field, "must not be empty"));
         }
-        if value.len() > 63 {
+        if value.len() > Self::MAX_LEN {
             return Err(InvalidValue::new(field, "must be at most 63 characters"));
         }
         if !value
@@ -118,13 +121,18 @@ pub struct ClientId(String);
 string_newtype!(ClientId);
 
 impl ClientId {
+    /// Longest client id, in bytes. Generous for any naming scheme (a UUID is 36), and it
+    /// bounds what an unauthenticated request can make the server hash, key a rate limit
+    /// by, or record.
+    pub const MAX_LEN: usize = 128;
+
     /// Checks the client-id rule.
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
         let field = "client_id";
         if value.is_empty() {
             return Err(InvalidValue::new(field, "must not be empty"));
         }
-        if value.len() > 128 {
+        if value.len() > Self::MAX_LEN {
             return Err(InvalidValue::new(field, "must be at most 128 characters"));
         }
         if value.contains('@') {
@@ -156,6 +164,10 @@ pub struct ApiIdentifier(String);
 string_newtype!(ApiIdentifier);
 
 impl ApiIdentifier {
+    /// Longest identifier, in bytes: room for any reasonable URL (the audience of a token
+    /// request is one), and within what an audit record keeps of a value.
+    pub const MAX_LEN: usize = 255;
+
     /// Checks the identifier rule. The error names the field `identifier`; callers that take
     /// it as `audience` rename it with [`InvalidValue::for_field`].
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
@@ -163,7 +175,7 @@ impl ApiIdentifier {
         if value.is_empty() {
             return Err(InvalidValue::new(field, "must not be empty"));
         }
-        if value.len() > 255 {
+        if value.len() > Self::MAX_LEN {
             return Err(InvalidValue::new(field, "must be at most 255 characters"));
         }
         if !value.bytes().all(|b| b.is_ascii_graphic()) {
@@ -184,13 +196,17 @@ pub struct Scope(String);
 string_newtype!(Scope);
 
 impl Scope {
+    /// Longest scope token, in bytes. Scopes are names such as `archive:read`; 128 leaves
+    /// room for namespaced URLs-as-scopes while bounding a request's scope list.
+    pub const MAX_LEN: usize = 128;
+
     /// Checks the RFC 6749 scope-token grammar.
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
         let field = "scope";
         if value.is_empty() {
             return Err(InvalidValue::new(field, "must not be empty"));
         }
-        if value.len() > 128 {
+        if value.len() > Self::MAX_LEN {
             return Err(InvalidValue::new(field, "must be at most 128 characters"));
         }
         if !value

@@ -1,7 +1,7 @@
 //! The client-credentials request and its outcome, as every transport hands them to the
 //! issuer. Parsed values only: transports do the parsing.
 
-use crate::{ApiIdentifier, ClientId, ClientSecret, Scope, ScopeSet, TenantName};
+use crate::{ApiIdentifier, ClientId, ClientSecret, InvalidValue, Scope, ScopeSet, TenantName};
 
 /// A validated client-credentials token request (RFC 6749 §4.4.2).
 #[derive(Clone)]
@@ -18,6 +18,60 @@ pub struct TokenRequest {
     pub scopes: Option<ScopeSet>,
     /// Where the request came from: address, protocol, trace id.
     pub origin: RequestOrigin,
+}
+
+impl TokenRequest {
+    /// Most scopes one token request may name.
+    ///
+    /// Apps ask for the few scopes a call needs; 64 is far above any honest request, and
+    /// it bounds the work and the memory an unauthenticated request can cost (parsing,
+    /// comparing with the grant, recording the refusal). The other limits on a request are
+    /// those of its values: [`TenantName::MAX_LEN`], [`ClientId::MAX_LEN`],
+    /// [`ApiIdentifier::MAX_LEN`] and [`Scope::MAX_LEN`]. A request over any of them is
+    /// refused by the transport before it reaches the issuer.
+    pub const MAX_SCOPES: usize = 64;
+
+    /// The scopes of a request given as separate values (gRPC `scopes`): `None` when there
+    /// are none (every scope held), an error naming `field` when there are more than
+    /// [`TokenRequest::MAX_SCOPES`] (counted before any is parsed) or one is not a scope
+    /// token. Duplicates count: the limit is on what was sent.
+    pub fn parse_scopes<'a>(
+        values: impl ExactSizeIterator<Item = &'a str>,
+        field: &'static str,
+    ) -> Result<Option<ScopeSet>, InvalidValue> {
+        if values.len() > Self::MAX_SCOPES {
+            return Err(too_many_scopes(field));
+        }
+        if values.len() == 0 {
+            return Ok(None);
+        }
+        ScopeSet::parse_all(values)
+            .map(Some)
+            .map_err(|error| error.for_field(field))
+    }
+
+    /// The scopes of a space-delimited `scope` parameter (RFC 6749 §3.3), with the rules of
+    /// [`TokenRequest::parse_scopes`]; runs of spaces are tolerated, and an all-space value
+    /// names no scope. Stops reading at the first token past the limit.
+    pub fn parse_scope_parameter(value: &str) -> Result<Option<ScopeSet>, InvalidValue> {
+        let field = "scope";
+        let tokens = value.split(' ').filter(|part| !part.is_empty());
+        if tokens.clone().nth(Self::MAX_SCOPES).is_some() {
+            return Err(too_many_scopes(field));
+        }
+        let scopes = ScopeSet::parse_all(tokens).map_err(|error| error.for_field(field))?;
+        Ok((!scopes.is_empty()).then_some(scopes))
+    }
+}
+
+fn too_many_scopes(field: &'static str) -> InvalidValue {
+    InvalidValue::new(
+        field,
+        format!(
+            "at most {} scopes may be requested",
+            TokenRequest::MAX_SCOPES
+        ),
+    )
 }
 
 /// A client-authenticated request about an existing token: revocation (RFC 7009) or
@@ -149,7 +203,51 @@ impl RequestOrigin {
 
 #[cfg(test)]
 mod tests {
-    use super::TraceId;
+    use super::{TokenRequest, TraceId};
+
+    #[test]
+    fn scope_lists_are_bounded_before_they_are_parsed() {
+        let at_limit: Vec<String> = (0..TokenRequest::MAX_SCOPES)
+            .map(|i| format!("s{i}"))
+            .collect();
+        let over: Vec<String> = (0..=TokenRequest::MAX_SCOPES)
+            .map(|i| format!("s{i}"))
+            .collect();
+        let parsed = TokenRequest::parse_scopes(at_limit.iter().map(String::as_str), "scopes");
+        assert_eq!(parsed.ok().flatten().map(|s| s.len()), Some(64));
+        let refused = TokenRequest::parse_scopes(over.iter().map(String::as_str), "scopes");
+        assert_eq!(
+            refused.err().map(|e| e.to_string()),
+            Some("scopes: at most 64 scopes may be requested".to_owned())
+        );
+        // Counted before parsing: an invalid 65th value is still "too many".
+        let mut bad = at_limit.clone();
+        bad.push("a\"b".to_owned());
+        let refused = TokenRequest::parse_scopes(bad.iter().map(String::as_str), "scopes");
+        assert_eq!(
+            refused.err().map(|e| e.to_string()),
+            Some("scopes: at most 64 scopes may be requested".to_owned())
+        );
+        assert_eq!(
+            TokenRequest::parse_scopes(std::iter::empty(), "scopes").ok(),
+            Some(None)
+        );
+
+        let parameter = at_limit.join("  ");
+        let parsed = TokenRequest::parse_scope_parameter(&parameter);
+        assert_eq!(parsed.ok().flatten().map(|s| s.len()), Some(64));
+        let refused = TokenRequest::parse_scope_parameter(&over.join(" "));
+        assert_eq!(
+            refused.err().map(|e| e.to_string()),
+            Some("scope: at most 64 scopes may be requested".to_owned())
+        );
+        assert_eq!(TokenRequest::parse_scope_parameter("   ").ok(), Some(None));
+        let refused = TokenRequest::parse_scope_parameter(&"x".repeat(129));
+        assert_eq!(
+            refused.err().map(|e| e.to_string()),
+            Some("scope: must be at most 128 characters".to_owned())
+        );
+    }
 
     #[test]
     fn trace_ids_come_only_from_well_formed_traceparents() {

@@ -205,6 +205,14 @@ pub(crate) fn identify(
     client_id: &str,
     client_secret: String,
 ) -> Result<Client, Rejection> {
+    // Over the length limit is a malformed request, not a failed authentication: the
+    // limit is public, so saying so reveals nothing about which clients exist.
+    if client_id.len() > ClientId::MAX_LEN {
+        return Err(Rejection::invalid_request(format!(
+            "client_id must be at most {} characters",
+            ClientId::MAX_LEN
+        )));
+    }
     let (Some(tenant), Ok(client_id)) = (tenant, ClientId::parse(client_id)) else {
         return Err(Rejection::client_auth_failed());
     };

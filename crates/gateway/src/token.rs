@@ -14,8 +14,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
 use tollgate_domain::{
-    ApiIdentifier, ErrorCode, GRANT_TYPE_CLIENT_CREDENTIALS, IssuedToken, ScopeSet, TenantName,
-    TokenRequest,
+    ApiIdentifier, ErrorCode, GRANT_TYPE_CLIENT_CREDENTIALS, IssuedToken, TenantName, TokenRequest,
 };
 
 use crate::endpoint::{Received, Rejection, identify, no_store};
@@ -93,9 +92,9 @@ fn token_request(
     let (client_id, client_secret) =
         received.client_credentials(params.client_id, params.client_secret)?;
     let audience = audience(params.audience, params.resource)?;
-    let scopes = match params.scope.as_deref().map(ScopeSet::parse_delimited) {
+    let scopes = match params.scope.as_deref().map(TokenRequest::parse_scope_parameter) {
         None => None,
-        Some(Ok(scopes)) => (!scopes.is_empty()).then_some(scopes),
+        Some(Ok(scopes)) => scopes,
         Some(Err(error)) => {
             return Err(Rejection::Error(
                 ErrorCode::InvalidScope,

@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use tollgate_audit::{
-    AuditAction, AuditError, AuditEvent, AuditWriter, ChangeEvents, DenialCounter, Identifier,
-    Outcome, now_ms,
+    AuditAction, AuditError, AuditEvent, AuditWriter, ChangeEvents, CountedBy, DenialCounter,
+    Identifier, Outcome, now_ms,
 };
 
 use tollgate_domain::{
@@ -113,7 +113,8 @@ pub struct Issuer {
     usage: Mutex<Vec<(String, String, UnixTime)>>,
     /// Where every token request is recorded before it is answered.
     audit: AuditWriter,
-    /// Rate-limit denials waiting to be recorded, aggregated per client per second.
+    /// Refusals waiting to be recorded in aggregate (rate limits, failed authentication),
+    /// per second and per client, or per source address when no valid client was named.
     denials: DenialCounter,
 }
 
@@ -151,8 +152,8 @@ impl Issuer {
 
     /// Runs the client-credentials grant, and records it: a token is returned only once its
     /// audit record has committed ([`IssueError::Audit`] otherwise, and the token is
-    /// discarded). Refusals are recorded too; rate-limit refusals in aggregate
-    /// ([`Issuer::flush_denials`]).
+    /// discarded). Refusals are recorded too; rate-limit refusals and failed client
+    /// authentications in aggregate ([`Issuer::flush_denials`]).
     pub async fn issue(&self, request: TokenRequest) -> Result<IssuedToken, IssueError> {
         let now = self.clock.now();
         let view = self.catalog.tenant(&request.tenant).await?;
@@ -173,7 +174,7 @@ impl Issuer {
                     Outcome::Granted,
                 );
                 event.jti = Identifier::parse(&jti).ok();
-                event.scopes_granted = identifiers(issued.scopes.iter().map(|s| s.as_str()));
+                event.set_scopes_granted(issued.scopes.iter().map(|s| s.as_str()));
                 self.audit.record(event).await?;
                 Ok(issued)
             }
@@ -246,9 +247,17 @@ impl Issuer {
         ))
     }
 
-    /// Records a refused token request: at once, or, for a rate-limit refusal, in the
-    /// aggregate of its client and second. A refusal whose record fails is still refused (the
-    /// writer logs the failure); a request naming an unknown tenant is recorded in the
+    /// Records a refused token request. A request naming an unknown tenant is recorded in the
+    ///
+    /// Refusals anyone can cause without a credential are counted in aggregates of one
+    /// second ([`DenialCounter`]): rate-limit refusals and failed client authentications
+    /// (`invalid_client`), counted against the client when it exists, else against the
+    /// source address, so that made-up client ids and tenant names cost the trail one
+    /// record per source and second. Every `invalid_client` takes this same path, whether
+    /// the client exists or not, so the answer's timing does not tell them apart. Other
+    /// refusals (audience, grant, scope) come only from authenticated clients, bounded by
+    /// their rate limits, and are recorded one by one before the answer; a refusal whose
+    /// record fails is still refused (the writer logs the failure).
     /// system tenant's trail, the name it asked for as the `resource`.
     async fn record_refusal(
         &self,
@@ -272,21 +281,32 @@ impl Issuer {
         let action = match error {
             IssueError::RateLimited(_) => AuditAction::RateLimited,
             _ => AuditAction::TokenDenied,
+        let is_aggregated = matches!(
+            error,
+            IssueError::RateLimited(_) | IssueError::InvalidClient
+        );
+        // A client that exists in the tenant the request named; anything else is the
+        // sender's choice and is counted by address.
+        let counted_by = if !unknown_tenant && view.apps.contains_key(&request.client_id) {
+            CountedBy::Client
+        } else {
+            CountedBy::Source
+        };
         };
         let mut event = token_event(view, request, secret_id, action, Outcome::Denied);
         event.error = Some(error.code());
         if unknown_tenant {
             event.resource = Identifier::parse(&format!("tenant/{}", request.tenant)).ok();
         }
-        if action == AuditAction::RateLimited {
-            self.denials.add(event);
+        if is_aggregated {
+            self.denials.add(event, counted_by);
         } else if self.audit.record(event).await.is_err() {
             tracing::warn!(tenant = %request.tenant, "token request refused; its audit record was not written");
         }
     }
 
-    /// Records the rate-limit refusals aggregated so far: those of seconds already over, or
-    /// all of them (`is_final`, at shutdown). Run every second.
+    /// Records the refusals aggregated so far: those of seconds already over, or all of them
+    /// (`is_final`, at shutdown). Run every second.
     pub async fn flush_denials(&self, is_final: bool) -> Result<usize, AuditError> {
         let due = if is_final {
             self.denials.take_all()
@@ -625,7 +645,8 @@ fn token_event(
     event.secret_id = secret_id.and_then(|id| Identifier::parse(id).ok());
     event.audience = Identifier::parse(request.audience.as_str()).ok();
     if let Some(scopes) = &request.scopes {
-        event.scopes_requested = identifiers(scopes.iter().map(|s| s.as_str()));
+        // A few of them and their number: the record's size does not grow with the request.
+        event.set_scopes_requested(scopes.iter().map(|s| s.as_str()));
     }
     set_origin(&mut event, &request.origin);
     event
@@ -639,13 +660,6 @@ fn set_origin(event: &mut AuditEvent, origin: &RequestOrigin) {
         .trace_id
         .as_ref()
         .and_then(|trace_id| Identifier::parse(trace_id.as_str()).ok());
-}
-
-/// The values that can be recorded, in order.
-fn identifiers<'a>(values: impl Iterator<Item = &'a str>) -> Vec<Identifier> {
-    values
-        .filter_map(|value| Identifier::parse(value).ok())
-        .collect()
 }
 
 /// Bursts of twice the rate, at least one request.

@@ -1,9 +1,11 @@
 //! Conversions between wire messages and domain values. Parsing failures name the field and
-//! become INVALID_ARGUMENT at the adapter.
+//! become INVALID_ARGUMENT at the adapter. A token request is held to the domain's limits
+//! ([`TokenRequest::MAX_SCOPES`] and the lengths of its values) here, once, before it
+//! reaches the issuer.
 
 use tollgate_domain::{
-    ApiIdentifier, ClientId, ClientSecret, InvalidValue, IssuedToken, RequestOrigin, ScopeSet,
-    TenantName, TokenRequest, Transport, UnixTime,
+    ApiIdentifier, ClientId, ClientSecret, InvalidValue, IssuedToken, RequestOrigin, TenantName,
+    TokenRequest, Transport, UnixTime,
 };
 
 use crate::v1;
@@ -17,14 +19,9 @@ impl TryFrom<v1::IssueTokenRequest> for TokenRequest {
     type Error = InvalidValue;
 
     fn try_from(request: v1::IssueTokenRequest) -> Result<Self, Self::Error> {
-        let scopes = if request.scopes.is_empty() {
-            None
-        } else {
-            Some(
-                ScopeSet::parse_all(request.scopes.iter().map(String::as_str))
-                    .map_err(|error| error.for_field("scopes"))?,
-            )
-        };
+        // Counted before anything is parsed: an oversized list costs no more than a small one.
+        let scopes =
+            TokenRequest::parse_scopes(request.scopes.iter().map(String::as_str), "scopes")?;
         Ok(TokenRequest {
             tenant: TenantName::parse(&request.tenant)?,
             client_id: ClientId::parse(&request.client_id)?,

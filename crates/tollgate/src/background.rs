@@ -4,7 +4,9 @@
 //! - copying revocations to the shared state when it lost them (Redis restarted empty);
 //! - writing secrets' last-use times;
 //! - scheduled signing-key rotation (one instance wins each rotation);
-//! - recording rate-limit denials, aggregated per client per second;
+//! - recording aggregated refusals (rate limits, failed client authentication), one record
+//!   per second and client, or per second and source address when no valid client was
+//!   named;
 //! - audit retention: purging records older than the configured period.
 
 use std::sync::Arc;
@@ -27,7 +29,9 @@ const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
 /// How often expired revocations, old change-log rows and audit records past retention are
 /// deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
-/// How often aggregated rate-limit denials are recorded (each record covers one second).
+/// How often aggregated refusals are recorded (each record covers one second). Also what
+/// bounds their memory: what is pending is at most about two seconds' worth, and at most
+/// `tollgate_audit::MAX_PENDING_DENIAL_KEYS` aggregates.
 const DENIAL_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Tells this instance's catalog at once and every instance through the shared state.
@@ -171,7 +175,7 @@ impl Background {
         // The final flush, after the servers have stopped, is `serve`'s.
         every(DENIAL_FLUSH_INTERVAL, stop, || async {
             if let Err(error) = self.issuer.flush_denials(false).await {
-                tracing::warn!(error = %error, "rate-limit denials not recorded");
+                tracing::warn!(error = %error, "aggregated refusals not recorded");
             }
         })
         .await;
