@@ -12,11 +12,10 @@ use tollgate_audit::{
 use tollgate_domain::{
     AccessTokenClaims, Algorithm, ApiIdentifier, ClientId, ClientSecret, Clock, ErrorCode,
     GRANT_TYPE_CLIENT_CREDENTIALS, IssuedToken, RequestOrigin, Revocation, RevocationTarget, Scope,
-    ScopeSet, TenantName, TokenCallRequest, TokenFacts, TokenRequest, UnixTime,
+    ScopeSet, TenantName, TokenCallRequest, TokenRequest, UnixTime,
 };
 use tollgate_keys::{KeyError, SecretHasher, generate_jti};
 use tollgate_state::RateDecision;
-use tollgate_verify::{Expectations, unverified_claim, verify};
 
 use crate::catalog::{AppView, Catalog, CatalogError, TenantView, USAGE_RECORD_INTERVAL};
 use crate::revocation::{RevocationError, Revocations};
@@ -375,7 +374,12 @@ impl Issuer {
     }
 
     /// RFC 7662: the token's claims if it is active (signed by the tenant, within its
-    /// lifetime, not revoked); `None` otherwise.
+    /// lifetime with no leeway, not revoked; for an admin token, also held by an app that
+    /// exists, is not blocked and still has the secret that obtained it) **and** the caller
+    /// is entitled to see it; `None` otherwise, so that "not yours to see" and "inactive" are
+    /// one answer. Entitled (see [`may_see`]): the app the token was issued to, and, unless
+    /// the token is an admin token, any app holding a grant (with or without scopes) on the
+    /// token's audience, such as the resource server's own app.
     pub async fn introspect(
         &self,
         request: TokenCallRequest,
@@ -390,17 +394,18 @@ impl Issuer {
                 now,
             )
             .await?;
-        let Some(claims) = verified_claims(&view, &request.token) else {
+        let Ok(claims) = self
+            .revocations
+            .active_claims(&view, &request.token, None, now)
+            .await?
+        else {
             return Ok(None);
         };
-        let facts = TokenFacts {
-            tenant_id: &claims.cid,
-            jti: &claims.jti,
-            sid: &claims.sid,
-            client_id: &claims.client_id,
-            iat: claims.iat,
-        };
-        if claims.cid != view.id || self.revocations.is_revoked(&facts, now).await? {
+        let is_admin_token = claims.aud == view.management_audience;
+        if is_admin_token && view.live_app(&claims, now).is_err() {
+            return Ok(None);
+        }
+        if !may_see(&view, &request.client_id, &claims, is_admin_token) {
             return Ok(None);
         }
         Ok(Some(claims))
@@ -670,15 +675,29 @@ fn burst(rate_per_second: f64) -> u32 {
 /// The claims of `token` if the tenant signed it and it is within its lifetime, for any of
 /// the tenant's audiences.
 fn verified_claims(view: &TenantView, token: &str) -> Option<AccessTokenClaims> {
-    // The audience is read unverified only to say which audience to expect; the signature
-    // check that follows covers it.
-    let audience = unverified_claim(token, "aud")?;
-    let expected = Expectations {
-        issuer: view.issuer.clone(),
-        audience,
-        leeway_seconds: 0,
-    };
-    verify(token, &view.key_set, &expected).ok()
+    view.verify_own(token, None).ok()
+}
+
+/// Whether the app `caller` may introspect the token `claims` describes: it is the app the
+/// token was issued to; or the token is not an admin token and the caller holds a grant on
+/// its audience (a resource server's own app is given one, without scopes, on its API).
+/// An admin token (audience: the tenant's Management API) is shown only to its own app: a
+/// grant on the Management API is a delegation, not a licence to read other admins' tokens.
+fn may_see(
+    view: &TenantView,
+    caller: &ClientId,
+    claims: &AccessTokenClaims,
+    is_admin_token: bool,
+) -> bool {
+    if claims.client_id == caller.as_str() {
+        return true;
+    }
+    if is_admin_token {
+        return false;
+    }
+    view.apps
+        .get(caller)
+        .is_some_and(|app| view.granted_scopes(app, &claims.aud).is_some())
 }
 
 fn claims(

@@ -15,7 +15,7 @@ mod issue;
 mod revocation;
 
 pub use catalog::{
-    ApiView, AppView, Catalog, CatalogError, RingKey, SecretView, TenantView,
+    ApiView, AppView, Catalog, CatalogError, InactiveToken, RingKey, SecretView, TenantView,
     USAGE_RECORD_INTERVAL, key_aad,
 };
 pub use issue::{IssueError, Issuer, RateLimits};

@@ -6,10 +6,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tollgate_domain::{Revocation, TokenFacts, UnixTime};
+use tollgate_domain::{AccessTokenClaims, Revocation, TokenFacts, UnixTime};
 use tollgate_keys::generate_id;
 use tollgate_state::{RevocationStatus, SharedState};
 use tollgate_store::{AuditAppend, Store, StoreError, TenantRecord};
+
+use crate::catalog::{InactiveToken, TenantView};
 
 /// The longest a token can live; a revocation whose tokens' expiry is unknown lasts this
 /// long (plus leeway) and then expires with every token it could cover.
@@ -104,6 +106,34 @@ impl Revocations {
                 Ok(matching.iter().any(|revocation| revocation.covers(token)))
             }
         }
+    }
+
+    /// The claims of `token` if it is one of `view`'s own tokens (for `audience`, or any, see
+    /// [`TenantView::verify_own`]: no leeway) and is not revoked at `now`. The one check of
+    /// the server's own tokens, behind introspection and admin-token authentication; the outer
+    /// error is revocation state that cannot be read (the caller fails closed).
+    pub async fn active_claims(
+        &self,
+        view: &TenantView,
+        token: &str,
+        audience: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Result<AccessTokenClaims, InactiveToken>, RevocationError> {
+        let claims = match view.verify_own(token, audience) {
+            Ok(claims) => claims,
+            Err(inactive) => return Ok(Err(inactive)),
+        };
+        let facts = TokenFacts {
+            tenant_id: &claims.cid,
+            jti: &claims.jti,
+            sid: &claims.sid,
+            client_id: &claims.client_id,
+            iat: claims.iat,
+        };
+        if self.is_revoked(&facts, now).await? {
+            return Ok(Err(InactiveToken::Revoked));
+        }
+        Ok(Ok(claims))
     }
 
     /// Copies every live revocation from the database to the shared state when the shared

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use tollgate_domain::{
-    Algorithm, ApiIdentifier, InvalidValue, ScopeDefinition, TenantName, TokenLifetime,
+    Algorithm, ApiIdentifier, InvalidValue, ScopeDefinition, ScopeSet, TenantName, TokenLifetime,
 };
 use tollgate_keys::generate_id;
 use tollgate_store::ApiRecord;
@@ -173,6 +173,16 @@ impl Management {
             .find_api(&tenant_record, identifier)
             .await?
             .ok_or_else(|| ManageError::NotFound(format!("api {identifier}")))?;
+        if api.is_system {
+            // Its token lifetime is every admin token's: only a full admin of the tenant may
+            // change the built-in Management API at all.
+            let defined: ScopeSet = api.scopes.iter().map(|scope| scope.value.clone()).collect();
+            principal.require_held(&defined, |missing| {
+                format!(
+                    "the built-in Management API can be changed only by an admin holding all its scopes; the admin token lacks {missing}"
+                )
+            })?;
+        }
         let before = api.clone();
         if api.is_system && (update.scopes.is_some() || update.signing_alg.is_some()) {
             return Err(ManageError::FailedPrecondition(

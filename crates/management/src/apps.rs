@@ -2,7 +2,9 @@
 
 use std::collections::HashSet;
 
-use tollgate_domain::{ApiIdentifier, ClientId, ClientSecret, InvalidValue, ScopeSet, TenantName};
+use tollgate_domain::{
+    ApiIdentifier, ClientId, ClientSecret, InvalidValue, Scope, ScopeSet, TenantName,
+};
 use tollgate_store::{AppWithGrants, GrantRecord, TenantRecord};
 
 use crate::apis::check_name;
@@ -49,6 +51,11 @@ fn check_description(description: &str) -> Result<(), InvalidValue> {
     Ok(())
 }
 
+/// The refusal of a grant of a management scope the caller lacks.
+fn cannot_grant(missing: &Scope) -> String {
+    format!("the admin token cannot grant the scope {missing}, which it lacks")
+}
+
 impl Management {
     /// Creates an app; returns it with its client secret, shown this once.
     pub async fn create_app(
@@ -62,6 +69,7 @@ impl Management {
         check_description(&input.description)?;
         let tenant_record = self.find_tenant(tenant).await?;
         let grants = self.resolve_grants(&tenant_record, input.grants).await?;
+        principal.require_held(&self.management_scopes(tenant, &grants), cannot_grant)?;
         let (app, secret, client_secret) =
             self.new_app_records(input.name, input.description, false)?;
         let audit = Change::new(
@@ -131,6 +139,10 @@ impl Management {
         principal.require(tenant, "apps:write")?;
         let tenant_record = self.find_tenant(tenant).await?;
         let AppWithGrants { mut app, grants } = self.find_app(&tenant_record, client_id).await?;
+        self.require_may_change(principal, tenant, client_id, &grants)?;
+        if update.blocked == Some(true) && update.revoke_tokens {
+            principal.require_scope("tokens:revoke")?;
+        }
         let before = app.clone();
         if app.is_system && (update.grants.is_some() || update.blocked == Some(true)) {
             return Err(ManageError::FailedPrecondition(
@@ -152,7 +164,13 @@ impl Management {
             app.rate_limit_per_second = rate_limit;
         }
         let new_grants = match update.grants {
-            Some(requested) => Some(self.resolve_grants(&tenant_record, requested).await?),
+            Some(requested) => {
+                let resolved = self.resolve_grants(&tenant_record, requested).await?;
+                // What the app held is held by the caller (checked above), so this refuses
+                // exactly the scopes being added that the caller lacks.
+                principal.require_held(&self.management_scopes(tenant, &resolved), cannot_grant)?;
+                Some(resolved)
+            }
             None => None,
         };
         app.updated_at = self.clock.now();
@@ -216,11 +234,22 @@ impl Management {
         principal.require(tenant, "apps:write")?;
         let tenant_record = self.find_tenant(tenant).await?;
         let app = self.find_app(&tenant_record, client_id).await?;
+        self.require_may_change(principal, tenant, client_id, &app.grants)?;
         if app.app.is_system {
             return Err(ManageError::FailedPrecondition(
                 "the built-in admin app cannot be deleted".to_owned(),
             ));
         }
+        // Deleting an app ends its tokens: revoked first (if this fails, nothing is deleted
+        // and the call can be repeated), so that resource servers that follow revocations or
+        // introspect refuse them too; its admin tokens also stop at the next call because
+        // management authenticates against the live catalog, where the app is gone.
+        self.revoke_target(
+            principal,
+            &tenant_record,
+            tollgate_domain::RevocationTarget::App(client_id.to_string()),
+        )
+        .await?;
         let audit = Change::new(
             Actor::Admin(principal),
             &tenant_record,
@@ -235,6 +264,36 @@ impl Management {
             .await?;
         self.listener.tenant_changed(tenant);
         Ok(())
+    }
+
+    /// The scopes `grants` give on the tenant's own Management API (none if they give none).
+    pub(crate) fn management_scopes(
+        &self,
+        tenant: &TenantName,
+        grants: &[GrantRecord],
+    ) -> ScopeSet {
+        let audience = self.issuer_template.management_audience(tenant);
+        grants
+            .iter()
+            .find(|grant| grant.audience.as_str() == audience)
+            .map(|grant| grant.scopes.clone())
+            .unwrap_or_default()
+    }
+
+    /// Checks that `principal` may change the app `client_id`, whose grants are `grants`
+    /// (update, block, delete, rotate or revoke its secrets): it must hold every management
+    /// scope the app holds, or a delegate could take a stronger app over (rotate its secret
+    /// and receive the new one) or strip it of what the delegate could not grant back.
+    pub(crate) fn require_may_change(
+        &self,
+        principal: &Principal,
+        tenant: &TenantName,
+        client_id: &ClientId,
+        grants: &[GrantRecord],
+    ) -> Result<(), ManageError> {
+        principal.require_held(&self.management_scopes(tenant, grants), |missing| {
+            format!("app {client_id} holds the scope {missing}, which the admin token lacks")
+        })
     }
 
     pub(crate) async fn find_app(

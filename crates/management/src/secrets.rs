@@ -3,7 +3,7 @@
 
 use tollgate_domain::{ClientId, ClientSecret, InvalidValue, RevocationTarget, TenantName};
 use tollgate_keys::{generate_client_secret, generate_id};
-use tollgate_store::SecretRecord;
+use tollgate_store::{AppWithGrants, SecretRecord};
 
 use crate::auth::Principal;
 use crate::trail::{Actor, Change};
@@ -46,7 +46,8 @@ impl Management {
             .into());
         }
         let tenant_record = self.find_tenant(tenant).await?;
-        let app = self.find_app(&tenant_record, client_id).await?.app;
+        let AppWithGrants { app, grants } = self.find_app(&tenant_record, client_id).await?;
+        self.require_may_change(principal, tenant, client_id, &grants)?;
         let now = self.clock.now();
         let existing = self.store.list_secrets(&tenant_record, &app).await?;
         let live: Vec<&SecretRecord> = existing
@@ -118,7 +119,8 @@ impl Management {
             principal.require(tenant, "tokens:revoke")?;
         }
         let tenant_record = self.find_tenant(tenant).await?;
-        let app = self.find_app(&tenant_record, client_id).await?.app;
+        let AppWithGrants { app, grants } = self.find_app(&tenant_record, client_id).await?;
+        self.require_may_change(principal, tenant, client_id, &grants)?;
         let now = self.clock.now();
         let audit = Change::new(
             Actor::Admin(principal),
