@@ -620,6 +620,41 @@ fn error_cases() -> Vec<Case> {
             "invalid_scope",
             r#"scope: "a\"b" is not a valid scope token"#,
         ),
+        // The limits on a token request, checked before the backend is asked.
+        Case::post(
+            "65 scopes",
+            format!(
+                "{valid}&scope={}",
+                (0..65).map(|i| format!("s{i}")).collect::<Vec<_>>().join("+")
+            ),
+        )
+        .expect(400, "invalid_scope", "scope: at most 64 scopes may be requested"),
+        Case::post(
+            "2,000 scopes",
+            format!(
+                "{valid}&scope={}",
+                (0..2_000).map(|i| format!("s{i}")).collect::<Vec<_>>().join("+")
+            ),
+        )
+        .expect(400, "invalid_scope", "scope: at most 64 scopes may be requested"),
+        Case::post("scope of 129 bytes", format!("{valid}&scope={}", "s".repeat(129))).expect(
+            400,
+            "invalid_scope",
+            "scope: must be at most 128 characters",
+        ),
+        Case::post(
+            "client_id of 129 bytes, post",
+            valid.replace("client_id=app", &format!("client_id={}", "c".repeat(129))),
+        )
+        .expect(400, "invalid_request", "client_id must be at most 128 characters"),
+        Case::post("client_id of 129 bytes, Basic", unauthenticated())
+            .authorization(basic(&"c".repeat(129), "s3cret"))
+            .expect(400, "invalid_request", "client_id must be at most 128 characters"),
+        Case::post(
+            "audience of 256 bytes",
+            post_for(&format!("https://{}/", "a".repeat(247))),
+        )
+        .expect(400, "invalid_request", "audience: must be at most 255 characters"),
         // The backend's verdicts.
         Case::post("backend: invalid_client", post_for("https://backend/invalid_client"))
             .via_backend()
