@@ -2,6 +2,7 @@
 //! as clients drive it. Each scenario runs on SQLite and on PostgreSQL.
 
 mod audit;
+mod bounds;
 mod cli;
 mod demo;
 mod fixtures;

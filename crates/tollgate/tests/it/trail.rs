@@ -60,6 +60,26 @@ async fn token_records(store: &Store, tenant_id: &str) -> anyhow::Result<Vec<Aud
         .collect())
 }
 
+/// Waits (up to 10 s) until the tenant's trail holds a record matching `wanted`, and returns
+/// it: refusals of failed client authentication are recorded in aggregate by the
+/// one-second flush, not before the answer.
+async fn wait_for_record(
+    store: &Store,
+    tenant_id: &str,
+    wanted: impl Fn(&AuditRow) -> bool,
+) -> anyhow::Result<AuditRow> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(row) = records(store, tenant_id).await?.into_iter().find(&wanted) {
+            return Ok(row);
+        }
+        if Instant::now() > deadline {
+            bail!("no such record in the trail of {tenant_id}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A compact, comparable view of a token request's record.
 fn summary(
     row: &AuditRow,
@@ -134,7 +154,9 @@ async fn scripted_run_records_each_request_and_change_once(
         .into_inner()
         .access_token;
 
-    // 3. Wrong secret over HTTP.
+    // 3. Wrong secret over HTTP. Recorded in aggregate by the next flush (as every failed
+    // authentication is, known client or not): wait for it, so that the records of this
+    // script stay in the order of its steps.
     let wrong = post_token_form(
         &server,
         "acme",
@@ -146,6 +168,13 @@ async fn scripted_run_records_each_request_and_change_once(
     )
     .await?;
     assert_eq!(wrong.status(), 401);
+    let store = Store::connect(&server.joined.database_url).await?;
+    let denied = wait_for_record(&store, &fixture.tenant_id, |row| {
+        row.error_code.as_deref() == Some("invalid_client")
+            && row.client_id.as_deref() == Some(fixture.client_id.as_str())
+    })
+    .await?;
+    assert_eq!(denied.count, 1);
 
     // 4. Unknown audience over gRPC.
     let status = server
@@ -233,7 +262,6 @@ async fn scripted_run_records_each_request_and_change_once(
         })
         .await?;
 
-    let store = Store::connect(&server.joined.database_url).await?;
     let tokens = token_records(&store, &fixture.tenant_id).await?;
     // The fixture's own admin token requests are the tenant's too; leave them out.
     let tokens: Vec<&AuditRow> = tokens
@@ -316,12 +344,22 @@ async fn scripted_run_records_each_request_and_change_once(
         .await?
         .into_inner()
         .id;
+    wait_for_record(&store, &system_id, |row| {
+        row.resource.as_deref() == Some("tenant/nosuch")
+    })
+    .await?;
     let unknown: Vec<AuditRow> = records(&store, &system_id)
         .await?
         .into_iter()
         .filter(|row| row.resource.as_deref() == Some("tenant/nosuch"))
         .collect();
     assert_eq!(unknown.len(), 1, "{unknown:?}");
+    // Alone in its second and from its address, the refusal keeps its details.
+    assert_eq!(unknown[0].count, 1);
+    assert_eq!(
+        unknown[0].client_id.as_deref(),
+        Some(fixture.client_id.as_str())
+    );
     assert_eq!(unknown[0].action, "token_denied");
     assert_eq!(unknown[0].error_code.as_deref(), Some("invalid_client"));
 
