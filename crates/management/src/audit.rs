@@ -40,9 +40,11 @@ use std::fmt;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tollgate_audit::{AuditAction, AuditError, ChainReport, Identifier, Outcome, verify_tenant};
+use tollgate_audit::{AuditAction, ChainBreak, ChainReport, ChainVerifier, Identifier, Outcome};
 use tollgate_domain::{InvalidValue, TenantName};
-use tollgate_store::{AuditFilter, AuditRow, AuditScope, StoreError};
+use tollgate_store::{
+    AuditFilter, AuditRead, AuditReadOrder, AuditRecord, AuditRow, AuditScope, AuditSlice,
+};
 
 use crate::auth::Principal;
 use crate::{ManageError, Management, PageRequest};
@@ -56,11 +58,35 @@ pub const TAIL_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How often a tail authenticates its admin token again.
 pub const TAIL_RECHECK_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Most events one poll of a tail reads: a tail far behind catches up in pages this size.
+/// Most events one poll of a tail reads: a tail far behind catches up in pages this size
+/// (or of [`MAX_PAGE_BYTES`], whichever is less).
 const TAIL_PAGE: u64 = 256;
 
-/// Records read per query while verifying a chain.
+/// Records read per query while verifying a chain (or fewer: [`VERIFY_PAGE_BYTES`]).
 const VERIFY_PAGE: u64 = 1_000;
+
+/// Most bytes of records one query of chain verification reads, by their stored size
+/// (`tollgate_store::AuditRead`); a larger record is read alone, whole (it must be hashed).
+const VERIFY_PAGE_BYTES: u64 = 4 << 20;
+
+/// Most bytes of events one listing page, or one batch a tail reads, holds, by their
+/// stored size: the bytes of their texts plus `tollgate_store::AUDIT_ROW_OVERHEAD` (512)
+/// each, which is at least their size on the wire. A page stops before the event that
+/// would cross it, but holds at least one event, so that paging always moves on: an
+/// event larger than this comes alone. With `page_size` this bounds both a page's
+/// message and what the server holds in memory to build it, however large the stored
+/// events are.
+pub const MAX_PAGE_BYTES: u64 = 1 << 20;
+
+/// The largest event, by stored size, that is returned whole (16 MiB). Above it an event
+/// is *elided*: returned alone, with its texts cut to their first 256 characters and its
+/// lists empty, and [`AuditEntry::elided_bytes`] set. No event Tollgate records comes near
+/// it (a token request's scopes were never larger than its 4 MiB message); a larger one
+/// was put in the database by other means. Its chain position and hashes stay exact, but
+/// its content can no longer be verified from what was returned: `VerifyChain` (which
+/// reads every record whole on the server) still can. So every message of the audit
+/// service is below this plus a little, whatever the trail holds.
+pub const MAX_EVENT_BYTES: u64 = 16 << 20;
 
 /// Whose audit events.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +172,9 @@ pub struct AuditEntry {
     pub row: AuditRow,
     /// Its position as a cursor: pass it as `after` to continue after it.
     pub cursor: String,
+    /// `Some(stored size)` when the event is larger than [`MAX_EVENT_BYTES`] and `row` was
+    /// elided (see there): its content no longer matches its hash.
+    pub elided_bytes: Option<u64>,
 }
 
 /// A page of events.
@@ -191,10 +220,11 @@ impl Scope {
         }
     }
 
-    fn entry(&self, row: AuditRow) -> AuditEntry {
+    fn entry(&self, record: AuditRecord) -> AuditEntry {
         AuditEntry {
-            cursor: self.cursor(self.position(&row)),
-            row,
+            cursor: self.cursor(self.position(&record.row)),
+            row: record.row,
+            elided_bytes: record.elided_bytes,
         }
     }
 
@@ -313,32 +343,39 @@ impl Management {
             }
             scope.parse_page_token(order, &request.page.page_token)?
         };
-        // One more than the page, to tell whether another page follows.
-        let fetch = limit.saturating_add(1);
-        let mut rows = match order {
-            AuditOrder::NewestFirst => {
-                self.store
-                    .list_audit_events(scope.store(), &filter, Some(start), fetch)
-                    .await?
-            }
-            AuditOrder::OldestFirst => {
-                let mut rows = self
-                    .store
-                    .audit_events_after(scope.store(), &filter, start, fetch)
-                    .await?;
-                // Committed after the listing started: the stream's, not the listing's.
-                rows.retain(|row| scope.position(row) <= head);
-                rows
-            }
+        // Nothing after `head`: what committed after the listing started is the stream's.
+        let (store_order, after, before) = match order {
+            AuditOrder::NewestFirst => (AuditReadOrder::NewestFirst, None, start),
+            AuditOrder::OldestFirst => (
+                AuditReadOrder::OldestFirst,
+                Some(start),
+                head.saturating_add(1),
+            ),
         };
-        let has_more = rows.len() as u64 > limit;
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next_page_token = match rows.last() {
-            Some(last) if has_more => Some(scope.page_token(order, scope.position(last), head)),
+        let AuditSlice { records, has_more } = self
+            .store
+            .read_audit_events(&AuditRead {
+                scope: scope.store(),
+                filter: &filter,
+                order: store_order,
+                after,
+                before: Some(before),
+                max_rows: limit,
+                max_bytes: MAX_PAGE_BYTES,
+                max_row_bytes: MAX_EVENT_BYTES,
+            })
+            .await?;
+        let next_page_token = match records.last() {
+            Some(last) if has_more => {
+                Some(scope.page_token(order, scope.position(&last.row), head))
+            }
             _ => None,
         };
         Ok(AuditPage {
-            events: rows.into_iter().map(|row| scope.entry(row)).collect(),
+            events: records
+                .into_iter()
+                .map(|record| scope.entry(record))
+                .collect(),
             next_page_token,
             stream_cursor: scope.cursor(head),
         })
@@ -396,28 +433,29 @@ impl Management {
             // so the cursor can move there even if nothing matched.
             let head = self.newest_audit_position(&tail.scope).await?;
             if head > tail.after {
-                let rows = self
+                let AuditSlice { records, has_more } = self
                     .store
-                    .audit_events_after(tail.scope.store(), &tail.filter, tail.after, TAIL_PAGE)
+                    .read_audit_events(&AuditRead {
+                        scope: tail.scope.store(),
+                        filter: &tail.filter,
+                        order: AuditReadOrder::OldestFirst,
+                        after: Some(tail.after),
+                        before: Some(head.saturating_add(1)),
+                        max_rows: TAIL_PAGE,
+                        max_bytes: MAX_PAGE_BYTES,
+                        max_row_bytes: MAX_EVENT_BYTES,
+                    })
                     .await?;
-                let is_full_page = rows.len() as u64 >= TAIL_PAGE;
-                let mut entries = Vec::with_capacity(rows.len());
-                let mut passed_head = false;
-                for row in rows {
-                    let position = tail.scope.position(&row);
-                    if position > head {
-                        passed_head = true;
-                        break;
-                    }
-                    tail.after = position;
-                    entries.push(tail.scope.entry(row));
-                }
-                if passed_head || !is_full_page {
+                tail.after = match records.last() {
+                    Some(last) if has_more => tail.scope.position(&last.row),
                     // Every matching event up to `head` has been read.
-                    tail.after = head;
-                }
-                if !entries.is_empty() {
-                    return Ok(entries);
+                    _ => head,
+                };
+                if !records.is_empty() {
+                    return Ok(records
+                        .into_iter()
+                        .map(|record| tail.scope.entry(record))
+                        .collect());
                 }
             }
             tokio::time::sleep(TAIL_POLL_INTERVAL).await;
@@ -432,17 +470,57 @@ impl Management {
     ) -> Result<ChainReport, ManageError> {
         principal.require(tenant, AUDIT_READ_SCOPE)?;
         let record = self.find_tenant(tenant).await?;
-        verify_tenant(&self.store, &record.id, VERIFY_PAGE)
-            .await
-            .map_err(|error| match error {
-                AuditError::Store(error) => ManageError::Store(error),
-                // Verification reads and hashes; it reports breaks in the report and fails
-                // only when the store does. Anything else is a fault of ours.
-                other => ManageError::Store(StoreError::Corrupt {
-                    entity: "audit chain",
-                    reason: other.to_string(),
+        let head = self.store.audit_head(&record.id).await?;
+        // Records appended meanwhile are left for next time.
+        let end = head.as_ref().map_or(i64::MAX, |head| head.seq);
+        let filter = AuditFilter::default();
+        let mut verifier = ChainVerifier::new();
+        let mut after = None;
+        let mut outcome = Ok(());
+        // Each read moves `after` forward by at least one record, up to the head.
+        'pages: loop {
+            let AuditSlice { records, has_more } = self
+                .store
+                .read_audit_events(&AuditRead {
+                    scope: AuditScope::Tenant(&record.id),
+                    filter: &filter,
+                    order: AuditReadOrder::OldestFirst,
+                    after,
+                    before: Some(end.saturating_add(1)),
+                    max_rows: VERIFY_PAGE,
+                    max_bytes: VERIFY_PAGE_BYTES,
+                    // Whole: a record is verified by hashing all of it.
+                    max_row_bytes: u64::MAX,
+                })
+                .await?;
+            for record in &records {
+                if let Err(broken) = verifier.push(&record.row) {
+                    outcome = Err(broken);
+                    break 'pages;
+                }
+            }
+            match records.last() {
+                Some(last) if has_more => after = Some(last.row.seq),
+                _ => break,
+            }
+        }
+        if outcome.is_ok() {
+            outcome = match &head {
+                Some(head) => verifier.check_head(head),
+                None if verifier.checked() > 0 => Err(ChainBreak {
+                    seq: verifier.first_seq().unwrap_or_default(),
+                    reason: "the tenant has records but no chain head".to_owned(),
                 }),
-            })
+                None => Ok(()),
+            };
+        }
+        Ok(ChainReport {
+            checked: verifier.checked(),
+            first_seq: verifier.first_seq(),
+            last_seq: verifier.last_seq(),
+            head,
+            outcome,
+        })
     }
 
     /// Authorizes `principal` to read `target`'s events and resolves the tenant's id. The
@@ -477,11 +555,7 @@ impl Management {
     /// there is none. Positions only grow in commit order, so nothing can later commit at
     /// or before it.
     async fn newest_audit_position(&self, scope: &Scope) -> Result<i64, ManageError> {
-        let newest = self
-            .store
-            .list_audit_events(scope.store(), &AuditFilter::default(), None, 1)
-            .await?;
-        Ok(newest.first().map_or(0, |row| scope.position(row)))
+        Ok(self.store.newest_audit_position(scope.store()).await?)
     }
 }
 

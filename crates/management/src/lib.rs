@@ -32,7 +32,7 @@ pub use apis::{ApiUpdate, NewApi};
 pub use apps::{AppUpdate, NewApp};
 pub use audit::{
     AUDIT_READ_SCOPE, AuditEntry, AuditListRequest, AuditOrder, AuditPage, AuditQuery, AuditTail,
-    AuditTarget, TAIL_POLL_INTERVAL, TAIL_RECHECK_INTERVAL,
+    AuditTarget, MAX_EVENT_BYTES, MAX_PAGE_BYTES, TAIL_POLL_INTERVAL, TAIL_RECHECK_INTERVAL,
 };
 pub use auth::{MANAGEMENT_SCOPES, Principal, SYSTEM_ONLY_SCOPES};
 pub use keys::{KeyState, key_state};

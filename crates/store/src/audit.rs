@@ -149,6 +149,168 @@ pub struct AuditFilter {
     pub result: Option<String>,
 }
 
+/// The order of a read: by position (`seq` for a tenant, `id` across tenants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditReadOrder {
+    /// Oldest first: chain order.
+    OldestFirst,
+    /// Newest first.
+    NewestFirst,
+}
+
+/// What a bounded read of audit events ([`Store::read_audit_events`]) reads: the events of
+/// `scope` matching `filter` strictly between the positions `after` and `before`, in
+/// `order`, at most `max_rows` of them and at most `max_bytes` of them by their stored
+/// size ([`AUDIT_ROW_OVERHEAD`] plus the bytes of their texts), but always at least one
+/// when one matches, so that a reader paging through always moves forward.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditRead<'a> {
+    /// Whose events.
+    pub scope: AuditScope<'a>,
+    /// Which events.
+    pub filter: &'a AuditFilter,
+    /// In which order.
+    pub order: AuditReadOrder,
+    /// Only positions strictly after this one.
+    pub after: Option<i64>,
+    /// Only positions strictly before this one.
+    pub before: Option<i64>,
+    /// At most this many rows (at least one is read).
+    pub max_rows: u64,
+    /// At most this many bytes of rows, by stored size; the first row is read whatever its
+    /// size.
+    pub max_bytes: u64,
+    /// A row whose stored size exceeds this is read alone and elided ([`AuditRecord`]);
+    /// `u64::MAX` reads every row whole (verification must).
+    pub max_row_bytes: u64,
+}
+
+impl AuditRead<'_> {
+    /// The read's rows, scoped, filtered and ordered; `position` is the scope's position
+    /// column.
+    fn query(&self, position: audit_events::Column) -> Select<audit_events::Entity> {
+        let mut query = filtered(self.filter);
+        if let AuditScope::Tenant(tenant_id) = self.scope {
+            query = query.filter(audit_events::Column::TenantId.eq(tenant_id));
+        }
+        if let Some(after) = self.after {
+            query = query.filter(position.gt(after));
+        }
+        if let Some(before) = self.before {
+            query = query.filter(position.lt(before));
+        }
+        match self.order {
+            AuditReadOrder::OldestFirst => query.order_by_asc(position),
+            AuditReadOrder::NewestFirst => query.order_by_desc(position),
+        }
+    }
+}
+
+/// One row of a bounded read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// The row as stored; if elided, with every text cut to its first
+    /// [`ELIDED_TEXT_CHARS`] characters and its lists empty (so its hash no longer
+    /// matches its content: only the server, which reads it whole, can verify it).
+    pub row: AuditRow,
+    /// `Some(stored size)` when the row was larger than the read's `max_row_bytes` and was
+    /// elided.
+    pub elided_bytes: Option<u64>,
+}
+
+/// What a bounded read found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditSlice {
+    /// The rows read, in the read's order.
+    pub records: Vec<AuditRecord>,
+    /// Whether more matching rows follow the last one (within the read's positions): the
+    /// read stopped at its row or byte bound.
+    pub has_more: bool,
+}
+
+/// Bytes counted for a row on top of its texts' bytes, for its numbers and for the framing
+/// a reader adds (field tags, lengths, a cursor); see [`AuditRead`].
+pub const AUDIT_ROW_OVERHEAD: u64 = 512;
+
+/// Characters kept of each text of an elided row.
+pub const ELIDED_TEXT_CHARS: u32 = 256;
+
+/// The bytes of a row's texts, in SQL (`octet_length` exists in PostgreSQL and in SQLite
+/// from 3.43, and reads the length without the value). The first term is a `BIGINT` so
+/// that the sum cannot overflow PostgreSQL's `integer`.
+const STORED_BYTES_SQL: &str = "CAST(octet_length(tenant_id) AS BIGINT) \
+    + octet_length(tenant_name) + octet_length(action) + octet_length(result) \
+    + COALESCE(octet_length(error_code), 0) + COALESCE(octet_length(actor), 0) \
+    + COALESCE(octet_length(client_id), 0) + COALESCE(octet_length(secret_id), 0) \
+    + COALESCE(octet_length(audience), 0) + octet_length(scopes_requested) \
+    + octet_length(scopes_granted) + COALESCE(octet_length(jti), 0) \
+    + COALESCE(octet_length(source), 0) + COALESCE(octet_length(transport), 0) \
+    + COALESCE(octet_length(trace_id), 0) + COALESCE(octet_length(resource), 0) \
+    + octet_length(changed_fields) + octet_length(prev_hash) + octet_length(hash)";
+
+/// The columns of an elided row, as SQL: numbers as stored, texts cut to
+/// [`ELIDED_TEXT_CHARS`] characters, lists empty.
+const ELIDED_COLUMNS: [(&str, &str); 24] = [
+    ("id", "id"),
+    ("tenant_id", "substr(tenant_id, 1, 256)"),
+    ("seq", "seq"),
+    ("version", "version"),
+    ("time_ms", "time_ms"),
+    ("tenant_name", "substr(tenant_name, 1, 256)"),
+    ("action", "substr(action, 1, 256)"),
+    ("result", "substr(result, 1, 256)"),
+    ("error_code", "substr(error_code, 1, 256)"),
+    ("actor", "substr(actor, 1, 256)"),
+    ("client_id", "substr(client_id, 1, 256)"),
+    ("secret_id", "substr(secret_id, 1, 256)"),
+    ("audience", "substr(audience, 1, 256)"),
+    ("scopes_requested", "'[]'"),
+    ("scopes_granted", "'[]'"),
+    ("jti", "substr(jti, 1, 256)"),
+    ("source", "substr(source, 1, 256)"),
+    ("transport", "substr(transport, 1, 256)"),
+    ("trace_id", "substr(trace_id, 1, 256)"),
+    ("resource", "substr(resource, 1, 256)"),
+    ("changed_fields", "'[]'"),
+    ("count", "count"),
+    ("prev_hash", "substr(prev_hash, 1, 256)"),
+    ("hash", "substr(hash, 1, 256)"),
+];
+
+/// A row's stored size from the bytes of its texts (as [`STORED_BYTES_SQL`] counts them).
+fn stored_bytes(text_bytes: i64) -> u64 {
+    u64::try_from(text_bytes)
+        .unwrap_or(0)
+        .saturating_add(AUDIT_ROW_OVERHEAD)
+}
+
+/// Of `sizes` (position and text bytes of up to `max_rows + 1` rows, in order), those the
+/// read takes: the first always; then each next one while the count stays within
+/// `max_rows`, the bytes within `max_bytes`, and the row itself within `max_row_bytes` (a
+/// larger row is only ever read alone). And whether any row is left over.
+fn fitting_rows<'s>(sizes: &'s [(i64, i64)], read: &AuditRead<'_>) -> (&'s [(i64, i64)], bool) {
+    let max_rows = usize::try_from(read.max_rows.max(1)).unwrap_or(usize::MAX);
+    let mut total = 0_u64;
+    let mut taken = 0;
+    for (index, &(_, text_bytes)) in sizes.iter().enumerate() {
+        let size = stored_bytes(text_bytes);
+        if index > 0 {
+            let is_too_large = size > read.max_row_bytes
+                || total.saturating_add(size) > read.max_bytes
+                || index >= max_rows;
+            if is_too_large {
+                break;
+            }
+        }
+        total = total.saturating_add(size);
+        taken = index + 1;
+        if size > read.max_row_bytes {
+            break;
+        }
+    }
+    (&sizes[..taken], sizes.len() > taken)
+}
+
 impl Store {
     /// Appends a batch of audit events to the chains of `tenant_ids`, in one transaction,
     /// under the audit lock (see the module documentation).
@@ -277,6 +439,97 @@ impl Store {
             .order_by_asc(audit_events::Column::Seq)
             .limit(page_limit(limit));
         self.audit_rows(query).await
+    }
+
+    /// The position of the newest event of `scope` (its `seq` for a tenant, its `id`
+    /// across tenants), whatever it holds; 0 when there is none. Reads one index entry,
+    /// never the row.
+    pub async fn newest_audit_position(&self, scope: AuditScope<'_>) -> Result<i64, StoreError> {
+        let query = audit_events::Entity::find().select_only();
+        let query = match scope {
+            AuditScope::Tenant(tenant_id) => query
+                .column_as(audit_events::Column::Seq.max(), "position")
+                .filter(audit_events::Column::TenantId.eq(tenant_id)),
+            AuditScope::All => query.column_as(audit_events::Column::Id.max(), "position"),
+        };
+        let newest: Option<Option<i64>> = query
+            .into_tuple::<Option<i64>>()
+            .one(&self.conn)
+            .await
+            .or_unavailable()?;
+        Ok(newest.flatten().unwrap_or(0))
+    }
+
+    /// Reads the events `read` describes, bounded in rows and in bytes (see [`AuditRead`]):
+    /// first the positions and sizes of up to `max_rows + 1` matching rows (numbers only),
+    /// then, in a second query, only the rows that fit `max_bytes` (at least one). So a
+    /// read holds at most `max_bytes`, or one row, of events in memory, however large the
+    /// stored rows are.
+    ///
+    /// Between the two queries only rows after the newest position can commit (positions
+    /// grow in commit order), so the second query finds the rows the first one measured,
+    /// unless retention removed some meanwhile.
+    pub async fn read_audit_events(&self, read: &AuditRead<'_>) -> Result<AuditSlice, StoreError> {
+        let position = match read.scope {
+            AuditScope::Tenant(_) => audit_events::Column::Seq,
+            AuditScope::All => audit_events::Column::Id,
+        };
+        let sizes: Vec<(i64, i64)> = read
+            .query(position)
+            .select_only()
+            .column(position)
+            .column_as(Expr::cust(STORED_BYTES_SQL), "stored_bytes")
+            .limit(page_limit(read.max_rows.max(1)).saturating_add(1))
+            .into_tuple()
+            .all(&self.conn)
+            .await
+            .or_unavailable()?;
+        let (taken, has_more) = fitting_rows(&sizes, read);
+        let (Some(&(first, first_bytes)), Some(&(last, _))) = (taken.first(), taken.last()) else {
+            return Ok(AuditSlice::default());
+        };
+        let (low, high) = if first <= last {
+            (first, last)
+        } else {
+            (last, first)
+        };
+        let range = read
+            .query(position)
+            .filter(position.gte(low))
+            .filter(position.lte(high))
+            .limit(taken.len() as u64);
+        let first_bytes = stored_bytes(first_bytes);
+        let records = if taken.len() == 1 && first_bytes > read.max_row_bytes {
+            // Too large to hand out whole: its texts cut short and its lists empty, read so
+            // in SQL, so that the row is never loaded whole.
+            let mut query = range.select_only();
+            for (column, expression) in ELIDED_COLUMNS {
+                query = query.column_as(Expr::cust(expression), column);
+            }
+            query
+                .into_model::<audit_events::Model>()
+                .all(&self.conn)
+                .await
+                .or_unavailable()?
+                .into_iter()
+                .map(|row| {
+                    Ok(AuditRecord {
+                        row: AuditRow::try_from(row)?,
+                        elided_bytes: Some(first_bytes),
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?
+        } else {
+            self.audit_rows(range)
+                .await?
+                .into_iter()
+                .map(|row| AuditRecord {
+                    row,
+                    elided_bytes: None,
+                })
+                .collect()
+        };
+        Ok(AuditSlice { records, has_more })
     }
 
     /// Retention: deletes, tenant by tenant, the oldest events up to and including the

@@ -35,7 +35,10 @@ mod support;
 mod tenants;
 pub mod testing;
 
-pub use audit::{AuditAppend, AuditFilter, AuditHead, AuditRow, AuditScope};
+pub use audit::{
+    AUDIT_ROW_OVERHEAD, AuditAppend, AuditFilter, AuditHead, AuditRead, AuditReadOrder,
+    AuditRecord, AuditRow, AuditScope, AuditSlice, ELIDED_TEXT_CHARS,
+};
 pub use error::StoreError;
 pub use records::{
     ApiRecord, AppRecord, AppWithGrants, GrantRecord, NewApp, NewTenant, SecretRecord,

@@ -11,16 +11,18 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use prost_types::Timestamp;
-use tollgate_audit::{AuditAction, ChainReport, ChainVerifier};
+use tollgate_audit::{AuditAction, ChainBreak, ChainReport, ChainVerifier};
 use tollgate_proto::v1;
+use tollgate_proto::v1::audit_service_client::AuditServiceClient;
 use tonic::Code;
 
 use super::GlobalOptions;
-use super::auth::AdminSession;
+use super::auth::{AdminChannel, AdminSession};
 use super::output::{OutputFormat, emit, from_json, print, to_json_line};
-use crate::grpc::{event_from_wire, verify_response};
+use crate::grpc::{MAX_AUDIT_MESSAGE_BYTES, event_from_wire, verify_response};
 
-/// The largest page the server returns.
+/// The largest page the server returns, in events. (Pages are also bounded in bytes, so
+/// they may hold fewer: only an empty `next_page_token` ends a listing.)
 const MAX_PAGE_SIZE: u32 = 500;
 
 /// How many times in a row `tail` reconnects after its stream ends before giving up.
@@ -201,8 +203,7 @@ pub async fn run(options: &GlobalOptions, command: AuditSubcommand) -> anyhow::R
             ..
         } => {
             let session = AdminSession::open(options).await?;
-            let response = session
-                .audit()
+            let response = audit_client(&session)
                 .verify_chain(v1::VerifyChainRequest {
                     tenant: tenant.clone(),
                 })
@@ -225,7 +226,7 @@ async fn list(
     mut page_token: String,
 ) -> anyhow::Result<()> {
     let session = AdminSession::open(options).await?;
-    let mut client = session.audit();
+    let mut client = audit_client(&session);
     let mut events = Vec::new();
     let mut remaining = limit;
     let mut stream_cursor;
@@ -286,8 +287,7 @@ async fn tail(
     let mut cursor = match after {
         Some(cursor) => cursor,
         None => {
-            session
-                .audit()
+            audit_client(&session)
                 .list_events(v1::ListEventsRequest {
                     tenant: filter.tenant(),
                     page_size: 1,
@@ -353,7 +353,7 @@ async fn follow(
         filter: Some(filter.to_wire()),
         after: cursor.clone(),
     };
-    let mut stream = match session.audit().stream_events(request).await {
+    let mut stream = match audit_client(session).stream_events(request).await {
         Ok(response) => response.into_inner(),
         Err(status) => return Some(status),
     };
@@ -391,7 +391,7 @@ async fn export(
         bail!("--until must be after --since");
     }
     let session = AdminSession::open(options).await?;
-    let mut client = session.audit();
+    let mut client = audit_client(&session);
     let oldest_first = |page_size: i32| v1::ListEventsRequest {
         tenant: tenant.clone(),
         page_size,
@@ -400,7 +400,7 @@ async fn export(
     };
     let mut exported = Export {
         until_ms,
-        seqs: Vec::new(),
+        seqs: Seqs::default(),
     };
     let mut after = String::new();
     if let Some(since) = since {
@@ -453,12 +453,49 @@ async fn export(
     }
 }
 
-/// What `audit export` has written so far.
+/// An `AuditService` client for `session` that accepts the largest message the service
+/// sends (tonic's default, 4 MiB, is less than one large event).
+fn audit_client(session: &AdminSession) -> AuditServiceClient<AdminChannel> {
+    session
+        .audit()
+        .max_decoding_message_size(MAX_AUDIT_MESSAGE_BYTES)
+}
+
+/// What `audit export` has written so far. It holds one page at a time: what it keeps of
+/// the events written is their number and their first and last `seq`.
 struct Export {
     /// Where it stops: before the first event at or after this time.
     until_ms: Option<i64>,
-    /// The `seq` of every event written.
-    seqs: Vec<i64>,
+    /// The `seq`s of the events written.
+    seqs: Seqs,
+}
+
+/// A run of `seq`s, as its count and ends, without keeping them all.
+#[derive(Debug, Default)]
+struct Seqs {
+    first: Option<i64>,
+    last: Option<i64>,
+    len: u64,
+}
+
+impl Seqs {
+    fn push(&mut self, seq: i64) {
+        self.first.get_or_insert(seq);
+        self.last = Some(seq);
+        self.len += 1;
+    }
+
+    fn first(&self) -> Option<i64> {
+        self.first
+    }
+
+    fn last(&self) -> Option<i64> {
+        self.last
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
 }
 
 impl Export {
@@ -473,6 +510,14 @@ impl Export {
                 return Ok((text, true));
             }
             self.seqs.push(event.seq);
+            if let Some(bytes) = event.elided_bytes {
+                eprintln!(
+                    "note: seq {} is too large to be sent whole ({bytes} bytes stored) and is \
+                     exported elided: `audit verify --file` stops at it, `audit verify \
+                     --tenant` verifies it on the server",
+                    event.seq
+                );
+            }
             text.push_str(&to_json_line(&event)?);
             text.push('\n');
         }
@@ -512,6 +557,17 @@ fn verify_file(format: OutputFormat, path: &Path) -> anyhow::Result<()> {
             )
         })?;
         records += 1;
+        if let Some(bytes) = event.elided_bytes {
+            // Its content was cut on the way out: it cannot match its hash here.
+            outcome = Err(ChainBreak {
+                seq: event.seq,
+                reason: format!(
+                    "the record was exported elided ({bytes} bytes stored, too large to be \
+                     sent whole): verify it on the server with `audit verify --tenant`"
+                ),
+            });
+            break;
+        }
         if let Err(broken) = verifier.push(&event_from_wire(event)) {
             outcome = Err(broken);
             break;

@@ -6,17 +6,25 @@
 //! A stream is pumped by a task of its own, which ends when the client goes away, when the
 //! tail fails (its error is the stream's last message), or when the server shuts down (the
 //! stream then ends with UNAVAILABLE, so that graceful shutdown is not held up by streams
-//! that never end on their own).
+//! that never end on their own). What waits for a slow client is bounded in bytes
+//! ([`STREAM_BUFFER_BYTES`]), not only in messages.
+//!
+//! Every message is bounded in bytes by the read side (`tollgate_management::MAX_PAGE_BYTES`
+//! per page, `MAX_EVENT_BYTES` per event): [`MAX_AUDIT_MESSAGE_BYTES`] is the encoding
+//! limit of this service and the decoding limit its clients need.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use prost::Message;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tollgate_audit::{AuditAction, ChainReport, Identifier, Outcome};
 use tollgate_domain::{ErrorCode, InvalidValue, TenantName};
 use tollgate_management::{
-    AuditEntry, AuditListRequest, AuditOrder, AuditQuery, AuditTail, AuditTarget, Management,
-    PageRequest, Principal,
+    AuditEntry, AuditListRequest, AuditOrder, AuditQuery, AuditTail, AuditTarget, MAX_EVENT_BYTES,
+    Management, PageRequest, Principal,
 };
 use tollgate_proto::status::{invalid_argument, to_status};
 use tollgate_proto::v1;
@@ -28,6 +36,25 @@ use super::{bearer_token, into_status};
 
 /// Events buffered per stream before the pump waits for the client.
 const STREAM_BUFFER: usize = 64;
+
+/// Bytes of encoded events buffered per stream before the pump waits for the client
+/// (4 MiB); a larger event is let through alone.
+const STREAM_BUFFER_BYTES: usize = 4 << 20;
+
+/// The largest message `AuditService` sends (17 MiB): the largest event returned whole
+/// (`tollgate_management::MAX_EVENT_BYTES`, 16 MiB by stored size, which is at least its
+/// encoded size) with room to spare for a page's tokens and framing. Pages of smaller
+/// events stay below 1 MiB. The server's encoding limit for the service, so that a
+/// miscount would fail the call rather than send a message clients refuse; and the
+/// decoding limit the CLI sets.
+pub const MAX_AUDIT_MESSAGE_BYTES: usize = (MAX_EVENT_BYTES as usize) + (1 << 20);
+
+/// A message of a stream and its share of [`STREAM_BUFFER_BYTES`], given back once the
+/// message has been taken for sending.
+type Buffered = (
+    Result<v1::StreamEventsResponse, Status>,
+    Option<OwnedSemaphorePermit>,
+);
 
 /// Serves `AuditService` over one [`Management`].
 #[derive(Clone)]
@@ -78,7 +105,8 @@ impl AuditService for AuditAdapter {
         }))
     }
 
-    type StreamEventsStream = ReceiverStream<Result<v1::StreamEventsResponse, Status>>;
+    type StreamEventsStream =
+        Pin<Box<dyn Stream<Item = Result<v1::StreamEventsResponse, Status>> + Send + 'static>>;
 
     async fn stream_events(
         &self,
@@ -93,14 +121,16 @@ impl AuditService for AuditAdapter {
             .start_audit_tail(&principal, bearer, target, &query, &request.after)
             .await
             .map_err(into_status)?;
-        let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+        let (sender, receiver) = mpsc::channel::<Buffered>(STREAM_BUFFER);
         tokio::spawn(pump(
             Arc::clone(&self.management),
             tail,
             sender,
             self.shutdown.clone(),
         ));
-        Ok(Response::new(ReceiverStream::new(receiver)))
+        // The permit is dropped as the message leaves the buffer.
+        let messages = ReceiverStream::new(receiver).map(|(message, _permit)| message);
+        Ok(Response::new(Box::pin(messages)))
     }
 
     async fn verify_chain(
@@ -121,12 +151,14 @@ impl AuditService for AuditAdapter {
 
 /// Sends the tail's events to `sender` until the client goes away, the tail fails (its
 /// error is the last message), or `shutdown` turns true (UNAVAILABLE is the last message).
+/// At most [`STREAM_BUFFER_BYTES`] of events wait in `sender`'s buffer.
 async fn pump(
     management: Arc<Management>,
     mut tail: AuditTail,
-    sender: mpsc::Sender<Result<v1::StreamEventsResponse, Status>>,
+    sender: mpsc::Sender<Buffered>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let buffer_bytes = Arc::new(Semaphore::new(STREAM_BUFFER_BYTES));
     loop {
         let next = tokio::select! {
             next = management.next_audit_events(&mut tail) => next,
@@ -147,9 +179,16 @@ async fn pump(
         };
         let is_last = messages.iter().any(Result::is_err);
         for message in messages {
+            let size = message.as_ref().map_or(0, Message::encoded_len);
+            // At most the whole buffer: a larger event waits for an empty buffer, then goes.
+            let permits = u32::try_from(size.clamp(1, STREAM_BUFFER_BYTES)).unwrap_or(u32::MAX);
             // A client that does not read must not hold up shutdown.
+            let permit = tokio::select! {
+                permit = Arc::clone(&buffer_bytes).acquire_many_owned(permits) => permit.ok(),
+                _ = shutdown.wait_for(|stop| *stop) => return shut_down(&sender),
+            };
             tokio::select! {
-                sent = sender.send(message) => if sent.is_err() { return },
+                sent = sender.send((message, permit)) => if sent.is_err() { return },
                 _ = shutdown.wait_for(|stop| *stop) => return shut_down(&sender),
             }
         }
@@ -160,11 +199,14 @@ async fn pump(
 }
 
 /// Ends a stream because the server is shutting down, if the client has room for it.
-fn shut_down(sender: &mpsc::Sender<Result<v1::StreamEventsResponse, Status>>) {
-    let _ = sender.try_send(Err(to_status(
-        ErrorCode::Unavailable,
-        "the server is shutting down: resume after the last cursor received",
-    )));
+fn shut_down(sender: &mpsc::Sender<Buffered>) {
+    let _ = sender.try_send((
+        Err(to_status(
+            ErrorCode::Unavailable,
+            "the server is shutting down: resume after the last cursor received",
+        )),
+        None,
+    ));
 }
 
 fn target(tenant: &str) -> Result<AuditTarget, InvalidValue> {
@@ -287,11 +329,14 @@ pub(crate) fn event_to_wire(entry: AuditEntry) -> v1::AuditEvent {
         hash: row.hash,
         version: row.version,
         cursor: entry.cursor,
+        elided_bytes: entry
+            .elided_bytes
+            .map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
     }
 }
 
-/// The stored record an event on the wire stands for (its `time` and `cursor`, which are
-/// not stored, are left out): what offline verification hashes.
+/// The stored record an event on the wire stands for (its `time`, `cursor` and
+/// `elided_bytes`, which are not stored, are left out): what offline verification hashes.
 pub(crate) fn event_from_wire(event: v1::AuditEvent) -> AuditRow {
     AuditRow {
         id: event.id,
@@ -383,8 +428,10 @@ mod tests {
             let wire = event_to_wire(AuditEntry {
                 row: row.clone(),
                 cursor: "seq.ten_1.3".into(),
+                elided_bytes: None,
             });
             assert_eq!(wire.cursor, "seq.ten_1.3");
+            assert_eq!(wire.elided_bytes, None);
             assert_eq!(event_from_wire(wire), row);
         }
     }

@@ -10,7 +10,7 @@ mod token;
 pub(crate) use audit::{event_from_wire, verify_response};
 pub(crate) use convert::token_call;
 
-pub use audit::AuditAdapter;
+pub use audit::{AuditAdapter, MAX_AUDIT_MESSAGE_BYTES};
 pub use management::ManagementAdapter;
 pub use token::TokenAdapter;
 

@@ -10,20 +10,23 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::io::AsyncBufReadExt;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 use tollgate_audit::{
-    AuditAction, AuditConfig, AuditEvent, AuditWriter, FieldName, Identifier, Outcome, Transport,
+    AuditAction, AuditConfig, AuditEvent, AuditWriter, CHAIN_VERSION, FieldName, GENESIS_HASH,
+    Identifier, Outcome, Transport, record_hash,
 };
 use tollgate_domain::{ErrorCode, TenantName};
+use tollgate_management::{MAX_EVENT_BYTES, MAX_PAGE_BYTES};
 use tollgate_proto::v1::audit_service_client::AuditServiceClient;
 use tollgate_proto::v1::{
     AuditFilter, CreateAppRequest, EventOrder, GetApiRequest, GetAppRequest, ListEventsRequest,
     ListEventsResponse, StreamEventsRequest, StreamEventsResponse, VerifyChainRequest,
 };
-use tollgate_store::Store;
+use tollgate_store::{AuditRow, Store};
 use tollgate_testkit::{AdminCredentials, BearerAuth, TestServer};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -41,6 +44,8 @@ crate::backend_tests!(
     tampering_is_named_by_verify_chain,
     cli_lists_tails_exports_and_verifies,
     what_the_server_records_is_streamed,
+    large_events_are_read_in_bounded_pages,
+    an_event_too_large_to_send_is_elided,
 );
 
 /// 2096-10-02T07:06:40Z: seeded events are stamped from here on. In the future, so that
@@ -1446,5 +1451,325 @@ async fn what_the_server_records_is_streamed(server: TestServer) -> anyhow::Resu
         .into_inner();
     assert!(verified.ok, "{verified:?}");
     assert_eq!(verified.newest_seq, Some(verified.head_seq));
+    Ok(())
+}
+
+/// The largest message the audit service sends (README, "Audit trail"): the largest event
+/// returned whole, 16 MiB, and 1 MiB to spare. Clients of large events must accept it.
+const MAX_AUDIT_MESSAGE_BYTES: usize = 17 << 20;
+
+/// Appends one record per `(offset, jti, scope count)` to `tenant`'s chain straight
+/// through the store, as a server without bounds on recorded events could have written
+/// them: each asks for `scope count` distinct scopes of 7 bytes (`s000000`, …), so 150,000
+/// make a record of about 1.5 MB. Returns each record's `(seq, hash)`.
+async fn append_sized(
+    store: &Store,
+    tenant: &Tenant,
+    records: &[(i64, &str, usize)],
+) -> anyhow::Result<Vec<(i64, String)>> {
+    let mut appended = Vec::new();
+    let tenant_ids = [tenant.id.as_str()];
+    store
+        .append_audit_batch(&tenant_ids, |heads| {
+            let (mut seq, mut prev_hash) = heads
+                .get(&tenant.id)
+                .map_or((0, GENESIS_HASH.to_owned()), |head| {
+                    (head.seq, head.hash.clone())
+                });
+            let mut rows = Vec::with_capacity(records.len());
+            for &(offset, jti, scopes) in records {
+                seq += 1;
+                let mut row = AuditRow {
+                    tenant_id: tenant.id.clone(),
+                    seq,
+                    version: CHAIN_VERSION,
+                    time_ms: BASE_MS + offset,
+                    tenant_name: tenant.name.clone(),
+                    action: "token_denied".to_owned(),
+                    result: "denied".to_owned(),
+                    error_code: Some("invalid_client".to_owned()),
+                    client_id: Some("c1".to_owned()),
+                    jti: Some(jti.to_owned()),
+                    scopes_requested: (0..scopes).map(|n| format!("s{n:06}")).collect(),
+                    count: 1,
+                    prev_hash: prev_hash.clone(),
+                    ..AuditRow::default()
+                };
+                row.hash = record_hash(&row).unwrap_or_default();
+                prev_hash = row.hash.clone();
+                appended.push((seq, row.hash.clone()));
+                rows.push(row);
+            }
+            rows
+        })
+        .await?;
+    Ok(appended)
+}
+
+/// Every page of a listing through `audit`, checking each against the byte bounds: a page
+/// of more than one event encodes to at most [`MAX_PAGE_BYTES`], any page to at most
+/// [`MAX_AUDIT_MESSAGE_BYTES`]. Returns the `jti`s of each page.
+async fn bounded_pages(
+    audit: &mut AuditClient,
+    mut request: ListEventsRequest,
+) -> anyhow::Result<Vec<Vec<String>>> {
+    let mut pages = Vec::new();
+    for _ in 0..100 {
+        let page = audit.list_events(request.clone()).await?.into_inner();
+        let bytes = page.encoded_len();
+        assert!(
+            bytes <= MAX_AUDIT_MESSAGE_BYTES,
+            "a page of {bytes} bytes is over the message bound"
+        );
+        assert!(
+            page.events.len() <= 1 || bytes as u64 <= MAX_PAGE_BYTES,
+            "a page of {} events and {bytes} bytes is over the page bound",
+            page.events.len()
+        );
+        pages.push(jtis(&page.events));
+        if page.next_page_token.is_empty() {
+            return Ok(pages);
+        }
+        request.page_token = page.next_page_token;
+    }
+    bail!("more than 100 pages")
+}
+
+/// How many events each page held.
+fn page_lengths(pages: &[Vec<String>]) -> Vec<usize> {
+    pages.iter().map(Vec::len).collect()
+}
+
+/// A trail holding records of megabytes (as a flood of requests with huge scope lists left
+/// before records were bounded) reads in pages bounded in bytes, each event exactly once,
+/// in both orders and by a stream; `audit export` writes all of it (far more than one
+/// gRPC message of 4 MiB) and exits 0, and the export verifies offline.
+async fn large_events_are_read_in_bounded_pages(server: TestServer) -> anyhow::Result<()> {
+    let acme = Fixture::new(&server, "acme").await?;
+    let tenant = Tenant::of(&acme, "acme");
+    let store = Store::connect(&server.joined.database_url).await?;
+    // 60 events: small ones, and at 10, 20, 30, 40 records of about 1.5 MB, at 50 one of
+    // about 5 MB (over tonic's default limit of 4 MiB on its own).
+    let jti_names: Vec<String> = (0..60).map(|n| format!("big-{n}")).collect();
+    let records: Vec<(i64, &str, usize)> = (0..60)
+        .map(|n| {
+            let scopes = match n {
+                10 | 20 | 30 | 40 => 150_000,
+                50 => 500_000,
+                _ => 2,
+            };
+            (n as i64, jti_names[n].as_str(), scopes)
+        })
+        .collect();
+    let appended = append_sized(&store, &tenant, &records).await?;
+    assert_eq!(appended.len(), 60);
+
+    let token = server.admin_token_for(&acme.admin).await?;
+    let mut audit =
+        AuditServiceClient::with_interceptor(server.channel(), BearerAuth::new(&token)?)
+            .max_decoding_message_size(MAX_AUDIT_MESSAGE_BYTES);
+    let request = ListEventsRequest {
+        tenant: "acme".into(),
+        filter: Some(seeded()),
+        page_size: 500,
+        order: EventOrder::OldestFirst.into(),
+        ..Default::default()
+    };
+    // A page stops before the event that would take it past 1 MiB; a large event comes
+    // alone; every event once, in order.
+    let oldest_first = bounded_pages(&mut audit, request.clone()).await?;
+    assert_eq!(
+        page_lengths(&oldest_first),
+        [10, 1, 9, 1, 9, 1, 9, 1, 9, 1, 9]
+    );
+    assert_eq!(oldest_first.concat(), jti_names);
+    let newest_first = bounded_pages(
+        &mut audit,
+        ListEventsRequest {
+            order: EventOrder::NewestFirst.into(),
+            ..request.clone()
+        },
+    )
+    .await?;
+    assert_eq!(
+        page_lengths(&newest_first),
+        [9, 1, 9, 1, 9, 1, 9, 1, 9, 1, 10]
+    );
+    let mut reversed = jti_names.clone();
+    reversed.reverse();
+    assert_eq!(newest_first.concat(), reversed);
+    // The large events come whole.
+    let large = audit
+        .list_events(ListEventsRequest {
+            page_size: 1,
+            after: format!("seq.{}.{}", tenant.id, appended[49].0),
+            ..request.clone()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(large.events.len(), 1);
+    assert_eq!(large.events[0].scopes_requested.len(), 500_000);
+    assert_eq!(large.events[0].elided_bytes, None);
+    assert!(large.encoded_len() > 4 << 20, "{}", large.encoded_len());
+
+    // A stream from before the first seeded event delivers them all, in order.
+    let mut stream = audit
+        .stream_events(StreamEventsRequest {
+            tenant: "acme".into(),
+            filter: Some(seeded()),
+            after: format!("seq.{}.{}", tenant.id, appended[0].0 - 1),
+        })
+        .await?
+        .into_inner();
+    let streamed = receive(&mut stream, 60).await?;
+    assert_eq!(jtis(&streamed), jti_names);
+    assert_eq!(streamed[50].scopes_requested.len(), 500_000);
+    drop(stream);
+
+    // The export: every record of the chain, in one piece, status 0, then verified.
+    let exported = tollgate(&server, &["audit", "export", "--tenant", "acme"]).await?;
+    let stderr = String::from_utf8_lossy(&exported.stderr).into_owned();
+    assert!(exported.status.success(), "{stderr}");
+    assert!(
+        exported.stdout.len() > 10 << 20,
+        "{} bytes exported",
+        exported.stdout.len()
+    );
+    let verified = audit
+        .verify_chain(VerifyChainRequest {
+            tenant: "acme".into(),
+        })
+        .await?
+        .into_inner();
+    assert!(verified.ok, "{verified:?}");
+    let head = verified.head_seq;
+    assert!(head >= 60, "{verified:?}");
+    let text = String::from_utf8(exported.stdout)?;
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let seqs: Vec<String> = lines
+        .iter()
+        .map(|line| line["seq"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let expected: Vec<String> = (1..=head).map(|seq| seq.to_string()).collect();
+    assert_eq!(seqs, expected, "every record once, oldest first");
+    assert!(
+        stderr.contains(&format!(
+            "exported {head} audit events of tenant acme, seq 1..={head}"
+        )),
+        "{stderr}"
+    );
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("events.jsonl");
+    std::fs::write(&path, text.as_bytes())?;
+    let file = path.to_str().context("path")?;
+    let checked = tollgate(&server, &["audit", "verify", "--file", file]).await?;
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(checked.stdout)?,
+        format!("the audit export {file} verified: {head} records, seq 1..={head}\n")
+    );
+    Ok(())
+}
+
+/// A stored record too large to send whole (over 16 MiB, which no request could have
+/// caused) is listed, streamed and exported elided, on a page of its own, within the
+/// default 4 MiB a gRPC client accepts; its chain position and hashes are exact, offline
+/// verification stops at it by name, and the server's verification reads it whole.
+async fn an_event_too_large_to_send_is_elided(server: TestServer) -> anyhow::Result<()> {
+    let acme = Fixture::new(&server, "acme").await?;
+    let tenant = Tenant::of(&acme, "acme");
+    let store = Store::connect(&server.joined.database_url).await?;
+    // 2,500,000 scopes of 7 bytes: 25 MB stored.
+    let appended = append_sized(
+        &store,
+        &tenant,
+        &[(0, "huge-0", 2), (1, "huge-1", 2_500_000), (2, "huge-2", 2)],
+    )
+    .await?;
+    let (huge_seq, huge_hash) = appended[1].clone();
+
+    // tonic's default decoding limit (4 MiB): enough, since the large event is elided.
+    let mut audit = audit_client(&server, &acme.admin).await?;
+    let request = ListEventsRequest {
+        tenant: "acme".into(),
+        filter: Some(seeded()),
+        page_size: 500,
+        order: EventOrder::OldestFirst.into(),
+        ..Default::default()
+    };
+    let pages = bounded_pages(&mut audit, request.clone()).await?;
+    assert_eq!(pages, [["huge-0"], ["huge-1"], ["huge-2"]]);
+    let events = listed(&mut audit, request).await?;
+    let huge = &events[1];
+    let elided = huge.elided_bytes.context("the large event is not elided")?;
+    assert!(elided as u64 > MAX_EVENT_BYTES, "{elided}");
+    assert_eq!(
+        (huge.seq, huge.hash.as_str(), huge.prev_hash.as_str()),
+        (huge_seq, huge_hash.as_str(), appended[0].1.as_str())
+    );
+    assert_eq!(huge.jti.as_deref(), Some("huge-1"));
+    assert!(huge.scopes_requested.is_empty());
+    assert_eq!(events[0].elided_bytes, None);
+    assert_eq!(events[2].prev_hash, huge_hash);
+
+    // A stream sends it elided too.
+    let mut stream = audit
+        .stream_events(StreamEventsRequest {
+            tenant: "acme".into(),
+            filter: Some(seeded()),
+            after: format!("seq.{}.{}", tenant.id, appended[0].0 - 1),
+        })
+        .await?
+        .into_inner();
+    let streamed = receive(&mut stream, 3).await?;
+    assert_eq!(jtis(&streamed), ["huge-0", "huge-1", "huge-2"]);
+    assert_eq!(streamed[1].elided_bytes, Some(elided));
+    drop(stream);
+
+    // The server reads it whole: the chain verifies.
+    let verified = audit
+        .verify_chain(VerifyChainRequest {
+            tenant: "acme".into(),
+        })
+        .await?
+        .into_inner();
+    assert!(verified.ok, "{verified:?}");
+
+    // The export completes, saying which record it elided; offline verification names it.
+    let exported = tollgate(&server, &["audit", "export", "--tenant", "acme"]).await?;
+    let stderr = String::from_utf8_lossy(&exported.stderr).into_owned();
+    assert!(exported.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "note: seq {huge_seq} is too large to be sent whole ({elided} bytes stored)"
+        )),
+        "{stderr}"
+    );
+    let head = verified.head_seq;
+    assert_eq!(
+        String::from_utf8(exported.stdout.clone())?.lines().count() as i64,
+        head
+    );
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("events.jsonl");
+    std::fs::write(&path, &exported.stdout)?;
+    let file = path.to_str().context("path")?;
+    let checked = tollgate(&server, &["audit", "verify", "--file", file]).await?;
+    assert_eq!(checked.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "is broken at seq {huge_seq}: the record was exported elided ({elided} bytes \
+             stored, too large to be sent whole)"
+        )),
+        "{stderr}"
+    );
     Ok(())
 }
