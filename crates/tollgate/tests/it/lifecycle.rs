@@ -8,9 +8,9 @@ use anyhow::Context;
 use serde_json::Value;
 use tollgate_proto::v1::revoke_tokens_request::Target;
 use tollgate_proto::v1::{
-    IntrospectTokenRequest, ListKeysRequest, ListSecretsRequest, RevokeSecretRequest,
-    RevokeTokenRequest, RevokeTokensRequest, RotateSecretRequest, RotateSigningKeyRequest,
-    UpdateAppRequest,
+    CreateAppRequest, IntrospectTokenRequest, ListKeysRequest, ListSecretsRequest,
+    RevokeSecretRequest, RevokeTokenRequest, RevokeTokensRequest, RotateSecretRequest,
+    RotateSigningKeyRequest, UpdateAppRequest,
 };
 use tollgate_testkit::TestServer;
 use tonic::transport::Channel;
@@ -321,7 +321,19 @@ async fn revocation_service_forms(server: TestServer) -> anyhow::Result<()> {
         false
     );
     let fresh_admin = server.admin_token_for(&fixture.admin).await?;
-    assert_eq!(introspect(&server, me, &fresh_admin).await?["active"], true);
+    let admin = (
+        fixture.admin.client_id.as_str(),
+        fixture.admin.client_secret.as_str(),
+    );
+    // An admin token is introspected by its own app only.
+    assert_eq!(
+        introspect(&server, admin, &fresh_admin).await?["active"],
+        true
+    );
+    assert_eq!(
+        introspect(&server, me, &fresh_admin).await?,
+        serde_json::json!({"active": false})
+    );
     let mut revocations: RevocationClient =
         tollgate_proto::v1::revocation_service_client::RevocationServiceClient::with_interceptor(
             server.channel(),
@@ -484,11 +496,27 @@ async fn block_with_revocation(server: TestServer) -> anyhow::Result<()> {
         refused.err().map(|status| reason(&status)),
         Some((tonic::Code::Unauthenticated, "invalid_client".into()))
     );
-    let admin = (
-        fixture.admin.client_id.as_str(),
-        fixture.admin.client_secret.as_str(),
+    // The archive's resource server (a grant without scopes on it) may introspect its tokens.
+    let created = fixture
+        .admin_clients
+        .apps
+        .create_app(CreateAppRequest {
+            tenant: "acme".into(),
+            name: "archive-server".into(),
+            grants: vec![crate::fixtures::grant(ARCHIVE, &[])],
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let resource_server = (
+        created.app.context("no app")?.client_id,
+        created.client_secret,
     );
-    assert_eq!(introspect(&server, admin, &held).await?["active"], false);
+    let resource_server = (resource_server.0.as_str(), resource_server.1.as_str());
+    assert_eq!(
+        introspect(&server, resource_server, &held).await?["active"],
+        false
+    );
 
     tokio::time::sleep(Duration::from_millis(1100)).await; // past the cut-off second
     fixture
@@ -497,9 +525,12 @@ async fn block_with_revocation(server: TestServer) -> anyhow::Result<()> {
         .update_app(block(false, false))
         .await?;
     let fresh = token(&server, &fixture).await?;
-    assert_eq!(introspect(&server, admin, &fresh).await?["active"], true);
     assert_eq!(
-        introspect(&server, admin, &held).await?["active"],
+        introspect(&server, resource_server, &fresh).await?["active"],
+        true
+    );
+    assert_eq!(
+        introspect(&server, resource_server, &held).await?["active"],
         false,
         "unblocking does not revive old tokens"
     );

@@ -4,6 +4,7 @@
 mod audit;
 mod bounds;
 mod cli;
+mod delegation;
 mod demo;
 mod fixtures;
 mod http_errors;

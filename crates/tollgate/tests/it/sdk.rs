@@ -23,7 +23,7 @@ use tollgate_proto::v1::{CreateAppRequest, RevokeTokensRequest, RotateSigningKey
 use tollgate_testkit::{BearerAuth, TestOptions, TestServer};
 use tollgate_verify::{AuthError, Claims, Introspection, RevocationWatch, Verifier, VerifyError};
 
-use crate::fixtures::{ARCHIVE, Fixture};
+use crate::fixtures::{ARCHIVE, Fixture, grant};
 
 crate::backend_tests!(
     options = sdk_options;
@@ -57,7 +57,8 @@ async fn token(server: &TestServer, tenant: &str, fixture: &Fixture) -> anyhow::
         .access_token)
 }
 
-/// The resource server's own app (no grant): its credentials watch and introspect.
+/// The resource server's own app: its credentials watch and introspect. It holds a grant
+/// without scopes on its API, which entitles it to introspect that API's tokens.
 async fn resource_server_app(
     fixture: &mut Fixture,
     tenant: &str,
@@ -69,7 +70,7 @@ async fn resource_server_app(
             tenant: tenant.to_owned(),
             name: "archive-server".to_owned(),
             description: "the archive's resource server".to_owned(),
-            grants: Vec::new(),
+            grants: vec![grant(ARCHIVE, &[])],
         })
         .await?
         .into_inner();
