@@ -26,6 +26,16 @@
 //! not), then shows only events at or before H, and returns H as `stream_cursor`. A tail
 //! started after H shows exactly the events after it: each event is seen once.
 //!
+//! ## Bounded in bytes
+//!
+//! Stored events may be of any size (records written before events were bounded, or put in
+//! the database by other means), so every read is bounded in bytes as well as in count: a
+//! page or a tail's batch holds at most [`MAX_PAGE_BYTES`] of events by stored size, and
+//! at least one event; an event over [`MAX_EVENT_BYTES`] is elided; verification reads at
+//! most `VERIFY_PAGE_BYTES` at a time (an event larger than that alone, whole). The store
+//! measures the rows before it reads them (`tollgate_store::Store::read_audit_events`), so
+//! memory follows these bounds, not the page size times the largest event.
+//!
 //! ## Following
 //!
 //! [`AuditTail`] polls the database ([`TAIL_POLL_INTERVAL`] while idle, at once while it
