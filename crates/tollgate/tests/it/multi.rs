@@ -479,7 +479,9 @@ async fn revocation_on_one_instance_holds_on_the_others() -> anyhow::Result<()> 
     let [a, b, c] = [&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]];
     let fixture = Fixture::new(a, TENANT).await?;
     let app = (fixture.client_id.as_str(), fixture.client_secret.as_str());
-    let (resource_id, resource_secret) = create_app(&fixture, "archive-api", vec![]).await?;
+    // The archive API's own app: a grant without scopes on it entitles it to introspect.
+    let (resource_id, resource_secret) =
+        create_app(&fixture, "archive-api", vec![grant(ARCHIVE, &[])]).await?;
     let resource = (resource_id.as_str(), resource_secret.as_str());
 
     // One token, revoked over HTTP (RFC 7009) on A by the app it was issued to.
@@ -1078,7 +1080,9 @@ async fn redis_restarted_empty_loses_no_revocation_or_block() -> anyhow::Result<
     let [a, b] = [&cluster.nodes[0], &cluster.nodes[1]];
     let fixture = Fixture::new(a, TENANT).await?;
     let app = (fixture.client_id.as_str(), fixture.client_secret.as_str());
-    let (resource_id, resource_secret) = create_app(&fixture, "archive-api", vec![]).await?;
+    // The archive API's own app: a grant without scopes on it entitles it to introspect.
+    let (resource_id, resource_secret) =
+        create_app(&fixture, "archive-api", vec![grant(ARCHIVE, &[])]).await?;
     let resource = (resource_id.as_str(), resource_secret.as_str());
     let (victim_id, victim_secret) =
         create_app(&fixture, "victim", vec![grant(ARCHIVE, &["archive:read"])]).await?;
