@@ -17,6 +17,7 @@ mod basic;
 mod discovery;
 mod endpoint;
 mod grpc_backend;
+pub mod listen;
 mod params;
 mod response;
 mod tenant;
@@ -24,17 +25,16 @@ mod token;
 mod token_call;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::http::HeaderValue;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use tollgate_domain::{ErrorCode, IssuerTemplate};
 
 pub use backend::{BackendError, RateLimitInfo, TenantKeys, TokenBackend};
 pub use grpc_backend::GrpcBackend;
+pub use listen::ConnectionLimits;
 
 /// How the gateway behaves; everything else comes from the backend.
 #[derive(Debug, Clone)]
@@ -153,27 +153,30 @@ pub fn router<B: TokenBackend>(config: GatewayConfig, backend: Arc<B>) -> Router
         .with_state(gateway)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and waits
-/// for in-flight requests to finish (graceful shutdown). Each request carries its TCP
-/// peer's address (`ConnectInfo<SocketAddr>`), which becomes the `source` of the requests
-/// handed to the backend.
+/// Serves `router` on `listener` with the default [`ConnectionLimits`]; see
+/// [`serve_with_limits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Token responses are small and latency-bound: do not let Nagle hold them back.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::trace!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_with_limits(listener, router, ConnectionLimits::default(), shutdown).await
+}
+
+/// Serves `router` on `listener` under `limits` (see [`listen`]) until `shutdown`
+/// completes, then stops accepting and waits for in-flight requests to finish (graceful
+/// shutdown). Each request carries its TCP peer's address (`ConnectInfo<SocketAddr>`),
+/// which becomes the `source` of the requests handed to the backend. Accept errors are
+/// retried, never returned.
+pub async fn serve_with_limits(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = listen::Acceptor::new(listener, limits, listen::Protocol::Http);
+    listen::serve_http(acceptor, router, shutdown).await;
+    Ok(())
 }
 
 async fn healthz() -> &'static str {

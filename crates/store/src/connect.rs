@@ -1,5 +1,6 @@
 //! Opening the connection pool for a database URL, with settings per backend.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -9,8 +10,20 @@ use sea_orm::{DatabaseConnection, DbErr, RuntimeErr, SqlxPostgresConnector, Sqlx
 
 use crate::StoreError;
 
-/// How long a request waits for a free connection before the database counts as unavailable.
+/// How long a request waits for a free SQLite connection before the database counts as
+/// unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a request waits for a PostgreSQL connection, a new one's connection attempts
+/// included, before the database counts as unavailable (503 / UNAVAILABLE). Short, because
+/// while PostgreSQL is down or restarting every request would otherwise wait this long
+/// (the pool retries a refused connection until then), and requests queued behind one that
+/// waits (such as audit batches, written one at a time) wait for it too.
+const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the first PostgreSQL connection may take at start: the database may still be
+/// starting too.
+const POSTGRES_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long SQLite waits for another connection's write lock before failing with "busy".
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,8 +49,21 @@ pub(crate) struct Pools {
 /// are serialised by SQLite anyway. Elsewhere the one pool serves both.
 pub(crate) async fn open(url: &str) -> Result<Pools, StoreError> {
     if url.starts_with("sqlite:") {
-        let conn = open_sqlite(url, false).await?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let file = if in_memory {
+            None
+        } else {
+            let options = SqliteConnectOptions::from_str(url).map_err(connection_error)?;
+            let path = options.get_filename().to_path_buf();
+            prepare_sqlite_file(&path, url.contains("mode=rwc"))?;
+            Some(path)
+        };
+        let conn = open_sqlite(url, false).await?;
+        if let Some(path) = &file {
+            // SQLite gives the -wal and -shm files it creates the database file's mode; an
+            // older or copied set may still be looser.
+            protect_sqlite_files(path)?;
+        }
         let audit = if in_memory {
             conn.clone()
         } else {
@@ -105,13 +131,97 @@ async fn open_postgres(url: &str) -> Result<DatabaseConnection, StoreError> {
     let options = PgConnectOptions::from_str(url).map_err(connection_error)?;
     let pool = PgPoolOptions::new()
         .max_connections(POSTGRES_CONNECTIONS)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(options)
-        .await
-        .map_err(connection_error)?;
+        .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options);
+    // One connection now, so that a wrong URL or password stops the start; a database that
+    // does not answer yet gets several acquire timeouts' worth of patience.
+    let started = std::time::Instant::now();
+    loop {
+        match pool.acquire().await {
+            Ok(connection) => {
+                drop(connection);
+                break;
+            }
+            Err(sea_orm::sqlx::Error::PoolTimedOut)
+                if started.elapsed() < POSTGRES_START_TIMEOUT => {}
+            Err(error) => return Err(connection_error(error)),
+        }
+    }
     Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
 }
 
 fn connection_error(error: sea_orm::sqlx::Error) -> StoreError {
     StoreError::Unavailable(DbErr::Conn(RuntimeErr::SqlxError(error)))
+}
+
+/// The mode of a SQLite database and its -wal and -shm files: owner only. They hold every
+/// secret hash and sealed key.
+#[cfg(unix)]
+const SQLITE_FILE_MODE: u32 = 0o600;
+
+/// Creates the database file empty with mode 0600 when SQLite would create it (`create`:
+/// the URL says `mode=rwc`), so it is never readable by others, not even between SQLite
+/// creating it and a later `chmod`; tightens an existing one.
+fn prepare_sqlite_file(path: &Path, create: bool) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+
+        if create && !path.exists() {
+            // An empty file is an empty SQLite database.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(SQLITE_FILE_MODE)
+                .open(path)
+                .map_err(|error| file_error("cannot create", path, &error))?;
+        }
+        protect_sqlite_files(path)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, create);
+        Ok(())
+    }
+}
+
+/// Restricts the database file and its -wal and -shm files, where they exist, to mode 0600;
+/// logs each change.
+fn protect_sqlite_files(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            let file = Path::new(&file);
+            let Ok(metadata) = std::fs::metadata(file) else {
+                continue;
+            };
+            let current = metadata.permissions().mode() & 0o777;
+            if current & !SQLITE_FILE_MODE != 0 {
+                let tightened = current & SQLITE_FILE_MODE;
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(tightened))
+                    .map_err(|error| file_error("cannot restrict the mode of", file, &error))?;
+                tracing::warn!(
+                    path = %file.display(),
+                    from = format!("{current:o}"),
+                    to = format!("{tightened:o}"),
+                    "tightened the permissions of a database file that others could read"
+                );
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
+fn file_error(what: &str, path: &Path, error: &std::io::Error) -> StoreError {
+    StoreError::Unavailable(DbErr::Custom(format!("{what} {}: {error}", path.display())))
 }

@@ -97,6 +97,8 @@ pub struct TestOptions {
     pub key_rotation_check_seconds: u64,
     /// Key propagation delay in seconds.
     pub key_propagation_seconds: u64,
+    /// Connection limits of both listeners (default: the server's defaults).
+    pub connections: tollgate::config::ConnectionArgs,
 }
 
 /// What a second instance shares with the first.
@@ -121,6 +123,7 @@ impl Default for TestOptions {
             key_rotation_period: "30d".to_owned(),
             key_rotation_check_seconds: 60,
             key_propagation_seconds: 0,
+            connections: tollgate::config::ConnectionArgs::default(),
         }
     }
 }
@@ -192,6 +195,7 @@ impl TestServer {
             key_propagation_seconds: Some(options.key_propagation_seconds),
             app_rate_limit: options.app_rate_limit,
             tenant_rate_limit: 100_000,
+            connections: options.connections.clone(),
         };
         let config = Config::from_args(args)?;
         let database_url = config.database_url.clone();

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use tollgate_domain::IssuerTemplate;
+use tollgate_gateway::ConnectionLimits;
 use tollgate_keys::MasterKey;
 
 /// Settings of `tollgate serve` (and `tollgate migrate`, which needs the database ones).
@@ -68,6 +69,163 @@ pub struct ServeArgs {
     /// set their own.
     #[arg(long, env = "TOLLGATE_TENANT_RATE_LIMIT", default_value_t = 2000)]
     pub tenant_rate_limit: u64,
+    /// Connection limits of both listeners.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// Connection limits of the listeners (see README, "Connection limits"). Each applies to
+/// the gRPC and the HTTP listener alike, except where it names one.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ConnectionArgs {
+    /// Most connections open at once on each listener. At the cap the connection idle for
+    /// longest is closed to make room; when every one has a request in flight, new ones wait
+    /// in the accept backlog. Default: derived from the open-file limit, (limit − 128) / 2
+    /// per listener (the gateway alone: limit − 128), between 16 and 10000.
+    #[arg(long, env = "TOLLGATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds from accepting an HTTP connection to its first complete request head, and
+    /// from the first byte of a later request head to its end.
+    #[arg(long, env = "TOLLGATE_HEADER_TIMEOUT_SECONDS", default_value_t = secs(ConnectionLimits::DEFAULT_HEADER_TIMEOUT))]
+    pub header_timeout_seconds: u64,
+    /// Seconds from a request's head to the end of its body (HTTP bodies and gRPC request
+    /// messages).
+    #[arg(long, env = "TOLLGATE_BODY_TIMEOUT_SECONDS", default_value_t = secs(ConnectionLimits::DEFAULT_BODY_TIMEOUT))]
+    pub body_timeout_seconds: u64,
+    /// Seconds a connection without a request in flight stays open (a stream in progress,
+    /// such as a revocation watch, counts as a request).
+    #[arg(long, env = "TOLLGATE_IDLE_TIMEOUT_SECONDS", default_value_t = secs(ConnectionLimits::DEFAULT_IDLE_TIMEOUT))]
+    pub idle_timeout_seconds: u64,
+    /// gRPC listener: seconds from accepting a connection to the end of its HTTP/2
+    /// connection preface.
+    #[arg(long, env = "TOLLGATE_PREFACE_TIMEOUT_SECONDS", default_value_t = secs(ConnectionLimits::DEFAULT_PREFACE_TIMEOUT))]
+    pub preface_timeout_seconds: u64,
+    /// HTTP/2: seconds between two keep-alive pings from the server.
+    #[arg(long, env = "TOLLGATE_HTTP2_KEEPALIVE_INTERVAL_SECONDS", default_value_t = secs(ConnectionLimits::DEFAULT_HTTP2_KEEPALIVE_INTERVAL))]
+    pub http2_keepalive_interval_seconds: u64,
+    /// HTTP/2: seconds to wait for a ping's acknowledgement before closing the connection.
+    #[arg(long, env = "TOLLGATE_HTTP2_KEEPALIVE_TIMEOUT_SECONDS", default_value_t = secs(ConnectionLimits::DEFAULT_HTTP2_KEEPALIVE_TIMEOUT))]
+    pub http2_keepalive_timeout_seconds: u64,
+    /// HTTP/2: the most requests a client may have open at once on one connection.
+    #[arg(long, env = "TOLLGATE_HTTP2_MAX_STREAMS", default_value_t = ConnectionLimits::DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS)]
+    pub http2_max_streams: u32,
+}
+
+const fn secs(duration: std::time::Duration) -> u64 {
+    duration.as_secs()
+}
+
+/// The documented defaults (the same as the command line's).
+impl Default for ConnectionArgs {
+    fn default() -> Self {
+        Self {
+            max_connections: None,
+            header_timeout_seconds: secs(ConnectionLimits::DEFAULT_HEADER_TIMEOUT),
+            body_timeout_seconds: secs(ConnectionLimits::DEFAULT_BODY_TIMEOUT),
+            idle_timeout_seconds: secs(ConnectionLimits::DEFAULT_IDLE_TIMEOUT),
+            preface_timeout_seconds: secs(ConnectionLimits::DEFAULT_PREFACE_TIMEOUT),
+            http2_keepalive_interval_seconds: secs(
+                ConnectionLimits::DEFAULT_HTTP2_KEEPALIVE_INTERVAL,
+            ),
+            http2_keepalive_timeout_seconds: secs(
+                ConnectionLimits::DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
+            ),
+            http2_max_streams: ConnectionLimits::DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+        }
+    }
+}
+
+/// The longest timeout any connection setting accepts: one hour.
+const MAX_CONNECTION_TIMEOUT_SECONDS: u64 = 3_600;
+/// The largest `TOLLGATE_MAX_CONNECTIONS`.
+const MAX_MAX_CONNECTIONS: usize = 1_000_000;
+/// The largest `TOLLGATE_HTTP2_MAX_STREAMS`.
+const MAX_HTTP2_STREAMS: u32 = 10_000;
+
+/// Validated [`ConnectionArgs`]: the limits, and whether the cap was given (otherwise it is
+/// derived from the open-file limit at start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// The limits; `max_connections` holds the default until [`ConnectionConfig::resolve`].
+    pub limits: ConnectionLimits,
+    /// `TOLLGATE_MAX_CONNECTIONS`, if set.
+    pub max_connections: Option<usize>,
+}
+
+impl ConnectionConfig {
+    /// Validates `args`; errors name the setting.
+    pub fn from_args(args: &ConnectionArgs) -> anyhow::Result<Self> {
+        let timeout = |name: &str, seconds: u64| -> anyhow::Result<std::time::Duration> {
+            if !(1..=MAX_CONNECTION_TIMEOUT_SECONDS).contains(&seconds) {
+                bail!(
+                    "invalid {name}: must be between 1 and {MAX_CONNECTION_TIMEOUT_SECONDS} seconds"
+                );
+            }
+            Ok(std::time::Duration::from_secs(seconds))
+        };
+        if let Some(max) = args.max_connections
+            && !(1..=MAX_MAX_CONNECTIONS).contains(&max)
+        {
+            bail!(
+                "invalid TOLLGATE_MAX_CONNECTIONS (--max-connections): must be between 1 and {MAX_MAX_CONNECTIONS}"
+            );
+        }
+        if !(1..=MAX_HTTP2_STREAMS).contains(&args.http2_max_streams) {
+            bail!(
+                "invalid TOLLGATE_HTTP2_MAX_STREAMS (--http2-max-streams): must be between 1 and {MAX_HTTP2_STREAMS}"
+            );
+        }
+        let limits = ConnectionLimits {
+            max_connections: args
+                .max_connections
+                .unwrap_or(ConnectionLimits::DEFAULT_MAX_CONNECTIONS),
+            header_timeout: timeout(
+                "TOLLGATE_HEADER_TIMEOUT_SECONDS (--header-timeout-seconds)",
+                args.header_timeout_seconds,
+            )?,
+            body_timeout: timeout(
+                "TOLLGATE_BODY_TIMEOUT_SECONDS (--body-timeout-seconds)",
+                args.body_timeout_seconds,
+            )?,
+            idle_timeout: timeout(
+                "TOLLGATE_IDLE_TIMEOUT_SECONDS (--idle-timeout-seconds)",
+                args.idle_timeout_seconds,
+            )?,
+            preface_timeout: timeout(
+                "TOLLGATE_PREFACE_TIMEOUT_SECONDS (--preface-timeout-seconds)",
+                args.preface_timeout_seconds,
+            )?,
+            http2_keepalive_interval: timeout(
+                "TOLLGATE_HTTP2_KEEPALIVE_INTERVAL_SECONDS (--http2-keepalive-interval-seconds)",
+                args.http2_keepalive_interval_seconds,
+            )?,
+            http2_keepalive_timeout: timeout(
+                "TOLLGATE_HTTP2_KEEPALIVE_TIMEOUT_SECONDS (--http2-keepalive-timeout-seconds)",
+                args.http2_keepalive_timeout_seconds,
+            )?,
+            http2_max_concurrent_streams: args.http2_max_streams,
+        };
+        Ok(Self {
+            limits,
+            max_connections: args.max_connections,
+        })
+    }
+
+    /// The limits of one of `listeners` listeners in a process allowed `open_files` file
+    /// descriptors: the configured cap, or one derived from `open_files`.
+    pub fn resolve(&self, open_files: Option<u64>, listeners: u64) -> ConnectionLimits {
+        let max_connections = match (self.max_connections, open_files) {
+            (Some(max), _) => max,
+            (None, Some(open_files)) => {
+                ConnectionLimits::max_connections_for(open_files, listeners)
+            }
+            (None, None) => ConnectionLimits::DEFAULT_MAX_CONNECTIONS,
+        };
+        ConnectionLimits {
+            max_connections,
+            ..self.limits.clone()
+        }
+    }
 }
 
 /// Redacts the master key and the database URL, which may hold a password.
@@ -91,6 +249,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("key_propagation_seconds", &self.key_propagation_seconds)
             .field("app_rate_limit", &self.app_rate_limit)
             .field("tenant_rate_limit", &self.tenant_rate_limit)
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -116,6 +275,10 @@ pub struct GatewayArgs {
     /// `Cache-Control: max-age` of the JWKS and metadata documents, in seconds.
     #[arg(long, env = "TOLLGATE_JWKS_MAX_AGE", default_value_t = 300)]
     pub jwks_max_age: u64,
+    /// Connection limits of the HTTP listener (the preface timeout is the gRPC
+    /// listener's, so it does not apply here).
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 /// Validated settings of `tollgate gateway`.
@@ -129,6 +292,8 @@ pub struct GatewayOnlyConfig {
     pub issuer_template: IssuerTemplate,
     /// See [`GatewayArgs::jwks_max_age`].
     pub jwks_max_age: u64,
+    /// See [`GatewayArgs::connections`].
+    pub connections: ConnectionConfig,
 }
 
 impl GatewayOnlyConfig {
@@ -144,11 +309,13 @@ impl GatewayOnlyConfig {
                 )
             })?;
         check_jwks_max_age(args.jwks_max_age)?;
+        let connections = ConnectionConfig::from_args(&args.connections)?;
         Ok(Self {
             issuer_endpoint,
             http_addr: args.http_addr,
             issuer_template,
             jwks_max_age: args.jwks_max_age,
+            connections,
         })
     }
 }
@@ -221,6 +388,8 @@ pub struct Config {
     pub key_propagation_delay: i64,
     /// Rate limits.
     pub rate_limits: tollgate_issuer::RateLimits,
+    /// Connection limits of both listeners.
+    pub connections: ConnectionConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -239,6 +408,7 @@ impl std::fmt::Debug for Config {
             .field("key_rotation_check", &self.key_rotation_check)
             .field("key_propagation_delay", &self.key_propagation_delay)
             .field("rate_limits", &self.rate_limits)
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -331,6 +501,7 @@ impl Config {
                 bail!("invalid {name}: must be between 1 and 1000000");
             }
         }
+        let connections = ConnectionConfig::from_args(&args.connections)?;
         Ok(Self {
             data_dir: args.data_dir,
             grpc_addr: args.grpc_addr,
@@ -349,6 +520,7 @@ impl Config {
                 tenant_per_second: args.tenant_rate_limit as f64,
                 ..tollgate_issuer::RateLimits::default()
             },
+            connections,
         })
     }
 

@@ -5,6 +5,8 @@
 mod background;
 pub mod cli;
 pub mod config;
+pub mod fd_limit;
 mod files;
 mod grpc;
+pub mod message_limits;
 pub mod server;

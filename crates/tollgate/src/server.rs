@@ -13,7 +13,8 @@ use tollgate_domain::{
     AccessTokenClaims, ChangeListener, Clock, IssuedToken, SystemClock, TenantName,
     TokenCallRequest, TokenRequest,
 };
-use tollgate_gateway::{BackendError, GatewayConfig, TenantKeys, TokenBackend};
+use tollgate_gateway::listen::{Acceptor, GrpcConnectionLayer, Protocol};
+use tollgate_gateway::{BackendError, ConnectionLimits, GatewayConfig, TenantKeys, TokenBackend};
 use tollgate_issuer::{Catalog, Issuer, Revocations};
 use tollgate_management::{AdminCredentials, KeyPolicy, Management};
 use tollgate_proto::v1::api_service_server::ApiServiceServer;
@@ -25,11 +26,13 @@ use tollgate_proto::v1::tenant_service_server::TenantServiceServer;
 use tollgate_proto::v1::token_service_server::TokenServiceServer;
 use tollgate_state::SharedState;
 use tollgate_store::Store;
-use tonic::transport::server::TcpIncoming;
 
 use crate::background::{Background, Broadcaster};
 use crate::config::{Config, GatewayOnlyConfig};
 use crate::grpc::{AuditAdapter, HasCode, ManagementAdapter, TokenAdapter, log_if_internal};
+use crate::message_limits::{
+    MAX_MANAGEMENT_REQUEST_BYTES, MAX_TOKEN_REQUEST_BYTES, OversizedMessageLayer,
+};
 
 /// Name of the file, in the data dir, that receives the first admin credentials.
 pub const ADMIN_CREDENTIALS_FILE: &str = "admin-credentials.json";
@@ -57,9 +60,10 @@ impl Listeners {
 
 /// Connects to the configured database and applies pending migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+    // Owner-only from the first start: the database, its WAL and the key files live here.
+    crate::files::prepare_data_dir(&config.data_dir).with_context(|| {
         format!(
-            "cannot create TOLLGATE_DATA_DIR {}",
+            "cannot prepare TOLLGATE_DATA_DIR {}",
             config.data_dir.display()
         )
     })?;
@@ -76,6 +80,8 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let open_files = crate::fd_limit::raise_open_file_limit();
+    let connection_limits = config.connections.resolve(open_files, 2);
     let store = open_store(&config).await?;
     let master_key = Arc::new(config.load_master_key()?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -143,6 +149,7 @@ pub async fn serve(
         ManagementAdapter::new(Arc::clone(&management), config.issuer_template.clone()),
         // Audit streams end on shutdown by themselves: graceful shutdown waits for them.
         AuditAdapter::new(management, stop_receiver.clone()),
+        connection_limits.clone(),
         stopped(stop_receiver.clone()),
     ));
     let router = tollgate_gateway::router(
@@ -154,14 +161,16 @@ pub async fn serve(
             issuer: Arc::clone(&issuer),
         }),
     );
-    let http = tokio::spawn(tollgate_gateway::serve(
+    let http = tokio::spawn(tollgate_gateway::serve_with_limits(
         listeners.http,
         router,
+        connection_limits.clone(),
         stopped(stop_receiver),
     ));
     tracing::info!(
         grpc = %grpc_addr,
         http = %http_addr,
+        max_connections_per_listener = connection_limits.max_connections,
         database = store.backend_name(),
         shared_state = state.backend_name(),
         "tollgate serving"
@@ -209,8 +218,15 @@ pub async fn serve_gateway(
         },
         Arc::new(tollgate_gateway::GrpcBackend::new(channel)),
     );
-    tracing::info!(http = %listener.local_addr()?, issuer = %config.issuer_endpoint.uri(), "tollgate gateway serving");
-    tollgate_gateway::serve(listener, router, shutdown)
+    let open_files = crate::fd_limit::raise_open_file_limit();
+    let limits = config.connections.resolve(open_files, 1);
+    tracing::info!(
+        http = %listener.local_addr()?,
+        issuer = %config.issuer_endpoint.uri(),
+        max_connections = limits.max_connections,
+        "tollgate gateway serving"
+    );
+    tollgate_gateway::serve_with_limits(listener, router, limits, shutdown)
         .await
         .context("HTTP gateway failed")
 }
@@ -224,6 +240,7 @@ async fn serve_grpc(
     tokens: TokenAdapter,
     management: ManagementAdapter,
     audit: AuditAdapter,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -241,21 +258,48 @@ async fn serve_grpc(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("cannot build the reflection service")?;
+    // Connection limits: the acceptor caps connections and times the preface, idle
+    // connections and request bodies (see `tollgate_gateway::listen`); hyper pings and caps
+    // streams. The acceptor also sets TCP_NODELAY: without it, small responses wait on
+    // delayed ACKs (~40 ms per call).
+    let incoming = Acceptor::new(listener, limits.clone(), Protocol::Grpc).into_incoming();
     tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .layer(GrpcConnectionLayer)
+        .layer(OversizedMessageLayer)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(TokenServiceServer::new(tokens))
-        .add_service(TenantServiceServer::new(management.clone()))
-        .add_service(ApiServiceServer::new(management.clone()))
-        .add_service(AppServiceServer::new(management.clone()))
-        .add_service(KeyServiceServer::new(management.clone()))
-        .add_service(RevocationServiceServer::new(management))
-        .add_service(AuditServiceServer::new(audit))
-        // Without TCP_NODELAY, small responses wait on delayed ACKs (~40 ms per call).
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
+        .add_service(
+            TokenServiceServer::new(tokens).max_decoding_message_size(MAX_TOKEN_REQUEST_BYTES),
         )
+        .add_service(
+            TenantServiceServer::new(management.clone())
+                .max_decoding_message_size(MAX_MANAGEMENT_REQUEST_BYTES),
+        )
+        .add_service(
+            ApiServiceServer::new(management.clone())
+                .max_decoding_message_size(MAX_MANAGEMENT_REQUEST_BYTES),
+        )
+        .add_service(
+            AppServiceServer::new(management.clone())
+                .max_decoding_message_size(MAX_MANAGEMENT_REQUEST_BYTES),
+        )
+        .add_service(
+            KeyServiceServer::new(management.clone())
+                .max_decoding_message_size(MAX_MANAGEMENT_REQUEST_BYTES),
+        )
+        .add_service(
+            RevocationServiceServer::new(management)
+                .max_decoding_message_size(MAX_MANAGEMENT_REQUEST_BYTES),
+        )
+        .add_service(
+            AuditServiceServer::new(audit)
+                .max_decoding_message_size(MAX_MANAGEMENT_REQUEST_BYTES)
+                .max_encoding_message_size(crate::grpc::MAX_AUDIT_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .context("gRPC server failed")
 }
