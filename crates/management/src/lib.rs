@@ -2,10 +2,14 @@
 //!
 //! Every operation takes the caller's [`Principal`], obtained by [`Management::authenticate`]
 //! from a Tollgate access token for the caller tenant's built-in Management API, verified
-//! exactly as a resource server would (`tollgate-verify`) against the tenant's own key ring.
+//! against the tenant's live catalog view: its own key ring (no leeway), revocation, and the
+//! app behind the token (exists, not blocked, secret still live; scopes it still holds).
 //!
 //! Invariants:
 //! - a principal of tenant T acts only on T, unless T is `system`;
+//! - delegation never escalates: granting a Management API scope takes holding it, and
+//!   changing an app (grants, block, delete, secrets) takes holding every management scope
+//!   that app holds;
 //! - every write commits in one store transaction, then tells the [`ChangeListener`], so the
 //!   next token request sees it;
 //! - a client secret leaves this crate once, in the response that created it; only its keyed
