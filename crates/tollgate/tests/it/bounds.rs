@@ -125,6 +125,17 @@ async fn assert_chain_verifies(store: &Store, tenant_id: &str) -> anyhow::Result
     Ok(())
 }
 
+/// An HTTP case: name, Basic credentials, form parameters besides `grant_type`, status,
+/// `error` and `error_description`.
+type HttpCase<'a> = (
+    &'a str,
+    (&'a str, &'a str),
+    Vec<(&'a str, &'a str)>,
+    u16,
+    &'a str,
+    String,
+);
+
 /// `n` distinct scope tokens, `x:0`, `x:1`, …
 fn many_scopes(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("x:{i}")).collect()
@@ -150,7 +161,7 @@ async fn requests_over_a_limit_are_refused_and_leave_no_record(
     let long_scope = format!("archive:read {}", "s".repeat(129));
     let long_audience = format!("https://{}/", "a".repeat(247));
     let long_client = "c".repeat(129);
-    let cases: Vec<(&str, (&str, &str), Vec<(&str, &str)>, u16, &str, String)> = vec![
+    let cases: Vec<HttpCase> = vec![
         (
             "65 scopes",
             (id, secret),
