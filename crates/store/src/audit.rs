@@ -1005,6 +1005,82 @@ mod tests {
         )
     }
 
+    /// The positions [`fitting_rows`] takes of rows with these text sizes (positions 1, 2,
+    /// …), and whether it says more follow.
+    fn fitting(
+        texts: &[i64],
+        max_rows: u64,
+        max_bytes: u64,
+        max_row_bytes: u64,
+    ) -> (Vec<i64>, bool) {
+        let sizes: Vec<(i64, i64)> = (1..).zip(texts.iter().copied()).collect();
+        let filter = AuditFilter::default();
+        let read = AuditRead {
+            scope: AuditScope::All,
+            filter: &filter,
+            order: AuditReadOrder::OldestFirst,
+            after: None,
+            before: None,
+            max_rows,
+            max_bytes,
+            max_row_bytes,
+        };
+        let (taken, has_more) = fitting_rows(&sizes, &read);
+        (
+            taken.iter().map(|(position, _)| *position).collect(),
+            has_more,
+        )
+    }
+
+    #[test]
+    fn reads_stop_at_the_row_and_byte_bounds_but_take_one_row() {
+        let row = AUDIT_ROW_OVERHEAD as i64;
+        // Each row counts its texts plus the overhead: 4 rows of 2 × overhead fill 8.
+        let unit = AUDIT_ROW_OVERHEAD;
+        assert_eq!(
+            fitting(&[row; 5], 10, 8 * unit, u64::MAX),
+            (vec![1, 2, 3, 4], true)
+        );
+        assert_eq!(
+            fitting(&[row; 4], 10, 8 * unit, u64::MAX),
+            (vec![1, 2, 3, 4], false)
+        );
+        assert_eq!(
+            fitting(&[row; 3], 2, u64::MAX, u64::MAX),
+            (vec![1, 2], true)
+        );
+        assert_eq!(fitting(&[], 2, u64::MAX, u64::MAX), (vec![], false));
+        // A first row over the byte bound comes alone; a later one waits for its own read.
+        assert_eq!(
+            fitting(&[100 * row, 0], 10, unit * 8, u64::MAX),
+            (vec![1], true)
+        );
+        assert_eq!(
+            fitting(&[0, 100 * row, 0], 10, unit * 8, u64::MAX),
+            (vec![1], true)
+        );
+        // A row over the row bound is only ever read alone, even within the byte bound.
+        assert_eq!(
+            fitting(&[0, 3 * row], 10, u64::MAX, unit * 2),
+            (vec![1], true)
+        );
+        assert_eq!(
+            fitting(&[3 * row, 0], 10, u64::MAX, unit * 2),
+            (vec![1], true)
+        );
+        assert_eq!(
+            fitting(&[3 * row], 10, u64::MAX, unit * 2),
+            (vec![1], false)
+        );
+        // A size the database cannot have (negative) counts as the overhead alone.
+        assert_eq!(
+            fitting(&[-5, -5], 10, 2 * unit, u64::MAX),
+            (vec![1, 2], false)
+        );
+        // max_rows 0 still reads one row.
+        assert_eq!(fitting(&[0, 0], 0, u64::MAX, u64::MAX), (vec![1], true));
+    }
+
     #[test]
     fn continued_heads_follow_each_tenant() -> Result<(), StoreError> {
         let heads = HashMap::from([head("a", 4, "h4")]);

@@ -436,6 +436,88 @@ mod tests {
         }
     }
 
+    /// The size the store counts for a row (`AUDIT_ROW_OVERHEAD` plus the bytes of its
+    /// stored texts, lists as JSON), as its SQL does.
+    fn stored_size(row: &AuditRow) -> usize {
+        let json = |list: &[String]| serde_json::Value::from(list.to_vec()).to_string().len();
+        let texts = [&row.tenant_id, &row.tenant_name, &row.action, &row.result]
+            .into_iter()
+            .chain([&row.prev_hash, &row.hash])
+            .map(String::len)
+            .sum::<usize>();
+        let optional = [
+            &row.error_code,
+            &row.actor,
+            &row.client_id,
+            &row.secret_id,
+            &row.audience,
+            &row.jti,
+            &row.source,
+            &row.transport,
+            &row.trace_id,
+            &row.resource,
+        ]
+        .into_iter()
+        .map(|value| value.as_ref().map_or(0, String::len))
+        .sum::<usize>();
+        tollgate_store::AUDIT_ROW_OVERHEAD as usize
+            + texts
+            + optional
+            + json(&row.scopes_requested)
+            + json(&row.scopes_granted)
+            + json(&row.changed_fields)
+    }
+
+    #[test]
+    fn the_stored_size_bounds_the_size_on_the_wire() {
+        let many = |count: usize, item: &str| vec![item.to_owned(); count];
+        let rows = [
+            full_row(),
+            AuditRow::default(),
+            // Lists of short items cost more on the wire per item than long ones.
+            AuditRow {
+                scopes_requested: many(100_000, "a"),
+                scopes_granted: many(1_000, ""),
+                changed_fields: many(1_000, "x"),
+                ..full_row()
+            },
+            // An item of megabytes: its length takes 4 bytes on the wire, 2 quotes in JSON.
+            AuditRow {
+                scopes_requested: many(2, &"s".repeat(3 << 20)),
+                ..full_row()
+            },
+            AuditRow {
+                actor: Some("é".repeat(10_000)),
+                resource: Some("\u{1}\"".repeat(100)),
+                scopes_requested: many(100, "ü"),
+                ..full_row()
+            },
+            AuditRow {
+                id: i64::MIN,
+                seq: i64::MIN,
+                time_ms: i64::MIN,
+                count: i64::MIN,
+                version: i32::MIN,
+                ..full_row()
+            },
+        ];
+        for row in rows {
+            let stored = stored_size(&row);
+            let page = v1::ListEventsResponse {
+                events: vec![event_to_wire(AuditEntry {
+                    row,
+                    cursor: format!("seq.ten_{}.{}", "x".repeat(32), i64::MAX),
+                    elided_bytes: Some(u64::MAX),
+                })],
+                next_page_token: String::new(),
+                stream_cursor: String::new(),
+            };
+            // The event with its framing in a page.
+            let on_the_wire = page.encoded_len();
+            assert!(on_the_wire <= stored, "{on_the_wire} > {stored}");
+        }
+    }
+
     #[test]
     fn times_convert_in_whole_milliseconds() {
         let at = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
