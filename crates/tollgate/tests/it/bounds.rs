@@ -13,7 +13,7 @@ use tollgate_audit::{MAX_RECORDED_REQUESTED_SCOPES, verify_tenant};
 use tollgate_domain::TokenRequest;
 use tollgate_proto::v1::{GetTenantRequest, IssueTokenRequest};
 use tollgate_store::{AuditFilter, AuditRow, AuditScope, Store};
-use tollgate_testkit::TestServer;
+use tollgate_testkit::{Backend, TestOptions, TestServer};
 
 use crate::fixtures::{ARCHIVE, Fixture, encode_form, post_token_form, reason};
 
@@ -23,6 +23,70 @@ crate::backend_tests!(
     random_tenant_names_cost_the_system_chain_a_few_records,
     many_scopes_are_recorded_as_a_few_and_their_number,
 );
+
+/// Refusals still pending at shutdown are recorded before the server exits: on SQLite in a
+/// database file that outlives the server, and on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_pending_at_shutdown_are_recorded_sqlite() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("tollgate.db").display()
+    );
+    refusals_pending_at_shutdown_are_recorded(TestOptions {
+        backend: Backend::Sqlite,
+        database_url: Some(url),
+        ..Default::default()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_pending_at_shutdown_are_recorded_postgres() -> anyhow::Result<()> {
+    let Some(base) = tollgate_testkit::postgres_url_or_skip(concat!(
+        module_path!(),
+        "::refusals_pending_at_shutdown_are_recorded_postgres"
+    )) else {
+        return Ok(());
+    };
+    let url = tollgate_store::testing::fresh_postgres_database(&base).await?;
+    refusals_pending_at_shutdown_are_recorded(TestOptions {
+        backend: Backend::Postgres,
+        database_url: Some(url),
+        ..Default::default()
+    })
+    .await
+}
+
+async fn refusals_pending_at_shutdown_are_recorded(options: TestOptions) -> anyhow::Result<()> {
+    let server = TestServer::start_with(options).await?;
+    let fixture = Fixture::new(&server, "acme").await?;
+    let database_url = server.joined.database_url.clone();
+    let since = now_ms();
+    let refused = 200;
+    for n in 0..refused {
+        let status = server
+            .issue("acme", &format!("gone-{n}"), "tgsec_x", ARCHIVE, &[])
+            .await
+            .err()
+            .context("a made-up client was granted a token")?;
+        assert!(
+            matches!(
+                status.code(),
+                tonic::Code::Unauthenticated | tonic::Code::ResourceExhausted
+            ),
+            "{status:?}"
+        );
+    }
+    // At once: most of these are still waiting for the next one-second flush.
+    tokio::time::timeout(Duration::from_secs(20), server.stop()).await??;
+    let store = Store::connect(&database_url).await?;
+    let rows = refusals_since(&store, &fixture.tenant_id, since).await?;
+    let counted: i64 = rows.iter().map(|row| row.count).sum();
+    assert_eq!(counted, refused, "{rows:?}");
+    assert!(rows.len() <= 6, "{} records", rows.len());
+    assert_chain_verifies(&store, &fixture.tenant_id).await
+}
 
 /// Requests of each flood.
 const FLOOD: usize = 2_000;
