@@ -1,0 +1,595 @@
+//! Unauthenticated floods against a `tollgate serve` process on SQLite: what they cost the
+//! audit trail (records), the database (bytes on disk), the server (resident memory) and a
+//! legitimate client (latency), and whether the trail still reads back afterwards.
+//!
+//! Bounds (the issue's "Done when"): 50,000 random-id or random-tenant refusals from one
+//! address grow the trail by at most a few hundred records and the database by under a
+//! megabyte; a 4 MB request costs no more than a small one. A debug build may not get
+//! through 50,000 requests in the time a test may take: a flood stops at its time budget,
+//! and the bounds are asserted for the count it reached (printed).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+use tollgate_proto::v1::IssueTokenRequest;
+use tonic::transport::Channel;
+
+use super::process::{ServeProcess, kib_delta, mib};
+use super::{
+    Latencies, Noise, TrailReader, encoded_issue_request, flood, grpc_outcome, http_outcome,
+    is_clean_refusal, issue_raw, ms, report,
+};
+use crate::fixtures::{ARCHIVE, Fixture, encode_form};
+
+/// Requests per flood, when the time budget allows.
+const FLOOD_REQUESTS: usize = 50_000;
+
+/// Requests in flight during a flood.
+const FLOOD_IN_FLIGHT: usize = 32;
+
+/// The longest a flood runs.
+const FLOOD_BUDGET: Duration = Duration::from_secs(40);
+
+/// "At most a few hundred records" for a flood from one address.
+const MAX_FLOOD_RECORDS: i64 = 400;
+
+/// "Under a megabyte" of database growth.
+const MAX_DATABASE_GROWTH: u64 = 1024 * 1024;
+
+/// Scopes in the 4 MB request: 440,000 seven-byte scopes, about 3.96 MB encoded, under
+/// gRPC's default 4 MiB message limit (what the original attack sent).
+const HUGE_SCOPES: usize = 440_000;
+
+/// Scopes in the 16 KiB HTTP body.
+const WIDE_SCOPES: usize = 2_600;
+
+/// Concurrent 4 MB requests.
+const HUGE_CONCURRENT: usize = 100;
+
+/// Connections the concurrent 4 MB requests are spread over.
+const HUGE_CONNECTIONS: usize = 10;
+
+/// A record of a refused 4 MB request may exceed that of a one-scope refusal by at most this
+/// (a few kept scopes and a count).
+const MAX_RECORD_EXCESS: usize = 1024;
+
+/// The most a legitimate client may wait for a token during the flood (p99).
+const MAX_LEGITIMATE_P99: Duration = Duration::from_secs(1);
+
+/// The most the server's resident memory may grow (peak over start) during 100
+/// concurrent 4 MB requests. The attack took a release build from 190 MB to 938 MB.
+const MAX_HUGE_MEMORY_GROWTH: u64 = 256 * 1024 * 1024;
+
+/// The most the server's resident memory may grow while the whole trail is listed.
+const MAX_LISTING_MEMORY_GROWTH: u64 = 128 * 1024 * 1024;
+
+/// A wrong secret of the right shape.
+const WRONG_SECRET: &str = "tgsec_notthesecretnotthesecretnotthesecretnotthes";
+
+/// 50,000 token requests with random client ids and wrong secrets from one address, half
+/// over HTTP and half over gRPC: refused, and recorded per source and second, not per
+/// attacker-chosen id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_client_ids_cost_a_few_records() -> anyhow::Result<()> {
+    let process = ServeProcess::start(&[], None).await?;
+    let fixture = Fixture::new(&process.server, "acme").await?;
+    let mut trail = TrailReader::new(&process.server).await?;
+    let cursor = trail.cursor("acme").await?;
+    let rows_before = process.denied_rows().await?;
+    let size_before = process.database_size().await?;
+    let memory_before = process.memory()?;
+
+    let http = reqwest::Client::new();
+    let token_url = format!("{}/t/acme/oauth/token", process.server.http_url);
+    let channel = process.server.channel();
+    let outcome = flood(
+        FLOOD_REQUESTS,
+        FLOOD_IN_FLIGHT,
+        FLOOD_BUDGET,
+        move |index| {
+            let http = http.clone();
+            let token_url = token_url.clone();
+            let channel = channel.clone();
+            async move {
+                let client_id = format!("app_{:016x}", Noise::new(index as u64).next());
+                if index % 2 == 0 {
+                    let answer = http
+                        .post(&token_url)
+                        .basic_auth(&client_id, Some(WRONG_SECRET))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(encode_form(&[
+                            ("grant_type", "client_credentials"),
+                            ("audience", ARCHIVE),
+                        ]))
+                        .send()
+                        .await;
+                    http_outcome(answer).await
+                } else {
+                    let answer =
+                        tollgate_proto::v1::token_service_client::TokenServiceClient::new(channel)
+                            .issue_token(IssueTokenRequest {
+                                tenant: "acme".to_owned(),
+                                client_id,
+                                client_secret: WRONG_SECRET.to_owned(),
+                                audience: ARCHIVE.to_owned(),
+                                scopes: vec!["archive:read".to_owned()],
+                            })
+                            .await;
+                    grpc_outcome(&answer)
+                }
+            }
+        },
+    )
+    .await;
+    let listed = trail
+        .wait_for_occurrences(
+            "acme",
+            &cursor,
+            outcome.sent as i64,
+            Duration::from_secs(10),
+            |event| event.result == "denied",
+        )
+        .await?;
+    let rows_after = process.denied_rows().await?;
+    let size_after = process.database_size().await?;
+    let memory_after = process.memory()?;
+    let rows = rows_after - rows_before;
+    report(&format!(
+        "random-id flood n={} in {:.1}s ({:.0}/s) denial records+={rows} (denials counted {}) db+={:.0}KiB (files as found {:.0}KiB, checkpointed {}) rss {:.0}→{:.0} MiB (peak {:.0}) outcomes {:?}",
+        outcome.sent,
+        outcome.elapsed.as_secs_f64(),
+        outcome.rate(),
+        listed.occurrences,
+        kib_delta(size_before.bytes, size_after.bytes),
+        kib_delta(size_before.raw, size_after.raw),
+        size_before.is_checkpointed && size_after.is_checkpointed,
+        mib(memory_before.rss),
+        mib(memory_after.rss),
+        mib(memory_after.peak),
+        outcome.outcomes,
+    ));
+
+    for (answer, count) in &outcome.outcomes {
+        assert!(
+            is_clean_refusal(answer),
+            "{count} requests answered {answer}"
+        );
+    }
+    assert_eq!(
+        listed.occurrences, outcome.sent as i64,
+        "every refusal is counted in the trail"
+    );
+    assert!(
+        rows <= MAX_FLOOD_RECORDS,
+        "{} random-id refusals wrote {rows} audit records (at most {MAX_FLOOD_RECORDS})",
+        outcome.sent
+    );
+    assert!(
+        size_after.bytes.saturating_sub(size_before.bytes) < MAX_DATABASE_GROWTH,
+        "{} random-id refusals grew the database by {:.0} KiB",
+        outcome.sent,
+        kib_delta(size_before.bytes, size_after.bytes)
+    );
+    // The legitimate app still gets tokens.
+    process
+        .server
+        .issue(
+            "acme",
+            &fixture.client_id,
+            &fixture.client_secret,
+            ARCHIVE,
+            &[],
+        )
+        .await?;
+    process.stop().await
+}
+
+/// 50,000 token requests for random tenant names from one address, half over HTTP and
+/// half over gRPC: refused, and recorded in the `system` chain about once per source and
+/// second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_tenants_cost_the_system_chain_a_few_records() -> anyhow::Result<()> {
+    let process = ServeProcess::start(&[], None).await?;
+    let mut trail = TrailReader::new(&process.server).await?;
+    let cursor = trail.cursor("system").await?;
+    let rows_before = process.denied_rows().await?;
+    let size_before = process.database_size().await?;
+
+    let http = reqwest::Client::new();
+    let http_url = process.server.http_url.clone();
+    let channel = process.server.channel();
+    let outcome = flood(
+        FLOOD_REQUESTS,
+        FLOOD_IN_FLIGHT,
+        FLOOD_BUDGET,
+        move |index| {
+            let http = http.clone();
+            let http_url = http_url.clone();
+            let channel = channel.clone();
+            async move {
+                let mut noise = Noise::new(index as u64);
+                let tenant = format!("t{:012x}", noise.next() >> 16);
+                let client_id = format!("app_{:016x}", noise.next());
+                if index % 2 == 0 {
+                    let answer = http
+                        .post(format!("{http_url}/t/{tenant}/oauth/token"))
+                        .basic_auth(&client_id, Some(WRONG_SECRET))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(encode_form(&[
+                            ("grant_type", "client_credentials"),
+                            ("audience", ARCHIVE),
+                        ]))
+                        .send()
+                        .await;
+                    http_outcome(answer).await
+                } else {
+                    let answer =
+                        tollgate_proto::v1::token_service_client::TokenServiceClient::new(channel)
+                            .issue_token(IssueTokenRequest {
+                                tenant,
+                                client_id,
+                                client_secret: WRONG_SECRET.to_owned(),
+                                audience: ARCHIVE.to_owned(),
+                                scopes: Vec::new(),
+                            })
+                            .await;
+                    grpc_outcome(&answer)
+                }
+            }
+        },
+    )
+    .await;
+    let listed = trail
+        .wait_for_occurrences(
+            "system",
+            &cursor,
+            outcome.sent as i64,
+            Duration::from_secs(10),
+            |event| event.result == "denied",
+        )
+        .await?;
+    let rows = process.denied_rows().await? - rows_before;
+    let size_after = process.database_size().await?;
+    let memory = process.memory()?;
+    report(&format!(
+        "random-tenant flood n={} in {:.1}s ({:.0}/s) denial records+={rows} (denials counted {}) db+={:.0}KiB (files as found {:.0}KiB) rss {:.0} MiB (peak {:.0}) outcomes {:?}",
+        outcome.sent,
+        outcome.elapsed.as_secs_f64(),
+        outcome.rate(),
+        listed.occurrences,
+        kib_delta(size_before.bytes, size_after.bytes),
+        kib_delta(size_before.raw, size_after.raw),
+        mib(memory.rss),
+        mib(memory.peak),
+        outcome.outcomes,
+    ));
+
+    for (answer, count) in &outcome.outcomes {
+        assert!(
+            is_clean_refusal(answer),
+            "{count} requests answered {answer}"
+        );
+    }
+    assert_eq!(
+        listed.occurrences, outcome.sent as i64,
+        "every refusal is counted in the system chain"
+    );
+    assert!(
+        rows <= MAX_FLOOD_RECORDS,
+        "{} random-tenant refusals wrote {rows} audit records (at most {MAX_FLOOD_RECORDS})",
+        outcome.sent
+    );
+    assert!(
+        size_after.bytes.saturating_sub(size_before.bytes) < MAX_DATABASE_GROWTH,
+        "{} random-tenant refusals grew the database by {:.0} KiB",
+        outcome.sent,
+        kib_delta(size_before.bytes, size_after.bytes)
+    );
+    process.stop().await
+}
+
+/// A 4 MB gRPC request with 440,000 scopes and a 16 KiB HTTP body with 2,600 scopes are
+/// refused and leave no record larger than a one-scope refusal's; 100 of the 4 MB requests
+/// at once leave the server's memory and database bounded and a legitimate client served;
+/// afterwards the whole trail lists and exports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_requests_cost_no_more_than_small_ones() -> anyhow::Result<()> {
+    let process = ServeProcess::start(&[], None).await?;
+    let fixture = Fixture::new(&process.server, "acme").await?;
+    let mut trail = TrailReader::new(&process.server).await?;
+    let denied = |event: &tollgate_proto::v1::AuditEvent| event.result == "denied";
+
+    // A small refusal, for comparison.
+    let cursor = trail.cursor("acme").await?;
+    let small = process
+        .server
+        .issue(
+            "acme",
+            &fixture.client_id,
+            WRONG_SECRET,
+            ARCHIVE,
+            &["archive:read"],
+        )
+        .await;
+    assert!(small.is_err(), "a wrong secret got a token");
+    let small_record = trail
+        .wait_for_occurrences("acme", &cursor, 1, Duration::from_secs(5), denied)
+        .await?
+        .largest_record;
+
+    // One 4 MB gRPC request.
+    let huge = encoded_issue_request(&IssueTokenRequest {
+        tenant: "acme".to_owned(),
+        client_id: fixture.client_id.clone(),
+        client_secret: WRONG_SECRET.to_owned(),
+        audience: ARCHIVE.to_owned(),
+        scopes: (0..HUGE_SCOPES).map(|n| format!("s{n:06}")).collect(),
+    });
+    let cursor = trail.cursor("acme").await?;
+    let rows_before = process.denied_rows().await?;
+    let answer = issue_raw(process.server.channel(), huge.clone()).await;
+    let huge_code = answer.as_ref().err().map(tonic::Status::code);
+    // A refusal is recorded synchronously, an aggregated one within a second or two.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let huge_listed = trail.list_after("acme", &cursor, 10, denied).await?;
+    let huge_rows = process.denied_rows().await? - rows_before;
+
+    // One 16 KiB HTTP body.
+    let scopes: Vec<String> = (0..WIDE_SCOPES).map(|n| format!("s{n:04}")).collect();
+    let body = encode_form(&[
+        ("grant_type", "client_credentials"),
+        ("audience", ARCHIVE),
+        ("scope", &scopes.join(" ")),
+    ]);
+    let body_bytes = body.len();
+    let cursor = trail.cursor("acme").await?;
+    let wide = reqwest::Client::new()
+        .post(format!("{}/t/acme/oauth/token", process.server.http_url))
+        .basic_auth(&fixture.client_id, Some(WRONG_SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await;
+    let wide_outcome = http_outcome(wide).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let wide_listed = trail.list_after("acme", &cursor, 10, denied).await?;
+    report(&format!(
+        "oversized: one-scope refusal record {small_record} B; 4 MB ({} B, {HUGE_SCOPES} scopes) gRPC → {huge_code:?}, denial records+={huge_rows}, largest record {} B; {body_bytes} B HTTP body ({WIDE_SCOPES} scopes) → {wide_outcome}, largest record {} B",
+        huge.len(),
+        huge_listed.largest_record,
+        wide_listed.largest_record,
+    ));
+    assert!(
+        matches!(
+            huge_code,
+            Some(tonic::Code::ResourceExhausted | tonic::Code::InvalidArgument)
+        ),
+        "a 4 MB IssueToken was answered {huge_code:?}"
+    );
+    assert!(
+        huge_listed.largest_record <= small_record + MAX_RECORD_EXCESS,
+        "a 4 MB request left a {} B record (a one-scope refusal: {small_record} B)",
+        huge_listed.largest_record
+    );
+    assert!(
+        wide_outcome == "400 invalid_scope" || wide_outcome == "400 invalid_request",
+        "a {body_bytes} B body with {WIDE_SCOPES} scopes was answered {wide_outcome}"
+    );
+    assert!(
+        wide_listed.largest_record <= small_record + MAX_RECORD_EXCESS,
+        "a {WIDE_SCOPES}-scope request left a {} B record (a one-scope refusal: {small_record} B)",
+        wide_listed.largest_record
+    );
+
+    // 100 at once, while a legitimate client asks for a token every 50 ms. The client runs
+    // on a thread and runtime of its own, so that its latencies are the server's and not
+    // those of this process's tasks pushing 400 MB.
+    let rows_before = process.denied_rows().await?;
+    let size_before = process.database_size().await?;
+    let baseline = legitimate_client(&process, &fixture, 40, None).await?;
+    let memory_before = process.memory()?;
+    let is_peak_reset = process.reset_peak_memory();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let during = legitimate_client(&process, &fixture, 600, Some(Arc::clone(&stop)));
+    let during = tokio::spawn(during);
+    // Let the client start before the flood does.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let channels: Vec<Channel> = (0..HUGE_CONNECTIONS)
+        .map(|_| Channel::from_shared(process.server.grpc_url.clone()).map(|c| c.connect_lazy()))
+        .collect::<Result<_, _>>()?;
+    let outcomes = Arc::new(Mutex::new(
+        std::collections::BTreeMap::<String, usize>::new(),
+    ));
+    let started = Instant::now();
+    let mut requests = tokio::task::JoinSet::new();
+    for index in 0..HUGE_CONCURRENT {
+        let channel = channels[index % HUGE_CONNECTIONS].clone();
+        let huge = huge.clone();
+        let outcomes = Arc::clone(&outcomes);
+        requests.spawn(async move {
+            let answer =
+                tokio::time::timeout(Duration::from_secs(60), issue_raw(channel, huge)).await;
+            let label = match answer {
+                Ok(answer) => grpc_outcome(&answer),
+                Err(_) => "no answer within 60 s".to_owned(),
+            };
+            *outcomes.lock().await.entry(label).or_default() += 1;
+        });
+    }
+    // Memory is sampled while the requests are in flight; VmHWM keeps the peak.
+    let mut sampled_peak = memory_before.rss;
+    while !requests.is_empty() {
+        tokio::select! {
+            _ = requests.join_next() => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                if let Ok(memory) = process.memory() {
+                    sampled_peak = sampled_peak.max(memory.rss);
+                }
+            }
+        }
+    }
+    let flood_time = started.elapsed();
+    // A little more legitimate traffic after the flood, then stop the client.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let during = during.await??;
+    let memory_after = process.memory()?;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let rows = process.denied_rows().await? - rows_before;
+    let size_after = process.database_size().await?;
+    let outcomes = outcomes.lock().await.clone();
+    report(&format!(
+        "100 concurrent 4 MB requests in {:.1}s: denial records+={rows} db+={:.0}KiB (files as found {:.0}KiB) rss {:.0}→{:.0} MiB (sampled peak {:.0}, VmHWM {:.0}{}) legit before p50={} p99={}, during n={} p50={} p99={} failures={} outcomes {outcomes:?}",
+        flood_time.as_secs_f64(),
+        kib_delta(size_before.bytes, size_after.bytes),
+        kib_delta(size_before.raw, size_after.raw),
+        mib(memory_before.rss),
+        mib(memory_after.rss),
+        mib(sampled_peak),
+        mib(memory_after.peak),
+        if is_peak_reset { "" } else { " since start" },
+        ms(baseline.percentile(50.0)),
+        ms(baseline.percentile(99.0)),
+        during.len(),
+        ms(during.percentile(50.0)),
+        ms(during.percentile(99.0)),
+        during.failures,
+    ));
+    for (answer, count) in &outcomes {
+        assert!(
+            answer == "grpc ResourceExhausted" || answer == "grpc InvalidArgument",
+            "{count} of the 4 MB requests were answered {answer}"
+        );
+    }
+    assert_eq!(during.failures, 0, "the legitimate client was refused");
+    assert!(
+        during.percentile(99.0) < MAX_LEGITIMATE_P99,
+        "legitimate p99 during the flood: {}",
+        ms(during.percentile(99.0))
+    );
+    let peak = if is_peak_reset {
+        sampled_peak.max(memory_after.peak)
+    } else {
+        sampled_peak
+    };
+    assert!(
+        peak.saturating_sub(memory_before.rss) < MAX_HUGE_MEMORY_GROWTH,
+        "100 concurrent 4 MB requests took the server from {:.0} to {:.0} MiB",
+        mib(memory_before.rss),
+        mib(peak)
+    );
+    assert!(
+        size_after.bytes.saturating_sub(size_before.bytes) < MAX_DATABASE_GROWTH,
+        "100 concurrent 4 MB requests grew the database by {:.0} KiB",
+        kib_delta(size_before.bytes, size_after.bytes)
+    );
+    assert!(
+        rows <= MAX_FLOOD_RECORDS,
+        "100 concurrent 4 MB requests wrote {rows} records"
+    );
+
+    // The whole trail reads back: every tenant, in pages, and acme's export.
+    let before_listing = process.memory()?;
+    let is_peak_reset = process.reset_peak_memory();
+    let all = trail.list_after("", "", 400, |_| true).await;
+    let export =
+        crate::cli::tollgate(&process.server, &["audit", "export", "--tenant", "acme"]).await?;
+    let after_listing = process.memory()?;
+    let export_lines = String::from_utf8_lossy(&export.stdout).lines().count();
+    report(&format!(
+        "trail read back: (records, pages, largest page bytes) {:?}, export {} lines (exit {:?}), rss {:.0}→{:.0} MiB (peak {:.0})",
+        all.as_ref()
+            .map(|listed| (listed.records, listed.pages, listed.largest_page)),
+        export_lines,
+        export.status.code(),
+        mib(before_listing.rss),
+        mib(after_listing.rss),
+        mib(after_listing.peak),
+    ));
+    let all = all?;
+    assert!(all.records > 0, "nothing listed");
+    assert!(
+        export.status.success(),
+        "audit export failed: {}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    assert!(export_lines > 0, "audit export printed nothing");
+    let peak = if is_peak_reset {
+        after_listing.peak
+    } else {
+        after_listing.rss
+    };
+    assert!(
+        peak.saturating_sub(before_listing.rss) < MAX_LISTING_MEMORY_GROWTH,
+        "listing the trail took the server from {:.0} to {:.0} MiB",
+        mib(before_listing.rss),
+        mib(peak)
+    );
+    process.stop().await
+}
+
+/// Runs [`legitimate_loop`] for the fixture's app on a thread and runtime of its own, on a
+/// connection of its own.
+fn legitimate_client(
+    process: &ServeProcess,
+    fixture: &Fixture,
+    count: usize,
+    stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+) -> impl std::future::Future<Output = anyhow::Result<Latencies>> + Send + 'static {
+    let grpc_url = process.server.grpc_url.clone();
+    let client_id = fixture.client_id.clone();
+    let client_secret = fixture.client_secret.clone();
+    let thread = std::thread::spawn(move || -> anyhow::Result<Latencies> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let channel = Channel::from_shared(grpc_url)?.connect().await?;
+            legitimate_loop(channel, &client_id, &client_secret, count, stop).await
+        })
+    });
+    async move {
+        tokio::task::spawn_blocking(move || thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the legitimate client panicked"))?
+    }
+}
+
+/// Asks for a token every 50 ms over `channel`, at most `count` times or until `stop`.
+async fn legitimate_loop(
+    channel: Channel,
+    client_id: &str,
+    client_secret: &str,
+    count: usize,
+    stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+) -> anyhow::Result<Latencies> {
+    let mut client = tollgate_proto::v1::token_service_client::TokenServiceClient::new(channel);
+    let mut latencies = Latencies::default();
+    for _ in 0..count {
+        if stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            break;
+        }
+        let started = Instant::now();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.issue_token(IssueTokenRequest {
+                tenant: "acme".to_owned(),
+                client_id: client_id.to_owned(),
+                client_secret: client_secret.to_owned(),
+                audience: ARCHIVE.to_owned(),
+                scopes: Vec::new(),
+            }),
+        )
+        .await;
+        match answer {
+            Ok(Ok(_)) => latencies.push(started.elapsed()),
+            _ => latencies.failures += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(50).saturating_sub(started.elapsed())).await;
+    }
+    Ok(latencies)
+}
