@@ -104,8 +104,6 @@ impl Management {
         })?;
         let unauthenticated =
             |reason: &str| ManageError::Unauthenticated(format!("admin token rejected: {reason}"));
-        let unavailable =
-            || ManageError::Unauthenticated("admin token cannot be checked now".to_owned());
         let issuer =
             unverified_claim(token, "iss").ok_or_else(|| unauthenticated("malformed token"))?;
         let tenant = self
@@ -118,7 +116,14 @@ impl Management {
             .await
             .map_err(|error| {
                 tracing::error!(%tenant, error = %error, "cannot load tenant to check an admin token");
-                unavailable()
+                // The token may be fine: the caller is told to retry (UNAVAILABLE), not that
+                // its token is bad.
+                match error {
+                    tollgate_issuer::CatalogError::Store(error) => ManageError::Store(error),
+                    _ => ManageError::Unauthenticated(
+                        "admin token cannot be checked now".to_owned(),
+                    ),
+                }
             })?
             .ok_or_else(|| unauthenticated("unknown issuer"))?;
         let now = self.clock.now();
@@ -128,7 +133,8 @@ impl Management {
             .await
             .map_err(|error| {
                 tracing::error!(error = %error, "cannot check an admin token's revocation");
-                unavailable()
+                // Fail closed, as UNAVAILABLE: the check, not the token, failed.
+                ManageError::Revocation(error)
             })?
             .map_err(|inactive| unauthenticated(&inactive.to_string()))?;
         let app = view
