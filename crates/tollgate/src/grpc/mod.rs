@@ -28,9 +28,17 @@ where
     let code = error.code();
     match error.retry_after() {
         Some(retry_after) => to_status_with_retry(code, error.to_string(), retry_after),
+        // What HTTP's 503 says with `Retry-After: 1`: retry, in about a second.
+        None if code == ErrorCode::Unavailable => {
+            to_status_with_retry(code, error.to_string(), UNAVAILABLE_RETRY_AFTER)
+        }
         None => to_status(code, error.to_string()),
     }
 }
+
+/// The `RetryInfo` delay of an UNAVAILABLE answer (a dependency such as the database, Redis
+/// or the audit trail failed): the same second the HTTP gateway sends as `Retry-After`.
+const UNAVAILABLE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The admin token of a call: the value of `authorization: Bearer <token>` (`bearer` in
 /// any case), trimmed; `None` without one.
