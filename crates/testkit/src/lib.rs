@@ -28,7 +28,9 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+mod postgres;
 mod redis;
+pub use postgres::{PostgresServer, StopMode};
 pub use redis::RedisServer;
 
 /// Which database a test server uses.
@@ -89,6 +91,9 @@ pub struct TestOptions {
     pub redis_url: Option<String>,
     /// Join another instance: same database, same master key (same admin credentials).
     pub join: Option<Joined>,
+    /// The database of a first instance, instead of the backend's default (say, a
+    /// [`PostgresServer`] the test stops and starts); ignored when joining.
+    pub database_url: Option<String>,
     /// Default app rate limit (requests per second).
     pub app_rate_limit: u64,
     /// Scheduled key rotation period (`30d`, `10s`, …; `0` = off).
@@ -119,6 +124,7 @@ impl Default for TestOptions {
             issuer_template: None,
             redis_url: None,
             join: None,
+            database_url: None,
             app_rate_limit: 100,
             key_rotation_period: "30d".to_owned(),
             key_rotation_check_seconds: 60,
@@ -163,9 +169,10 @@ impl TestServer {
             ),
             // The first instance uses the defaults where it can: SQLite and the generated
             // development master key in its data dir.
-            None => match options.backend {
-                Backend::Sqlite => (None, None),
-                Backend::Postgres => {
+            None => match (options.backend, &options.database_url) {
+                (_, Some(url)) => (Some(url.clone()), None),
+                (Backend::Sqlite, None) => (None, None),
+                (Backend::Postgres, None) => {
                     let base = std::env::var("TOLLGATE_TEST_POSTGRES_URL")
                         .context("TOLLGATE_TEST_POSTGRES_URL is not set")?;
                     let url = tollgate_store::testing::fresh_postgres_database(&base).await?;
