@@ -16,6 +16,7 @@ mod limits;
 mod management;
 mod multi;
 mod outage;
+mod outage;
 mod sdk;
 mod tokens;
 mod trail;

@@ -1,0 +1,1194 @@
+//! Outages under load, against real processes: a PostgreSQL of the test's own stopped and
+//! started again, a `redis-server` of its own killed and started again empty, and the audit
+//! store refusing every append (a trigger), each while clients keep asking for tokens over
+//! HTTP and gRPC. Each scenario shows:
+//!
+//! - no token issued without its committed record: every `jti` a client received is in a
+//!   `token_issued` record once the outage is over;
+//! - no revoked token accepted: a token revoked before the outage is never introspected
+//!   active, during the outage or after it;
+//! - no grant change lost: a change made just before the outage, and one attempted during it
+//!   (answered UNAVAILABLE where the outage prevents it, then retried), hold afterwards;
+//! - recovery without restarting Tollgate, within [`RECOVERY`] of the dependency's return;
+//! - what clients saw meanwhile: every answer is a token, or 503 `temporarily_unavailable`
+//!   with `Retry-After` (HTTP) / UNAVAILABLE with a `RetryInfo` delay (gRPC) — never a 500,
+//!   INTERNAL, UNKNOWN, or a request left without an answer, and none slower than
+//!   [`SLOWEST`]. The counts per phase go to stderr (`outage::<test>: …`, visible with
+//!   `--nocapture`).
+//!
+//! The PostgreSQL at `TOLLGATE_TEST_POSTGRES_URL` is shared with every other test, so the
+//! PostgreSQL outage runs a cluster of its own ([`PostgresServer`], needs PostgreSQL's
+//! programs under `/usr/lib/postgresql`); the Redis outage runs its own `redis-server`
+//! ([`RedisServer`]) beside the shared PostgreSQL. Without them a test prints `SKIPPED: …`
+//! and passes, or fails with `TOLLGATE_REQUIRE_BACKENDS=1`.
+//!
+//! Every load is bounded: [`CLIENTS_PER_TARGET`] clients per instance, at most
+//! [`MAX_REQUESTS_PER_CLIENT`] requests each, [`PAUSE`] apart, for at most [`LOAD_LIMIT`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tollgate_audit::verify_tenant;
+use tollgate_proto::v1::token_service_client::TokenServiceClient;
+use tollgate_proto::v1::{
+    CreateAppRequest, Grant, GrantList, IntrospectTokenRequest, IssueTokenRequest, UpdateAppRequest,
+};
+use tollgate_store::Store;
+use tollgate_testkit::{Backend, PostgresServer, RedisServer, StopMode, TestOptions, TestServer};
+use tollgate_verify::unverified_claim;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::fixtures::{ARCHIVE, Fixture, encode_form, grant, reason};
+
+crate::backend_tests!(options = audit_options; audit_store_failing_under_load);
+
+/// The tenant of every scenario.
+const TENANT: &str = "acme";
+/// Load clients per instance: one over HTTP, one over gRPC, twice.
+const CLIENTS_PER_TARGET: usize = 4;
+/// The most token requests one load client sends.
+const MAX_REQUESTS_PER_CLIENT: usize = 1_000;
+/// The pause between two requests of one load client.
+const PAUSE: Duration = Duration::from_millis(20);
+/// The longest a load runs, whatever happens.
+const LOAD_LIMIT: Duration = Duration::from_secs(45);
+/// The longest one request may take before it counts as left without an answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest any answer of the load may take, outage or not: a request waits at most
+/// 2 s for a PostgreSQL connection, and a token request may queue behind one audit batch
+/// that waits as long.
+const SLOWEST: Duration = Duration::from_secs(6);
+/// The bound on recovery: tokens (and revocation checks) again after the dependency is back.
+const RECOVERY: Duration = Duration::from_secs(10);
+/// How long load runs before and after an outage.
+const STEADY: Duration = Duration::from_secs(1);
+/// App rate limit of the test servers: high enough that the load is never rate limited.
+const LOAD_RATE_LIMIT: u64 = 100_000;
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+/// Writes one observation to stderr, where `--nocapture` shows it.
+fn report(test: &str, message: &str) {
+    let _ = writeln!(std::io::stderr(), "outage::{test}: {message}");
+}
+
+/// A loud skip (or, with `TOLLGATE_REQUIRE_BACKENDS=1`, a panic) when `missing` names what
+/// the test lacks; `true` when nothing is missing.
+fn present_or_skip(test: &str, missing: Option<&str>) -> bool {
+    let Some(missing) = missing else {
+        return true;
+    };
+    if std::env::var("TOLLGATE_REQUIRE_BACKENDS").as_deref() == Ok("1") {
+        panic!("outage::{test}: {missing}, but TOLLGATE_REQUIRE_BACKENDS=1");
+    }
+    // Straight to stderr: the test harness swallows `eprintln!` of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: outage suite — outage::{test}: {missing}"
+    );
+    false
+}
+
+fn audit_options() -> TestOptions {
+    TestOptions {
+        app_rate_limit: LOAD_RATE_LIMIT,
+        ..Default::default()
+    }
+}
+
+/// A client id and secret.
+#[derive(Debug, Clone)]
+struct Credentials {
+    id: String,
+    secret: String,
+}
+
+/// What one token request got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    /// A token, with its `jti`.
+    Token(String),
+    /// HTTP 503 `temporarily_unavailable` with a `Retry-After` of whole seconds (at least
+    /// 1), or gRPC UNAVAILABLE with reason `unavailable` and a `RetryInfo` delay.
+    Unavailable,
+    /// Anything else, described.
+    Other(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Transport {
+    Http,
+    Grpc,
+}
+
+/// One answer of the load.
+#[derive(Debug, Clone)]
+struct Answer {
+    transport: Transport,
+    started: Instant,
+    finished: Instant,
+    seen: Seen,
+}
+
+/// Concurrent clients asking for tokens until told to stop (or bounded out).
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<Vec<Answer>>>,
+}
+
+impl Load {
+    /// [`CLIENTS_PER_TARGET`] clients per server, half over HTTP, half over gRPC.
+    fn start(targets: &[&TestServer], app: &Credentials) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        let began = Instant::now();
+        for server in targets {
+            for index in 0..CLIENTS_PER_TARGET {
+                let transport = if index % 2 == 0 {
+                    Transport::Http
+                } else {
+                    Transport::Grpc
+                };
+                let client = TokenClient::new(server, transport, app.clone())?;
+                let stop = Arc::clone(&stop);
+                tasks.push(tokio::spawn(async move {
+                    let mut answers = Vec::new();
+                    for _ in 0..MAX_REQUESTS_PER_CLIENT {
+                        if stop.load(Ordering::Relaxed) || began.elapsed() > LOAD_LIMIT {
+                            break;
+                        }
+                        let started = Instant::now();
+                        let seen = client.token().await;
+                        answers.push(Answer {
+                            transport,
+                            started,
+                            finished: Instant::now(),
+                            seen,
+                        });
+                        tokio::time::sleep(PAUSE).await;
+                    }
+                    answers
+                }));
+            }
+        }
+        Ok(Self { stop, tasks })
+    }
+
+    /// Stops the clients and returns every answer.
+    async fn finish(self) -> anyhow::Result<Vec<Answer>> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut answers = Vec::new();
+        for task in self.tasks {
+            answers.extend(task.await?);
+        }
+        Ok(answers)
+    }
+}
+
+/// A token client over one transport.
+struct TokenClient {
+    transport: Transport,
+    http: reqwest::Client,
+    token_url: String,
+    grpc: TokenServiceClient<Channel>,
+    app: Credentials,
+}
+
+impl TokenClient {
+    fn new(server: &TestServer, transport: Transport, app: Credentials) -> anyhow::Result<Self> {
+        Ok(Self {
+            transport,
+            http: reqwest::Client::builder().timeout(CALL_TIMEOUT).build()?,
+            token_url: format!("{}/t/{TENANT}/oauth/token", server.http_url),
+            grpc: server.tokens(),
+            app,
+        })
+    }
+
+    async fn token(&self) -> Seen {
+        match self.transport {
+            Transport::Http => self.http_token().await,
+            Transport::Grpc => self.grpc_token().await,
+        }
+    }
+
+    async fn http_token(&self) -> Seen {
+        let sent = self
+            .http
+            .post(&self.token_url)
+            .basic_auth(&self.app.id, Some(&self.app.secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode_form(&[
+                ("grant_type", "client_credentials"),
+                ("audience", ARCHIVE),
+            ]))
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => return Seen::Other(format!("HTTP request failed: {error}")),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let body: Value = match response.json().await {
+            Ok(body) => body,
+            Err(error) => {
+                return Seen::Other(format!("HTTP {status} without a JSON body: {error}"));
+            }
+        };
+        match status {
+            200 => match body["access_token"]
+                .as_str()
+                .and_then(|token| unverified_claim(token, "jti"))
+            {
+                Some(jti) => Seen::Token(jti),
+                None => Seen::Other(format!("HTTP 200 without a token: {body}")),
+            },
+            503 if is_unavailable_body(&body, retry_after.as_deref()) => Seen::Unavailable,
+            _ => Seen::Other(format!(
+                "HTTP {status}, Retry-After {retry_after:?}: {body}"
+            )),
+        }
+    }
+
+    async fn grpc_token(&self) -> Seen {
+        let request = IssueTokenRequest {
+            tenant: TENANT.to_owned(),
+            client_id: self.app.id.clone(),
+            client_secret: self.app.secret.clone(),
+            audience: ARCHIVE.to_owned(),
+            scopes: Vec::new(),
+        };
+        let mut grpc = self.grpc.clone();
+        match tokio::time::timeout(CALL_TIMEOUT, grpc.issue_token(request)).await {
+            Err(_) => Seen::Other(format!("gRPC: no answer within {CALL_TIMEOUT:?}")),
+            Ok(Ok(response)) => {
+                match unverified_claim(&response.into_inner().access_token, "jti") {
+                    Some(jti) => Seen::Token(jti),
+                    None => Seen::Other("gRPC token without jti".to_owned()),
+                }
+            }
+            Ok(Err(status)) if is_unavailable_status(&status) => Seen::Unavailable,
+            Ok(Err(status)) => {
+                Seen::Other(format!("gRPC {:?}: {}", reason(&status), status.message()))
+            }
+        }
+    }
+}
+
+/// RFC 6749's "retry later": `temporarily_unavailable`, with `Retry-After` in whole seconds.
+fn is_unavailable_body(body: &Value, retry_after: Option<&str>) -> bool {
+    body == &json!({
+        "error": "temporarily_unavailable",
+        "error_description": "the service is temporarily unavailable; retry later",
+    }) && retry_after
+        .and_then(|value| value.parse::<u64>().ok())
+        .is_some_and(|seconds| seconds >= 1)
+}
+
+/// gRPC UNAVAILABLE with Tollgate's reason `unavailable` and a `RetryInfo` delay of at
+/// least a second (gRPC's `Retry-After`).
+fn is_unavailable_status(status: &tonic::Status) -> bool {
+    use tonic_types::StatusExt as _;
+    let delay = status
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay);
+    reason(status) == (Code::Unavailable, "unavailable".to_owned())
+        && delay.is_some_and(|delay| delay >= Duration::from_secs(1))
+}
+
+/// When the dependency was down (stopped, killed, failing), and when it began to come back
+/// (restarted, mended).
+#[derive(Debug, Clone, Copy)]
+struct Outage {
+    down: Instant,
+    ended: Instant,
+}
+
+/// The answers counted per phase: `before` (answered before the dependency was down),
+/// `during` (asked and answered while it was down), `after` (asked once it was being
+/// brought back), and `across` (asked before the dependency was down and answered while it
+/// was, or asked while it was down and answered after).
+#[derive(Debug, Default)]
+struct Tally {
+    /// (phase, transport) → (tokens, unavailable, other).
+    counts: BTreeMap<(&'static str, Transport), (usize, usize, usize)>,
+    /// Every answer that was neither a token nor a clear "retry later".
+    others: Vec<String>,
+    /// The slowest answer.
+    slowest: Duration,
+}
+
+impl Tally {
+    fn of(answers: &[Answer], outage: Outage) -> Self {
+        let mut tally = Tally::default();
+        for answer in answers {
+            let phase = if answer.finished < outage.down {
+                "before"
+            } else if answer.started >= outage.ended {
+                "after"
+            } else if answer.started >= outage.down && answer.finished < outage.ended {
+                "during"
+            } else {
+                "across"
+            };
+            let entry = tally.counts.entry((phase, answer.transport)).or_default();
+            match &answer.seen {
+                Seen::Token(_) => entry.0 += 1,
+                Seen::Unavailable => entry.1 += 1,
+                Seen::Other(what) => {
+                    entry.2 += 1;
+                    tally.others.push(what.clone());
+                }
+            }
+            tally.slowest = tally.slowest.max(answer.finished - answer.started);
+        }
+        tally
+    }
+
+    /// (tokens, unavailable, other) of a phase, both transports together.
+    fn phase(&self, phase: &str) -> (usize, usize, usize) {
+        self.counts
+            .iter()
+            .filter(|((name, _), _)| *name == phase)
+            .fold((0, 0, 0), |sum, (_, count)| {
+                (sum.0 + count.0, sum.1 + count.1, sum.2 + count.2)
+            })
+    }
+
+    fn report(&self, test: &str) {
+        report(test, "phase   transport  tokens  503/UNAVAILABLE  other");
+        for ((phase, transport), (tokens, unavailable, other)) in &self.counts {
+            report(
+                test,
+                &format!("{phase:<7} {transport:<10?} {tokens:>6}  {unavailable:>15}  {other:>5}"),
+            );
+        }
+        report(
+            test,
+            &format!("slowest answer: {} ms", self.slowest.as_millis()),
+        );
+    }
+}
+
+/// Asserts what clients saw and that every token they got is recorded; returns the tally.
+async fn check_answers(
+    test: &str,
+    answers: &[Answer],
+    outage: Outage,
+    database_url: &str,
+) -> anyhow::Result<Tally> {
+    let tally = Tally::of(answers, outage);
+    tally.report(test);
+    assert!(
+        tally.others.is_empty(),
+        "{} answers were neither a token nor 503/UNAVAILABLE with Retry-After, e.g. {:?}",
+        tally.others.len(),
+        &tally.others[..tally.others.len().min(5)]
+    );
+    assert!(
+        tally.slowest <= SLOWEST,
+        "an answer took {:?}, more than {SLOWEST:?}",
+        tally.slowest
+    );
+    assert!(tally.phase("before").0 > 0, "no token before the outage");
+    assert!(tally.phase("after").0 > 0, "no token after the outage");
+
+    // Every token a client received has its committed record.
+    let issued: Vec<&str> = answers
+        .iter()
+        .filter_map(|answer| match &answer.seen {
+            Seen::Token(jti) => Some(jti.as_str()),
+            _ => None,
+        })
+        .collect();
+    let recorded = issued_jtis(database_url).await?;
+    let missing: Vec<&&str> = issued
+        .iter()
+        .filter(|jti| recorded.get(**jti).copied().unwrap_or(0) != 1)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} tokens are not recorded exactly once, e.g. {:?}",
+        missing.len(),
+        issued.len(),
+        &missing[..missing.len().min(5)]
+    );
+    report(
+        test,
+        &format!(
+            "{} tokens received, each in one token_issued record",
+            issued.len()
+        ),
+    );
+    Ok(tally)
+}
+
+/// How many `token_issued` records name each `jti`, read straight from the database.
+async fn issued_jtis(database_url: &str) -> anyhow::Result<HashMap<String, usize>> {
+    let connection = sea_orm::Database::connect(database_url).await?;
+    let backend = connection.get_database_backend();
+    let rows = connection
+        .query_all(Statement::from_string(
+            backend,
+            "SELECT jti FROM audit_events WHERE action = 'token_issued' AND jti IS NOT NULL",
+        ))
+        .await?;
+    let mut jtis = HashMap::new();
+    for row in rows {
+        let jti: String = row.try_get("", "jti")?;
+        *jtis.entry(jti).or_insert(0) += 1;
+    }
+    connection.close().await?;
+    Ok(jtis)
+}
+
+/// Gets a token over gRPC, with its `jti` and scopes.
+async fn token(server: &TestServer, app: &Credentials) -> Result<(String, String), tonic::Status> {
+    let response = server
+        .issue(TENANT, &app.id, &app.secret, ARCHIVE, &[])
+        .await?;
+    Ok((response.access_token, response.scopes.join(" ")))
+}
+
+/// Waits until `server` issues tokens to `app` again; returns how long after `since`.
+async fn tokens_again(
+    server: &TestServer,
+    app: &Credentials,
+    since: Instant,
+) -> anyhow::Result<Duration> {
+    loop {
+        match tokio::time::timeout(CALL_TIMEOUT, token(server, app)).await {
+            Ok(Ok(_)) => return Ok(since.elapsed()),
+            Ok(Err(status)) if is_unavailable_status(&status) => {}
+            Ok(Err(status)) => bail!(
+                "while recovering: {:?} {}",
+                reason(&status),
+                status.message()
+            ),
+            Err(_) => bail!("while recovering: no answer within {CALL_TIMEOUT:?}"),
+        }
+        if since.elapsed() > RECOVERY {
+            bail!("no token within {RECOVERY:?} of the dependency's return");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts a recovery time, and reports it.
+fn recovered(test: &str, what: &str, took: Duration) {
+    report(test, &format!("{what}: {} ms", took.as_millis()));
+    assert!(
+        took <= RECOVERY,
+        "{what} took {took:?}, more than {RECOVERY:?}"
+    );
+}
+
+/// What introspection said about a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Introspection {
+    /// `active: true`.
+    Active,
+    /// Exactly `{"active": false}` (gRPC: the empty response).
+    Inactive,
+    /// 503 `temporarily_unavailable` with `Retry-After` / UNAVAILABLE: failed closed.
+    Unavailable,
+}
+
+/// RFC 7662 introspection over HTTP and over gRPC by `caller`; both must agree.
+async fn introspect(
+    server: &TestServer,
+    caller: &Credentials,
+    token: &str,
+) -> anyhow::Result<Introspection> {
+    let response = reqwest::Client::builder()
+        .timeout(CALL_TIMEOUT)
+        .build()?
+        .post(format!("{}/t/{TENANT}/oauth/introspect", server.http_url))
+        .basic_auth(&caller.id, Some(&caller.secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode_form(&[("token", token)]))
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let body: Value = response.json().await?;
+    let over_http = match status {
+        200 if body == json!({"active": false}) => Introspection::Inactive,
+        200 if body["active"] == true => Introspection::Active,
+        503 if is_unavailable_body(&body, retry_after.as_deref()) => Introspection::Unavailable,
+        _ => bail!("HTTP introspection answered {status} (Retry-After {retry_after:?}): {body}"),
+    };
+    let answer = tokio::time::timeout(
+        CALL_TIMEOUT,
+        server.tokens().introspect_token(IntrospectTokenRequest {
+            tenant: TENANT.to_owned(),
+            client_id: caller.id.clone(),
+            client_secret: caller.secret.clone(),
+            token: token.to_owned(),
+        }),
+    )
+    .await
+    .context("gRPC introspection did not answer")?;
+    let over_grpc = match answer {
+        Ok(response) if response.get_ref().active => Introspection::Active,
+        Ok(_) => Introspection::Inactive,
+        Err(status) if is_unavailable_status(&status) => Introspection::Unavailable,
+        Err(status) => bail!(
+            "gRPC introspection failed: {:?} {}",
+            reason(&status),
+            status.message()
+        ),
+    };
+    // The two may differ only while the outage begins or ends.
+    if over_http != over_grpc {
+        if [&over_http, &over_grpc].contains(&&Introspection::Active)
+            && [&over_http, &over_grpc].contains(&&Introspection::Inactive)
+        {
+            bail!("introspection over HTTP said {over_http:?}, over gRPC {over_grpc:?}");
+        }
+        return Ok(Introspection::Unavailable);
+    }
+    Ok(over_http)
+}
+
+/// RFC 7009 revocation over HTTP by the token's app: `Ok(true)` on 200, `Ok(false)` on 503
+/// with `Retry-After`; anything else is an error.
+async fn revoke(server: &TestServer, app: &Credentials, token: &str) -> anyhow::Result<bool> {
+    let response = reqwest::Client::builder()
+        .timeout(CALL_TIMEOUT)
+        .build()?
+        .post(format!("{}/t/{TENANT}/oauth/revoke", server.http_url))
+        .basic_auth(&app.id, Some(&app.secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode_form(&[("token", token)]))
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let text = response.text().await?;
+    match status {
+        200 if text.is_empty() => Ok(true),
+        503 if is_unavailable_body(&serde_json::from_str(&text)?, retry_after.as_deref()) => {
+            Ok(false)
+        }
+        _ => bail!("revocation answered {status} (Retry-After {retry_after:?}): {text}"),
+    }
+}
+
+/// An app of the tenant, made by the fixture's admin.
+async fn create_app(
+    fixture: &Fixture,
+    name: &str,
+    grants: Vec<Grant>,
+) -> anyhow::Result<Credentials> {
+    let created = fixture
+        .admin_clients
+        .apps
+        .clone()
+        .create_app(CreateAppRequest {
+            tenant: TENANT.to_owned(),
+            name: name.to_owned(),
+            description: String::new(),
+            grants,
+        })
+        .await?
+        .into_inner();
+    Ok(Credentials {
+        id: created.app.context("no app")?.client_id,
+        secret: created.client_secret,
+    })
+}
+
+/// Replaces the app's grants with `scopes` on ARCHIVE.
+async fn set_scopes(
+    fixture: &Fixture,
+    app: &Credentials,
+    scopes: &[&str],
+) -> Result<(), tonic::Status> {
+    let mut apps = fixture.admin_clients.apps.clone();
+    let call = apps.update_app(UpdateAppRequest {
+        tenant: TENANT.to_owned(),
+        client_id: app.id.clone(),
+        grants: Some(GrantList {
+            grants: vec![grant(ARCHIVE, scopes)],
+        }),
+        ..Default::default()
+    });
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(answer) => answer.map(|_| ()),
+        Err(_) => Err(tonic::Status::deadline_exceeded("no answer")),
+    }
+}
+
+/// Waits (bounded) until `server` issues `app` tokens with exactly `scope`.
+async fn scope_in_effect(
+    server: &TestServer,
+    app: &Credentials,
+    scope: &str,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    let since = Instant::now();
+    loop {
+        let seen = match token(server, app).await {
+            Ok((_, granted)) => granted,
+            Err(status) => format!("{:?}", reason(&status)),
+        };
+        if seen == scope {
+            return Ok(since.elapsed());
+        }
+        if since.elapsed() > limit {
+            bail!(
+                "{}: scope {seen:?}, not {scope:?}, after {limit:?}",
+                server.grpc_url
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The state a scenario sets up before its outage.
+struct Before {
+    fixture: Fixture,
+    /// The app the load runs as.
+    app: Credentials,
+    /// An app whose grants change around the outage.
+    reader: Credentials,
+    /// A token revoked before the outage.
+    revoked: String,
+    /// A token never revoked.
+    live: String,
+}
+
+/// The tenant, its apps, a revoked and a live token, and a grant change (the reader gains
+/// `archive:write`) in effect on `others` too.
+async fn prepare(server: &TestServer, others: &[&TestServer]) -> anyhow::Result<Before> {
+    let fixture = Fixture::new(server, TENANT).await?;
+    let app = Credentials {
+        id: fixture.client_id.clone(),
+        secret: fixture.client_secret.clone(),
+    };
+    let reader = create_app(&fixture, "reader", vec![grant(ARCHIVE, &["archive:read"])]).await?;
+    let (revoked, _) = token(server, &app).await?;
+    assert!(revoke(server, &app, &revoked).await?, "revocation refused");
+    let (live, _) = token(server, &app).await?;
+    for node in std::iter::once(&server).chain(others) {
+        let inactive = wait_for(Duration::from_secs(2), || async {
+            Ok(introspect(node, &app, &revoked).await? == Introspection::Inactive)
+        })
+        .await?;
+        assert!(
+            inactive,
+            "the revoked token is not inactive on {}",
+            node.grpc_url
+        );
+        assert_eq!(introspect(node, &app, &live).await?, Introspection::Active);
+    }
+    set_scopes(&fixture, &reader, &["archive:read", "archive:write"]).await?;
+    for node in std::iter::once(&server).chain(others) {
+        scope_in_effect(
+            node,
+            &reader,
+            "archive:read archive:write",
+            Duration::from_secs(2),
+        )
+        .await?;
+    }
+    Ok(Before {
+        fixture,
+        app,
+        reader,
+        revoked,
+        live,
+    })
+}
+
+/// Runs `check` every 50 ms until it is true (`Ok(true)`) or `limit` has passed
+/// (`Ok(false)`).
+async fn wait_for<F, Fut>(limit: Duration, mut check: F) -> anyhow::Result<bool>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let since = Instant::now();
+    loop {
+        if check().await? {
+            return Ok(true);
+        }
+        if since.elapsed() > limit {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The revoked token is never active; the live one is active or, failing closed,
+/// unavailable. Returns what the revoked token's check said.
+async fn revoked_stays_revoked(
+    server: &TestServer,
+    before: &Before,
+    when: &str,
+) -> anyhow::Result<Introspection> {
+    let revoked = introspect(server, &before.app, &before.revoked).await?;
+    assert_ne!(
+        revoked,
+        Introspection::Active,
+        "a token revoked before the outage was active {when} on {}",
+        server.grpc_url
+    );
+    let live = introspect(server, &before.app, &before.live).await?;
+    assert_ne!(
+        live,
+        Introspection::Inactive,
+        "a live token was inactive {when} on {}",
+        server.grpc_url
+    );
+    Ok(revoked)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. PostgreSQL stopped and started again
+
+/// How long the PostgreSQL outage lasts: a few times the pool's acquire timeout (2 s), so
+/// that requests waiting for a connection give up during it.
+const POSTGRES_OUTAGE: Duration = Duration::from_secs(6);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_stopped_and_restarted_under_load() -> anyhow::Result<()> {
+    const TEST: &str = "postgres_stopped_and_restarted_under_load";
+    let missing = PostgresServer::installed_bin()
+        .is_none()
+        .then_some("no PostgreSQL programs under /usr/lib/postgresql (initdb, pg_ctl, postgres)");
+    if !present_or_skip(TEST, missing) {
+        return Ok(());
+    }
+    let mut database = PostgresServer::start().await?;
+    let server = TestServer::start_with(TestOptions {
+        backend: Backend::Postgres,
+        database_url: Some(database.url()),
+        app_rate_limit: LOAD_RATE_LIMIT,
+        ..Default::default()
+    })
+    .await?;
+    let before = prepare(&server, &[]).await?;
+    let load = Load::start(&[&server], &before.app)?;
+    tokio::time::sleep(STEADY).await;
+
+    let began = Instant::now();
+    database.stop(StopMode::Fast)?;
+    let down = Instant::now();
+    // Revocation checks read the shared state, not the database: the revoked token stays
+    // refused, the live one active.
+    assert_eq!(
+        revoked_stays_revoked(&server, &before, "with PostgreSQL down").await?,
+        Introspection::Inactive
+    );
+    // What needs the database is refused as unavailable, and changes nothing: a token (its
+    // record cannot commit), a grant change (the reader back to read-only) and a
+    // revocation. Each waits for a connection first, so they run side by side.
+    let (issued, change, revoked) = tokio::join!(
+        token(&server, &before.reader),
+        set_scopes(&before.fixture, &before.reader, &["archive:read"]),
+        revoke(&server, &before.app, &before.live),
+    );
+    let status = issued
+        .err()
+        .context("a token was issued with PostgreSQL down")?;
+    assert!(
+        is_unavailable_status(&status),
+        "token with PostgreSQL down: {status:?}"
+    );
+    let status = change
+        .err()
+        .context("a grant change succeeded with PostgreSQL down")?;
+    assert!(
+        is_unavailable_status(&status),
+        "grant change with PostgreSQL down: {:?} {}",
+        reason(&status),
+        status.message()
+    );
+    assert!(!revoked?, "a revocation succeeded with PostgreSQL down");
+    report(
+        TEST,
+        &format!(
+            "token, grant change and revocation refused as unavailable within {} ms",
+            began.elapsed().as_millis()
+        ),
+    );
+    let elapsed = began.elapsed();
+    if elapsed < POSTGRES_OUTAGE {
+        tokio::time::sleep(POSTGRES_OUTAGE - elapsed).await;
+    }
+
+    let ended = Instant::now();
+    database.start_again().await?;
+    recovered(
+        TEST,
+        "PostgreSQL back -> tokens again",
+        tokens_again(&server, &before.app, ended).await?,
+    );
+    // The change made before the outage holds; the refused one is retried, and holds.
+    scope_in_effect(
+        &server,
+        &before.reader,
+        "archive:read archive:write",
+        Duration::from_secs(1),
+    )
+    .await?;
+    set_scopes(&before.fixture, &before.reader, &["archive:read"])
+        .await
+        .map_err(|status| anyhow::anyhow!("retried grant change: {status:?}"))?;
+    scope_in_effect(
+        &server,
+        &before.reader,
+        "archive:read",
+        Duration::from_secs(2),
+    )
+    .await?;
+    assert_eq!(
+        revoked_stays_revoked(&server, &before, "after PostgreSQL returned").await?,
+        Introspection::Inactive
+    );
+    assert!(revoke(&server, &before.app, &before.live).await?);
+    assert_eq!(
+        introspect(&server, &before.app, &before.live).await?,
+        Introspection::Inactive
+    );
+    tokio::time::sleep(STEADY).await;
+
+    let answers = load.finish().await?;
+    let tally = check_answers(
+        TEST,
+        &answers,
+        Outage { down, ended },
+        &server.joined.database_url,
+    )
+    .await?;
+    // No token can be recorded while the database is down.
+    assert_eq!(
+        tally.phase("during").0,
+        0,
+        "tokens issued with PostgreSQL down"
+    );
+    assert!(
+        tally.phase("during").1 + tally.phase("across").1 > 0,
+        "no client was told to retry later"
+    );
+    let store = Store::connect(&server.joined.database_url).await?;
+    let chain = verify_tenant(&store, &before.fixture.tenant_id, 500).await?;
+    assert_eq!(chain.outcome, Ok(()));
+    server.stop().await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Redis stopped and started again (empty)
+
+/// How long Redis stays down.
+const REDIS_OUTAGE: Duration = Duration::from_secs(3);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_stopped_and_restarted_under_load() -> anyhow::Result<()> {
+    const TEST: &str = "redis_stopped_and_restarted_under_load";
+    let is_set = |name: &str| std::env::var(name).is_ok_and(|value| !value.is_empty());
+    let missing = if !is_set("TOLLGATE_TEST_POSTGRES_URL") {
+        Some("TOLLGATE_TEST_POSTGRES_URL is not set")
+    } else if !RedisServer::is_installed() {
+        Some("redis-server is not on PATH")
+    } else {
+        None
+    };
+    if !present_or_skip(TEST, missing) {
+        return Ok(());
+    }
+    let mut redis = RedisServer::start().await?;
+    let options = TestOptions {
+        backend: Backend::Postgres,
+        redis_url: Some(redis.url()),
+        app_rate_limit: LOAD_RATE_LIMIT,
+        ..Default::default()
+    };
+    let a = TestServer::start_with(options.clone()).await?;
+    let b = TestServer::start_with(TestOptions {
+        join: Some(a.joined.clone()),
+        ..options
+    })
+    .await?;
+    let before = prepare(&a, &[&b]).await?;
+    let (doomed, _) = token(&b, &before.app).await?;
+    let load = Load::start(&[&a, &b], &before.app)?;
+    tokio::time::sleep(STEADY).await;
+
+    let began = Instant::now();
+    redis.kill()?;
+    let down = Instant::now();
+    // Revocation checks fail closed: never active, for any token, on either instance.
+    for node in [&a, &b] {
+        for raw in [&before.revoked, &before.live, &doomed] {
+            let seen = introspect(node, &before.app, raw).await?;
+            assert_eq!(seen, Introspection::Unavailable, "with Redis down");
+        }
+    }
+    // Revocations go to the database (Redis is repopulated from it later).
+    assert!(
+        revoke(&a, &before.app, &doomed).await?,
+        "revocation refused with Redis down"
+    );
+    // Management checks its admin tokens' revocation in Redis too, and fails closed: the
+    // grant change (the reader back to read-only) is refused as unavailable, not made, and
+    // the one made before the outage holds on both instances.
+    let status = set_scopes(&before.fixture, &before.reader, &["archive:read"])
+        .await
+        .err()
+        .context("a grant change was accepted without checking the admin token")?;
+    assert!(
+        is_unavailable_status(&status),
+        "grant change with Redis down: {:?} {}",
+        reason(&status),
+        status.message()
+    );
+    for node in [&a, &b] {
+        scope_in_effect(
+            node,
+            &before.reader,
+            "archive:read archive:write",
+            Duration::from_secs(1),
+        )
+        .await?;
+    }
+    let elapsed = began.elapsed();
+    if elapsed < REDIS_OUTAGE {
+        tokio::time::sleep(REDIS_OUTAGE - elapsed).await;
+    }
+
+    let ended = Instant::now();
+    redis.restart_empty().await?;
+    // Checks answer again once the instances have copied the revocations back.
+    let (app, revoked, live) = (&before.app, &before.revoked, &before.live);
+    let answered = wait_for(RECOVERY, || async {
+        let mut answered = true;
+        for node in [&a, &b] {
+            for (raw, expected) in [
+                (revoked, Introspection::Inactive),
+                (&doomed, Introspection::Inactive),
+                (live, Introspection::Active),
+            ] {
+                match introspect(node, app, raw).await? {
+                    Introspection::Unavailable => answered = false,
+                    seen if seen == expected => {}
+                    seen => bail!("{seen:?} instead of {expected:?} after Redis returned"),
+                }
+            }
+        }
+        Ok(answered)
+    })
+    .await?;
+    assert!(answered, "introspection did not answer within {RECOVERY:?}");
+    recovered(
+        TEST,
+        "Redis back empty -> revocation checks answer again on both",
+        ended.elapsed(),
+    );
+    for node in [&a, &b] {
+        recovered(
+            TEST,
+            "Redis back empty -> tokens",
+            tokens_again(node, &before.app, ended).await?,
+        );
+    }
+    // The refused change is retried, and holds on both instances.
+    set_scopes(&before.fixture, &before.reader, &["archive:read"])
+        .await
+        .map_err(|status| anyhow::anyhow!("retried grant change: {status:?}"))?;
+    for node in [&a, &b] {
+        scope_in_effect(node, &before.reader, "archive:read", Duration::from_secs(2)).await?;
+    }
+    tokio::time::sleep(STEADY).await;
+
+    let answers = load.finish().await?;
+    let tally = check_answers(
+        TEST,
+        &answers,
+        Outage { down, ended },
+        &a.joined.database_url,
+    )
+    .await?;
+    // A Redis outage is not a token outage: rate limits fall back to per-instance buckets.
+    assert!(tally.phase("during").0 > 0, "no token while Redis was down");
+    let store = Store::connect(&a.joined.database_url).await?;
+    let chain = verify_tenant(&store, &before.fixture.tenant_id, 500).await?;
+    assert_eq!(chain.outcome, Ok(()));
+    b.stop().await?;
+    a.stop().await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. The audit store failing
+
+/// How long the audit store refuses appends.
+const AUDIT_OUTAGE: Duration = Duration::from_secs(3);
+
+/// SQL that makes every insert into the audit trail fail, and SQL that undoes it.
+fn break_trail_sql(
+    backend: sea_orm::DbBackend,
+) -> (&'static [&'static str], &'static [&'static str]) {
+    match backend {
+        sea_orm::DbBackend::Postgres => (
+            &[
+                "CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit disk full'; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+            ],
+            &[
+                "DROP TRIGGER refuse_audit ON audit_events",
+                "DROP FUNCTION refuse_audit()",
+            ],
+        ),
+        _ => (
+            &[
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit disk full'); END",
+            ],
+            &["DROP TRIGGER refuse_audit"],
+        ),
+    }
+}
+
+async fn audit_store_failing_under_load(server: TestServer) -> anyhow::Result<()> {
+    const TEST: &str = "audit_store_failing_under_load";
+    let before = prepare(&server, &[]).await?;
+    let load = Load::start(&[&server], &before.app)?;
+    tokio::time::sleep(STEADY).await;
+
+    let connection = sea_orm::Database::connect(&server.joined.database_url).await?;
+    let (break_sql, mend_sql) = break_trail_sql(connection.get_database_backend());
+    let began = Instant::now();
+    for sql in break_sql {
+        connection.execute_unprepared(sql).await?;
+    }
+    let down = Instant::now();
+    // No token: the record cannot commit.
+    let status = token(&server, &before.app)
+        .await
+        .err()
+        .context("a token was issued while the trail refused appends")?;
+    assert!(is_unavailable_status(&status), "{status:?}");
+    // A refusal is still answered as such (nothing was granted).
+    let wrong = Credentials {
+        id: before.app.id.clone(),
+        secret: "tgsec_wrongwrongwrongwrongwrongwrongwrongwrongw".to_owned(),
+    };
+    let status = token(&server, &wrong)
+        .await
+        .err()
+        .context("a wrong secret got a token")?;
+    assert_eq!(
+        reason(&status),
+        (Code::Unauthenticated, "invalid_client".to_owned())
+    );
+    // Revocation checks need no append: the revoked token stays refused.
+    assert_eq!(
+        revoked_stays_revoked(&server, &before, "with the trail failing").await?,
+        Introspection::Inactive
+    );
+    // A grant change and a revocation cannot be recorded, so they do not happen.
+    let status = set_scopes(&before.fixture, &before.reader, &["archive:read"])
+        .await
+        .err()
+        .context("a grant change succeeded unrecorded")?;
+    assert!(
+        is_unavailable_status(&status),
+        "grant change with the trail failing: {:?} {}",
+        reason(&status),
+        status.message()
+    );
+    assert!(
+        !revoke(&server, &before.app, &before.live).await?,
+        "a revocation succeeded unrecorded"
+    );
+    let elapsed = began.elapsed();
+    if elapsed < AUDIT_OUTAGE {
+        tokio::time::sleep(AUDIT_OUTAGE - elapsed).await;
+    }
+
+    let ended = Instant::now();
+    for sql in mend_sql {
+        connection.execute_unprepared(sql).await?;
+    }
+    recovered(
+        TEST,
+        "trail writable again -> tokens again",
+        tokens_again(&server, &before.app, ended).await?,
+    );
+    // The change made before still holds (the reader can write); the refused one is retried.
+    scope_in_effect(
+        &server,
+        &before.reader,
+        "archive:read archive:write",
+        Duration::from_secs(1),
+    )
+    .await?;
+    set_scopes(&before.fixture, &before.reader, &["archive:read"])
+        .await
+        .map_err(|status| anyhow::anyhow!("retried grant change: {status:?}"))?;
+    scope_in_effect(
+        &server,
+        &before.reader,
+        "archive:read",
+        Duration::from_secs(1),
+    )
+    .await?;
+    assert!(revoke(&server, &before.app, &before.live).await?);
+    assert_eq!(
+        introspect(&server, &before.app, &before.live).await?,
+        Introspection::Inactive
+    );
+    assert_eq!(
+        introspect(&server, &before.app, &before.revoked).await?,
+        Introspection::Inactive
+    );
+    tokio::time::sleep(STEADY).await;
+
+    let answers = load.finish().await?;
+    let tally = check_answers(
+        TEST,
+        &answers,
+        Outage { down, ended },
+        &server.joined.database_url,
+    )
+    .await?;
+    assert_eq!(
+        tally.phase("during").0,
+        0,
+        "tokens issued while the trail failed"
+    );
+    assert!(
+        tally.phase("during").1 > 0,
+        "no client was told to retry later"
+    );
+    let store = Store::connect(&server.joined.database_url).await?;
+    let chain = verify_tenant(&store, &before.fixture.tenant_id, 500).await?;
+    assert_eq!(chain.outcome, Ok(()));
+    connection.close().await?;
+    Ok(())
+}
