@@ -318,10 +318,16 @@ fn announce_admin_credentials(
     let path = data_dir.join(ADMIN_CREDENTIALS_FILE);
     let text = serde_json::to_string_pretty(&document)?;
     crate::files::write_private(&path, text.as_bytes())?;
-    // Printed on purpose, once: the operator needs them to create the first tenant.
-    println!(
-        "Created the system tenant. Admin credentials (shown once, saved to {}):\n{text}",
-        path.display()
+    // Printed on purpose, once: the operator needs them to create the first tenant. A
+    // closed standard output loses only this copy (the file has them), so it is no reason
+    // to panic, as `println!` would, or to stop.
+    let mut stdout = std::io::stdout().lock();
+    let _ = std::io::Write::write_fmt(
+        &mut stdout,
+        format_args!(
+            "Created the system tenant. Admin credentials (shown once, saved to {}):\n{text}\n",
+            path.display()
+        ),
     );
     Ok(())
 }

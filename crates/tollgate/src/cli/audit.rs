@@ -323,17 +323,19 @@ async fn tail(
             || "it ended".to_owned(),
             |status| super::output::describe_error(&anyhow::Error::from(status)),
         );
-        eprintln!("note: the audit stream stopped ({why}); resuming after {cursor}");
+        super::output::note(format_args!(
+            "note: the audit stream stopped ({why}); resuming after {cursor}"
+        ));
         tokio::select! {
             _ = &mut ctrl_c => return Ok(()),
             () = tokio::time::sleep(Duration::from_secs(u64::from(failures))) => {}
         }
         match AdminSession::open(options).await {
             Ok(reopened) => session = reopened,
-            Err(error) => eprintln!(
+            Err(error) => super::output::note(format_args!(
                 "note: cannot reconnect yet: {}",
                 super::output::describe_error(&error)
-            ),
+            )),
         }
     }
 }
@@ -367,7 +369,7 @@ async fn follow(
                 };
                 let printed = line.and_then(|line| emit(&(line + "\n")));
                 if let Err(error) = printed {
-                    return Some(tonic::Status::internal(error.to_string()));
+                    return Some(super::output::status_of_output_error(error));
                 }
                 *cursor = event.cursor;
                 *failures = 0;
@@ -418,7 +420,9 @@ async fn export(
             .into_inner()
             .events;
         let Some(first) = first.into_iter().next() else {
-            eprintln!("note: tenant {tenant} has no audit events at or after --since");
+            super::output::note(format_args!(
+                "note: tenant {tenant} has no audit events at or after --since"
+            ));
             return Ok(());
         };
         after = first.cursor.clone();
@@ -511,12 +515,12 @@ impl Export {
             }
             self.seqs.push(event.seq);
             if let Some(bytes) = event.elided_bytes {
-                eprintln!(
+                super::output::note(format_args!(
                     "note: seq {} is too large to be sent whole ({bytes} bytes stored) and is \
                      exported elided: `audit verify --file` stops at it, `audit verify \
                      --tenant` verifies it on the server",
                     event.seq
-                );
+                ));
             }
             text.push_str(&to_json_line(&event)?);
             text.push('\n');
@@ -527,11 +531,13 @@ impl Export {
     /// Tells a person, on standard error, what was exported.
     fn finish(&self, tenant: &str) -> anyhow::Result<()> {
         match (self.seqs.first(), self.seqs.last()) {
-            (Some(first), Some(last)) => eprintln!(
+            (Some(first), Some(last)) => super::output::note(format_args!(
                 "note: exported {} audit events of tenant {tenant}, seq {first}..={last}",
                 self.seqs.len()
-            ),
-            _ => eprintln!("note: tenant {tenant} has no audit events to export"),
+            )),
+            _ => super::output::note(format_args!(
+                "note: tenant {tenant} has no audit events to export"
+            )),
         }
         Ok(())
     }

@@ -23,9 +23,10 @@ use tollgate_proto::v1::token_service_client::TokenServiceClient;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use super::GlobalOptions;
+use super::channel::GrpcChannel;
 use crate::server::ADMIN_CREDENTIALS_FILE;
 
 /// Environment variable with the admin app's tenant.
@@ -192,8 +193,9 @@ fn read_credentials_file(source: &CredentialSource) -> anyhow::Result<AdminCrede
     Ok(credentials)
 }
 
-/// Opens a channel to `endpoint`, failing fast if the server cannot be reached.
-pub async fn connect(endpoint: &str) -> anyhow::Result<Channel> {
+/// Opens a channel to `endpoint`, failing fast if the server cannot be reached. Calls on it
+/// fail with a clear message when the endpoint answers but not in gRPC (the HTTP port).
+pub async fn connect(endpoint: &str) -> anyhow::Result<GrpcChannel> {
     if endpoint.starts_with("https://") {
         bail!(
             "cannot use endpoint {endpoint} (--endpoint, TOLLGATE_ENDPOINT): this build speaks \
@@ -205,13 +207,14 @@ pub async fn connect(endpoint: &str) -> anyhow::Result<Channel> {
             "invalid endpoint {endpoint:?} (--endpoint, TOLLGATE_ENDPOINT): expected http://host:port"
         );
     }
-    Endpoint::from_shared(endpoint.to_owned())
+    let channel = Endpoint::from_shared(endpoint.to_owned())
         .with_context(|| format!("invalid endpoint {endpoint:?} (--endpoint, TOLLGATE_ENDPOINT)"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CALL_TIMEOUT)
         .connect()
         .await
-        .with_context(|| format!("cannot connect to {endpoint} (--endpoint, TOLLGATE_ENDPOINT)"))
+        .with_context(|| format!("cannot connect to {endpoint} (--endpoint, TOLLGATE_ENDPOINT)"))?;
+    Ok(GrpcChannel::new(channel, endpoint))
 }
 
 /// Adds `authorization: Bearer <token>` to every request.
@@ -241,12 +244,12 @@ impl Interceptor for BearerToken {
 }
 
 /// A channel through which every call carries an admin token.
-pub type AdminChannel = InterceptedService<Channel, BearerToken>;
+pub type AdminChannel = InterceptedService<GrpcChannel, BearerToken>;
 
 /// A connection authenticated as an admin app.
 #[derive(Clone)]
 pub struct AdminSession {
-    channel: Channel,
+    channel: GrpcChannel,
     bearer: BearerToken,
 }
 
@@ -299,7 +302,7 @@ impl AdminSession {
 
 /// Exchanges the admin credentials for a token to the tenant's Management API.
 async fn admin_token(
-    channel: Channel,
+    channel: GrpcChannel,
     source: &CredentialSource,
     credentials: &AdminCredentials,
 ) -> anyhow::Result<String> {

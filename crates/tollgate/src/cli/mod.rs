@@ -11,12 +11,14 @@
 //! `--output json`, as the response message in the canonical protobuf JSON mapping with the
 //! proto field names (`client_id`, not `clientId`). Notes for people go to standard error.
 //! A failure prints `error: …` to standard error and exits with status 1; a usage error exits
-//! with status 2.
+//! with status 2. A reader that closes standard output early (`… | head -1`) ends the
+//! command quietly with status 0; nothing written to standard error can make it panic.
 
 mod api;
 mod app;
 mod audit;
 mod auth;
+mod channel;
 mod flags;
 mod key;
 mod output;
@@ -39,7 +41,10 @@ pub use auth::{
 };
 pub use flags::{parse_grant, parse_scope, parse_scope_definition};
 pub use key::KeySubcommand;
-pub use output::{OutputFormat, ProtoMessage, describe_error, to_json, to_text};
+pub use output::{
+    OutputClosed, OutputFormat, ProtoMessage, describe_error, is_output_closed, note, to_json,
+    to_text,
+};
 pub use tenant::TenantSubcommand;
 pub use token::{IntrospectArgs, IssueArgs, Revocation, RevokeArgs, TokenSubcommand};
 

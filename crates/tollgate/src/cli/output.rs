@@ -108,20 +108,61 @@ pub fn print_done<M: ProtoMessage>(
 /// not shown again.
 pub fn secret_shown_once(format: OutputFormat) {
     if format == OutputFormat::Text {
-        eprintln!("note: the client secret is shown only once; store it now.");
+        note(format_args!(
+            "note: the client secret is shown only once; store it now."
+        ));
     }
 }
 
-/// Writes `text` to standard output. A closed pipe (`tollgate … | head -1`) is not an error.
+/// Standard output's reader went away (`tollgate audit export | head -1`): the command
+/// stops, and `main` exits with status 0 and says nothing, as `cat` or `grep` would have
+/// been ended quietly by SIGPIPE. (Rust ignores SIGPIPE, so a write gets `EPIPE` instead.)
+#[derive(Debug, thiserror::Error)]
+#[error("standard output is closed")]
+pub struct OutputClosed;
+
+/// Whether `error` is, or was caused by, [`OutputClosed`], also when carried as the source of
+/// a `tonic::Status`.
+pub fn is_output_closed(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.is::<OutputClosed>())
+}
+
+/// `error` as a status for code that reports failures as `tonic::Status`: an
+/// [`OutputClosed`] stays recognisable through [`is_output_closed`], anything else becomes
+/// INTERNAL with the error's text.
+pub fn status_of_output_error(error: anyhow::Error) -> tonic::Status {
+    if is_output_closed(&error) {
+        let mut status = tonic::Status::cancelled(OutputClosed.to_string());
+        status.set_source(std::sync::Arc::new(OutputClosed));
+        status
+    } else {
+        tonic::Status::internal(error.to_string())
+    }
+}
+
+/// Writes `text` to standard output. A closed pipe is [`OutputClosed`], which ends the
+/// command quietly; any other failure is an error.
 pub fn emit(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
     {
-        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Err(OutputClosed.into()),
         result => result.context("cannot write to standard output"),
     }
+}
+
+/// Writes one line for a person to standard error, as `eprintln!` would, but never panics:
+/// `eprintln!` panics when standard error is a pipe whose reader has gone
+/// (`tollgate … 2>&1 | head -1`), and a note nobody can read is not worth failing for.
+/// Use it with `format_args!`: `note(format_args!("note: {x}"))`.
+pub fn note(line: std::fmt::Arguments<'_>) {
+    let mut stderr = std::io::stderr().lock();
+    // Ignored on purpose: there is nowhere left to report a failure to write to stderr.
+    let _ = stderr
+        .write_fmt(line)
+        .and_then(|()| stderr.write_all(b"\n"));
 }
 
 /// `message` as pretty-printed JSON with the proto field names and every field, default or

@@ -358,7 +358,7 @@ pub async fn run(options: &GlobalOptions, command: TokenSubcommand) -> anyhow::R
                     .into_inner();
                 print_done(format, &response, &done)?;
                 if let (OutputFormat::Text, Some(note)) = (format, note) {
-                    eprintln!("note: {note}.");
+                    super::output::note(format_args!("note: {note}."));
                 }
                 Ok(())
             }

@@ -1,5 +1,6 @@
 //! The README walkthrough through the real `tollgate` binary: tenant → API → app → token,
-//! then the token verified with a standard JWT library through the JWKS.
+//! then the token verified with a standard JWT library through the JWKS; and how the binary
+//! behaves with closed pipes and at the wrong port.
 
 use std::process::Output;
 
@@ -554,5 +555,130 @@ async fn cli_operating_access(server: TestServer) -> anyhow::Result<()> {
     assert_eq!(states, ["active", "retiring"]);
     let listed = json(&server, &["key", "list", "--tenant", "acme"]).await?;
     assert_eq!(listed["keys"].as_array().map(Vec::len), Some(2));
+    Ok(())
+}
+
+/// A pipe whose reader is already gone: every write to it fails with `EPIPE`, as when the
+/// reader of `tollgate … | head -1` has exited.
+fn closed_pipe() -> anyhow::Result<std::process::Stdio> {
+    let (reader, writer) = std::io::pipe()?;
+    drop(reader);
+    Ok(writer.into())
+}
+
+/// Runs `tollgate` with `args` against `server` with standard output and error as given
+/// (`None`: captured). Unlike `Command::output`, which always captures both.
+async fn tollgate_with_stdio(
+    server: &TestServer,
+    args: &[&str],
+    stdout: Option<std::process::Stdio>,
+    stderr: Option<std::process::Stdio>,
+) -> anyhow::Result<Output> {
+    let piped = std::process::Stdio::piped;
+    Ok(tollgate_command(server, args)
+        .stdout(stdout.unwrap_or_else(piped))
+        .stderr(stderr.unwrap_or_else(piped))
+        .spawn()?
+        .wait_with_output()
+        .await?)
+}
+
+/// Standard output or standard error closed by its reader: no panic (status 101), and a
+/// closed standard output ends the command quietly with status 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_pipes_end_commands_without_a_panic() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    json(&server, &["tenant", "create", "acme"]).await?;
+
+    // Standard error closed: a failure (`error: …`) and a success with a note on stderr.
+    let failed = tollgate_with_stdio(
+        &server,
+        &["tenant", "get", "ghost"],
+        None,
+        Some(closed_pipe()?),
+    )
+    .await?;
+    assert_eq!(failed.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&failed.stdout), "");
+    let created = tollgate_with_stdio(
+        &server,
+        &["app", "create", "--tenant", "acme", "--name", "a"],
+        None,
+        Some(closed_pipe()?),
+    )
+    .await?;
+    assert_eq!(created.status.code(), Some(0));
+    assert!(String::from_utf8(created.stdout)?.contains("client_secret: tgsec_"));
+
+    // Standard output closed: the command stops at its first write, says nothing and
+    // succeeds (`audit export` would otherwise go on and end with a note on what it
+    // exported).
+    for args in [
+        &["tenant", "list"][..],
+        &["--output", "json", "tenant", "list"][..],
+        &["audit", "export", "--tenant", "system"][..],
+        &["audit", "list", "--tenant", "acme"][..],
+    ] {
+        let output = tollgate_with_stdio(&server, args, Some(closed_pipe()?), None).await?;
+        assert_eq!(
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            (Some(0), "".into()),
+            "{args:?}"
+        );
+    }
+
+    // Both closed, and the command fails: status 1 all the same.
+    let output = tollgate_with_stdio(
+        &server,
+        &["tenant", "get", "ghost"],
+        Some(closed_pipe()?),
+        Some(closed_pipe()?),
+    )
+    .await?;
+    assert_eq!(output.status.code(), Some(1));
+    Ok(())
+}
+
+/// The CLI pointed at the HTTP gateway's port says that the endpoint does not speak gRPC and
+/// where the gRPC API is, instead of tonic's "invalid compression flag".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_port_is_named_as_not_grpc() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    for args in [
+        &["tenant", "list"][..],
+        &[
+            "token",
+            "issue",
+            "--tenant",
+            "acme",
+            "--client-id",
+            "c",
+            "--client-secret",
+            "s",
+            "--audience",
+            "https://archive.example.com/",
+        ][..],
+    ] {
+        let output = tollgate_command(&server, args)
+            .env("TOLLGATE_ENDPOINT", &server.http_url)
+            .output()
+            .await?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "UNAVAILABLE (unavailable): {} does not speak gRPC (it answered HTTP 404 Not \
+                 Found with content-type application/json): is this the HTTP port? the gRPC API \
+                 listens on TOLLGATE_GRPC_ADDR of `tollgate serve` (default 127.0.0.1:50051); \
+                 give that address with --endpoint or TOLLGATE_ENDPOINT\n",
+                server.http_url
+            )),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("compression"), "{stderr}");
+    }
     Ok(())
 }
