@@ -34,6 +34,7 @@ crate::backend_tests!(
     token_client_over_http_discovers_caches_and_fetches_once_for_a_thousand_callers,
     token_client_over_grpc_caches_and_fetches_once_for_a_thousand_callers,
     token_clients_do_not_retry_rejections,
+    metadata_is_discovered_by_rfc8414_and_openid_rules,
 );
 
 /// Issuers at the server's own HTTP address.
@@ -483,4 +484,64 @@ impl TokenSource for BoxedSource {
     fn fetch<'a>(&'a self, request: &'a TokenRequest) -> tollgate_client::FetchFuture<'a> {
         self.0.fetch(request)
     }
+}
+
+/// A path issuer's metadata where RFC 8414 §3.1 puts it (the well-known segment inserted
+/// between host and path, the path's `/` removed) and where OpenID Connect Discovery puts it
+/// (appended to the issuer), for both document names; each names exactly the issuer it was
+/// found from (RFC 8414 §3.3) and endpoints that work.
+async fn metadata_is_discovered_by_rfc8414_and_openid_rules(
+    server: TestServer,
+) -> anyhow::Result<()> {
+    let fixture = Fixture::new(&server, "acme").await?;
+    let http = reqwest::Client::new();
+    let base = &server.http_url;
+    assert_eq!(fixture.issuer, format!("{base}/t/acme/"));
+    let mut documents = Vec::new();
+    for url in [
+        format!("{base}/.well-known/oauth-authorization-server/t/acme"),
+        format!("{base}/.well-known/openid-configuration/t/acme"),
+        format!("{}.well-known/oauth-authorization-server", fixture.issuer),
+        format!("{}.well-known/openid-configuration", fixture.issuer),
+    ] {
+        let response = http.get(&url).send().await?;
+        assert_eq!(response.status(), 200, "{url}");
+        let document: serde_json::Value = response.json().await?;
+        assert_eq!(document["issuer"], fixture.issuer.as_str(), "{url}");
+        documents.push(document);
+    }
+    assert!(documents.iter().all(|document| *document == documents[0]));
+
+    let metadata = &documents[0];
+    let token_endpoint = metadata["token_endpoint"]
+        .as_str()
+        .context("no token_endpoint")?;
+    assert_eq!(token_endpoint, format!("{}oauth/token", fixture.issuer));
+    let response = http
+        .post(token_endpoint)
+        .basic_auth(&fixture.client_id, Some(&fixture.client_secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("grant_type=client_credentials&audience={ARCHIVE}"))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let issued: serde_json::Value = response.json().await?;
+    let token = issued["access_token"].as_str().context("no access_token")?;
+    // The token verifies against the keys the metadata names, with `iss` the issuer.
+    let jwks_uri = metadata["jwks_uri"].as_str().context("no jwks_uri")?;
+    let verifier = Verifier::builder(&fixture.issuer, ARCHIVE)
+        .jwks_uri(jwks_uri)
+        .build()?;
+    let claims = verifier.verify(token).await?;
+    assert_eq!(claims.issuer, fixture.issuer);
+
+    // Another tenant's name in the inserted form is that tenant, not the host's default.
+    let response = http
+        .get(format!(
+            "{base}/.well-known/oauth-authorization-server/t/ghost"
+        ))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 404);
+    Ok(())
 }
