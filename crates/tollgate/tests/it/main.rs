@@ -16,7 +16,6 @@ mod limits;
 mod management;
 mod multi;
 mod outage;
-mod outage;
 mod sdk;
 mod tokens;
 mod trail;
