@@ -94,8 +94,8 @@ impl Admin {
     }
 }
 
-/// Creates, as `by`, an app of `tenant` holding `held` on the tenant's Management API (and
-/// `others` elsewhere), and signs in as it.
+/// Creates, as `by`, an app of `tenant` holding `held` on the tenant's Management API, and
+/// signs in as it.
 async fn delegate(
     server: &TestServer,
     by: &mut AdminClients,
@@ -761,8 +761,8 @@ async fn narrowed_grants_narrow_admin_tokens_at_once(server: TestServer) -> anyh
     Ok(())
 }
 
-/// The bound on a rotated-away secret's tokens: the overlap, plus a second of `exp`-style
-/// whole-second resolution, plus scheduling slack.
+/// The rotation overlap of the test below, in seconds. Secrets end on whole seconds, so the
+/// old secret's token must be refused within the overlap plus two seconds of slack.
 const OVERLAP: i64 = 2;
 
 /// A token obtained with a secret that has since ended (rotation overlap over, or revoked)
