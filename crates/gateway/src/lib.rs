@@ -19,6 +19,8 @@ mod endpoint;
 mod grpc_backend;
 pub mod listen;
 mod params;
+#[cfg(test)]
+mod proptests;
 mod response;
 mod tenant;
 mod token;
