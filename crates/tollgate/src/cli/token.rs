@@ -43,10 +43,11 @@ pub enum TokenSubcommand {
     Revoke(RevokeArgs),
     /// Asks whether a token is active, and its claims (RFC 7662), as an app of its tenant.
     ///
-    /// The caller is any app of the token's tenant, typically the resource server's own.
-    /// Text output is `active: false`, or `active: true` followed by the claims;
-    /// `--output json` prints the whole response. A revoked, expired, malformed or other
-    /// tenant's token is inactive.
+    /// The caller is the app the token was issued to, or an app holding a grant (with or
+    /// without scopes) on the token's audience, typically the resource server's own; an admin
+    /// token only its own app may see. Text output is `active: false`, or `active: true`
+    /// followed by the claims; `--output json` prints the whole response. A revoked, expired,
+    /// malformed or other tenant's token, and one the caller may not see, is inactive.
     Introspect(IntrospectArgs),
 }
 
@@ -231,7 +232,8 @@ pub struct IntrospectArgs {
     /// The tenant of the calling app and of the token.
     #[arg(long)]
     pub tenant: String,
-    /// The calling app's client id (any app of the tenant, typically the resource server's).
+    /// The calling app's client id (the token's own app, or one holding a grant on its
+    /// audience, typically the resource server's).
     #[arg(long, value_name = "ID")]
     pub client_id: String,
     /// The calling app's client secret. Prefer the environment variable: a flag is visible
