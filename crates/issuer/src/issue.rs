@@ -247,6 +247,7 @@ impl Issuer {
     }
 
     /// Records a refused token request. A request naming an unknown tenant is recorded in the
+    /// system tenant's trail, the name it asked for as the `resource`.
     ///
     /// Refusals anyone can cause without a credential are counted in aggregates of one
     /// second ([`DenialCounter`]): rate-limit refusals and failed client authentications
@@ -257,7 +258,6 @@ impl Issuer {
     /// refusals (audience, grant, scope) come only from authenticated clients, bounded by
     /// their rate limits, and are recorded one by one before the answer; a refusal whose
     /// record fails is still refused (the writer logs the failure).
-    /// system tenant's trail, the name it asked for as the `resource`.
     async fn record_refusal(
         &self,
         request: &TokenRequest,
@@ -280,6 +280,7 @@ impl Issuer {
         let action = match error {
             IssueError::RateLimited(_) => AuditAction::RateLimited,
             _ => AuditAction::TokenDenied,
+        };
         let is_aggregated = matches!(
             error,
             IssueError::RateLimited(_) | IssueError::InvalidClient
@@ -290,7 +291,6 @@ impl Issuer {
             CountedBy::Client
         } else {
             CountedBy::Source
-        };
         };
         let mut event = token_event(view, request, secret_id, action, Outcome::Denied);
         event.error = Some(error.code());
