@@ -5,6 +5,8 @@
 //!   requests) cost the trail a few records and the database under a megabyte; the
 //!   server's memory stays bounded, a legitimate client keeps getting tokens, and the trail
 //!   reads back afterwards.
+//! - `reading`: a trail holding the 4.4 MB records the original attack left lists in pages
+//!   bounded in bytes and exports whole, the server's memory bounded.
 //! - `connections`: idle, half-sent and slow connections on a server limited to 1,024
 //!   descriptors are closed by the listeners' timeouts, and token issuance keeps answering.
 //! - `delegation`: an `apps:write` delegate cannot widen management scopes or touch the admin
@@ -22,6 +24,7 @@ mod connections;
 mod delegation;
 mod floods;
 mod process;
+mod reading;
 mod small;
 
 use std::future::Future;
