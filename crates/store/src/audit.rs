@@ -373,6 +373,9 @@ impl Store {
     /// Up to `limit` events of `scope` matching `filter`, newest first, strictly before the
     /// cursor `before`: the `seq` of the last row of the previous page for a tenant, its
     /// `id` across tenants ([`AuditScope`]). `None` starts at the newest.
+    ///
+    /// Bounded in count only: `limit` rows of any size are held at once. The server reads
+    /// through [`Store::read_audit_events`], which bounds bytes too.
     pub async fn list_audit_events(
         &self,
         scope: AuditScope<'_>,
@@ -405,6 +408,9 @@ impl Store {
     /// (a `seq` for a tenant, an `id` across tenants; 0 for the beginning), oldest first:
     /// what a live tail reads to resume. Both cursors grow in commit order (appends hold
     /// the audit lock), so a row committed after a read never lands before its cursor.
+    ///
+    /// Bounded in count only: `limit` rows of any size are held at once. The server reads
+    /// through [`Store::read_audit_events`], which bounds bytes too.
     pub async fn audit_events_after(
         &self,
         scope: AuditScope<'_>,
@@ -427,6 +433,9 @@ impl Store {
 
     /// Up to `limit` records of the tenant's chain from `from_seq` on, oldest first: what
     /// verification reads, page by page.
+    ///
+    /// Bounded in count only: `limit` rows of any size are held at once. The server reads
+    /// through [`Store::read_audit_events`], which bounds bytes too.
     pub async fn audit_chain(
         &self,
         tenant_id: &str,

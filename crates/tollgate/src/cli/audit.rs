@@ -230,7 +230,8 @@ async fn list(
     let mut events = Vec::new();
     let mut remaining = limit;
     let mut stream_cursor;
-    // Each page is fetched after a shorter one or ends the loop: at most limit/500 + 1 turns.
+    // A page holds at least one event or ends the listing (pages are bounded in bytes too,
+    // so they may be shorter than asked): at most `limit` turns.
     loop {
         let page = client
             .list_events(v1::ListEventsRequest {
