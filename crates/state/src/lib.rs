@@ -52,7 +52,8 @@
 //! - [`publish_change`](SharedState::publish_change) logs the error and delivers the change
 //!   to this instance's own subscribers; other instances rely on their database poller.
 //! - [`subscribe_changes`](SharedState::subscribe_changes) keeps working: a background task
-//!   reconnects with backoff, re-subscribes and then emits [`ChangeEvent::All`].
+//!   reconnects with backoff, re-subscribes and then emits [`ChangeEvent::All`];
+//!   [`is_listening`](SharedState::is_listening) is `false` meanwhile.
 
 mod gcra;
 mod keys;
@@ -292,6 +293,19 @@ impl SharedState {
                     .send(ChangeEvent::Revoked(revocation.clone()));
             }
             Backend::Redis(redis) => redis.publish_revocation(revocation).await,
+        }
+    }
+
+    /// Whether changes published by other instances reach [`subscribe_changes`] now. Redis:
+    /// `false` from the moment the subscription is lost until it stands again (then
+    /// [`ChangeEvent::All`] follows); meanwhile a subscriber that must not miss a revocation
+    /// reads the database itself. Memory: always `true`.
+    ///
+    /// [`subscribe_changes`]: SharedState::subscribe_changes
+    pub fn is_listening(&self) -> bool {
+        match &*self.backend {
+            Backend::Memory(_) => true,
+            Backend::Redis(redis) => redis.is_listening(),
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -92,6 +93,8 @@ pub(crate) struct RedisBackend {
     /// Whether the last rate-limit decision was degraded (to log the recovery once).
     degraded: AtomicBool,
     changes: broadcast::Sender<ChangeEvent>,
+    /// Whether the listener is subscribed now: while it is not, published changes are lost.
+    listening: Arc<AtomicBool>,
     listener: tokio::task::AbortHandle,
 }
 
@@ -124,7 +127,14 @@ impl RedisBackend {
         warn_unless_noeviction(&mut conn).await;
 
         let (changes, _) = broadcast::channel(crate::CHANGE_CHANNEL_CAPACITY);
-        let listener = tokio::spawn(listen(client, keys.channel(), changes.clone(), pubsub));
+        let listening = Arc::new(AtomicBool::new(true));
+        let listener = tokio::spawn(listen(
+            client,
+            keys.channel(),
+            changes.clone(),
+            pubsub,
+            Arc::clone(&listening),
+        ));
         Ok(Self {
             conn,
             keys,
@@ -135,6 +145,7 @@ impl RedisBackend {
             next_warning_us: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
             changes,
+            listening,
             listener: listener.abort_handle(),
         })
     }
@@ -304,6 +315,11 @@ impl RedisBackend {
         &self.changes
     }
 
+    /// Whether the subscription to changes stands now.
+    pub(crate) fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
+    }
+
     /// Keys, cut-offs and TTLs (ms) of the entries still live at `now`; fails if any key is
     /// invalid, before anything is written.
     fn items(
@@ -437,17 +453,21 @@ async fn subscribe(client: &redis::Client, channel: &str) -> RedisResult<PubSub>
 
 /// Forwards every message on `channel` into `changes`, forever: after losing the connection
 /// it re-subscribes with backoff and then emits [`ChangeEvent::All`], since anything
-/// published meanwhile is lost.
+/// published meanwhile is lost. `listening` says whether it is subscribed.
 async fn listen(
     client: redis::Client,
     channel: String,
     changes: broadcast::Sender<ChangeEvent>,
     mut pubsub: PubSub,
+    listening: Arc<AtomicBool>,
 ) {
     loop {
         forward(pubsub, &changes).await;
+        listening.store(false, Ordering::SeqCst);
         tracing::warn!("lost the redis subscription to configuration changes; reconnecting");
         pubsub = resubscribe(&client, &channel).await;
+        // Before `All`: whoever re-reads on `All` may then stop reading on its own.
+        listening.store(true, Ordering::SeqCst);
         tracing::info!("re-subscribed to redis configuration changes");
         let _ = changes.send(ChangeEvent::All);
     }

@@ -1,6 +1,12 @@
 //! `tollgate.v1.TokenService`.
+//!
+//! A request's origin is its TCP peer, unless the peer is an edge gateway that proved
+//! itself with the configured gateway secret: then it is the caller's address that gateway
+//! forwarded (see `tollgate_gateway::GrpcBackend`), over HTTP.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::time::Duration;
 
@@ -9,7 +15,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tollgate_domain::{
     ClientId, ClientSecret, RequestOrigin, Revocation, TenantName, TokenRequest, TraceId, Transport,
 };
+use tollgate_gateway::{FORWARDED_FOR_METADATA, GATEWAY_SECRET_METADATA};
 use tollgate_issuer::Issuer;
+use tollgate_keys::SharedSecret;
 use tollgate_proto::status::invalid_argument;
 use tollgate_proto::v1::token_service_server::TokenService;
 use tollgate_proto::v1::{
@@ -18,12 +26,17 @@ use tollgate_proto::v1::{
     RevokeTokenResponse, WatchRevocationsRequest, WatchRevocationsResponse,
 };
 use tollgate_state::{ChangeEvent, SharedState};
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::{into_status, token_call};
 
 /// Seconds between heartbeats on a revocation watch.
 const WATCH_HEARTBEAT: Duration = Duration::from_secs(5);
+/// How often a watch re-reads its tenant's revocations from the database while this
+/// instance does not hear of new ones (its Redis subscription is down): a revocation made
+/// meanwhile, on any instance, reaches watchers within about this long.
+const WATCH_RESYNC_WHILE_DEAF: Duration = Duration::from_secs(1);
 
 /// Serves token issuance, public keys and revocation watches.
 pub struct TokenAdapter {
@@ -32,17 +45,81 @@ pub struct TokenAdapter {
     /// Turns true when the server stops: open watches end (with UNAVAILABLE, so watchers
     /// reconnect elsewhere) instead of holding up graceful shutdown.
     shutdown: watch::Receiver<bool>,
+    /// The secret edge gateways present with forwarded addresses; without it, forwarded
+    /// addresses are ignored.
+    gateway_secret: Option<SharedSecret>,
+    /// Whether a forwarded address with a wrong or missing secret has been logged as a
+    /// warning: once is enough to point at a misconfigured gateway, and more would let
+    /// anyone fill the log.
+    has_warned_of_untrusted_forwarding: AtomicBool,
 }
 
 impl TokenAdapter {
     /// Serves `issuer`; watches follow revocations published through `state` and end when
-    /// `shutdown` turns true.
-    pub fn new(issuer: Arc<Issuer>, state: SharedState, shutdown: watch::Receiver<bool>) -> Self {
+    /// `shutdown` turns true. With `gateway_secret`, callers presenting it may forward the
+    /// address of the client they act for.
+    pub fn new(
+        issuer: Arc<Issuer>,
+        state: SharedState,
+        shutdown: watch::Receiver<bool>,
+        gateway_secret: Option<SharedSecret>,
+    ) -> Self {
         Self {
             issuer,
             state,
             shutdown,
+            gateway_secret,
+            has_warned_of_untrusted_forwarding: AtomicBool::new(false),
         }
+    }
+
+    /// Where a gRPC request came from: the caller's address an authenticated edge gateway
+    /// forwarded (over HTTP), else the TCP peer's (over gRPC); and the trace id of a
+    /// well-formed W3C `traceparent` metadata entry.
+    fn origin<T>(&self, request: &Request<T>) -> RequestOrigin {
+        let peer = request
+            .remote_addr()
+            .map(|address| address.ip().to_canonical());
+        let (source, transport) = match self.forwarded_source(request.metadata(), peer) {
+            Some(forwarded) => (Some(forwarded), Transport::Http),
+            None => (peer, Transport::Grpc),
+        };
+        RequestOrigin {
+            source,
+            transport,
+            trace_id: request
+                .metadata()
+                .get("traceparent")
+                .and_then(|value| value.to_str().ok())
+                .and_then(TraceId::from_traceparent),
+        }
+    }
+
+    /// The forwarded caller's address, if the request carries one and the configured
+    /// gateway secret next to it. A forwarded address without the right secret is ignored,
+    /// not refused: such a caller is treated as what it is, a client at `peer`, and gains
+    /// nothing over not sending it.
+    fn forwarded_source(&self, metadata: &MetadataMap, peer: Option<IpAddr>) -> Option<IpAddr> {
+        let forwarded = metadata.get(FORWARDED_FOR_METADATA)?;
+        let secret = self.gateway_secret.as_ref()?;
+        let is_gateway = metadata
+            .get(GATEWAY_SECRET_METADATA)
+            .is_some_and(|presented| secret.matches(presented.as_bytes()));
+        if !is_gateway {
+            if !self
+                .has_warned_of_untrusted_forwarding
+                .swap(true, Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    peer = ?peer,
+                    "a forwarded caller address came without the gateway secret and is \
+                     ignored (logged once): check TOLLGATE_GATEWAY_SECRET on the gateway"
+                );
+            }
+            return None;
+        }
+        let address = forwarded.to_str().ok()?.parse::<IpAddr>().ok()?;
+        Some(address.to_canonical())
     }
 }
 
@@ -54,7 +131,7 @@ impl TokenService for TokenAdapter {
         &self,
         request: Request<WatchRevocationsRequest>,
     ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
-        let origin = origin(&request);
+        let origin = self.origin(&request);
         let request = request.into_inner();
         let tenant = TenantName::parse(&request.tenant).map_err(invalid_argument)?;
         let client_id = ClientId::parse(&request.client_id).map_err(invalid_argument)?;
@@ -87,7 +164,7 @@ impl TokenService for TokenAdapter {
         &self,
         request: Request<IssueTokenRequest>,
     ) -> Result<Response<IssueTokenResponse>, Status> {
-        let origin = origin(&request);
+        let origin = self.origin(&request);
         let mut request = TokenRequest::try_from(request.into_inner()).map_err(invalid_argument)?;
         request.origin = origin;
         let token = self.issuer.issue(request).await.map_err(into_status)?;
@@ -98,7 +175,7 @@ impl TokenService for TokenAdapter {
         &self,
         request: Request<RevokeTokenRequest>,
     ) -> Result<Response<RevokeTokenResponse>, Status> {
-        let origin = origin(&request);
+        let origin = self.origin(&request);
         let request = request.into_inner();
         let call = token_call(
             &request.tenant,
@@ -116,7 +193,7 @@ impl TokenService for TokenAdapter {
         &self,
         request: Request<IntrospectTokenRequest>,
     ) -> Result<Response<IntrospectTokenResponse>, Status> {
-        let origin = origin(&request);
+        let origin = self.origin(&request);
         let request = request.into_inner();
         let call = token_call(
             &request.tenant,
@@ -141,8 +218,10 @@ impl TokenService for TokenAdapter {
 }
 
 /// Feeds one watch: the snapshot, then the tenant's new revocations, a heartbeat when idle,
-/// and a fresh snapshot whenever events may have been missed. Ends when the watcher goes
-/// away, or with UNAVAILABLE when the server stops or the database cannot be read.
+/// and a fresh snapshot whenever events may have been missed, and every
+/// [`WATCH_RESYNC_WHILE_DEAF`] while they are being missed (the shared state does not
+/// listen). Ends when the watcher goes away, or with UNAVAILABLE when the server stops or
+/// the database cannot be read.
 async fn follow_revocations(
     issuer: Arc<Issuer>,
     tenant_id: String,
@@ -160,6 +239,8 @@ async fn follow_revocations(
     let mut heartbeat = tokio::time::interval(WATCH_HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await;
+    let mut resync = tokio::time::interval(WATCH_RESYNC_WHILE_DEAF);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if let Some(item) = next.take() {
             let is_error = item.is_err();
@@ -181,6 +262,16 @@ async fn follow_revocations(
             }
             () = sender.closed() => return,
             _ = heartbeat.tick() => Some(Ok(message(false, Vec::new()))),
+            _ = resync.tick() => {
+                if issuer.revocations().state().is_listening() {
+                    None
+                } else {
+                    match issuer.live_revocations(&tenant_id).await {
+                        Ok(all) => Some(Ok(message(true, all))),
+                        Err(error) => Some(Err(into_status(error))),
+                    }
+                }
+            }
             change = changes.recv() => match change {
                 Ok(ChangeEvent::Revoked(revocation)) if revocation.tenant_id == tenant_id => {
                     Some(Ok(message(false, vec![revocation])))
@@ -214,22 +305,6 @@ fn entry(revocation: Revocation) -> RevocationEntry {
         revoked_at: revocation.revoked_at,
         expires_at: revocation.expires_at,
         tenant_id: revocation.tenant_id,
-    }
-}
-
-/// Where a gRPC request came from: the peer's address and the trace id of a well-formed
-/// W3C `traceparent` metadata entry.
-fn origin<T>(request: &Request<T>) -> RequestOrigin {
-    RequestOrigin {
-        source: request
-            .remote_addr()
-            .map(|address| address.ip().to_canonical()),
-        transport: Transport::Grpc,
-        trace_id: request
-            .metadata()
-            .get("traceparent")
-            .and_then(|value| value.to_str().ok())
-            .and_then(TraceId::from_traceparent),
     }
 }
 
