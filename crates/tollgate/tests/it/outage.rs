@@ -38,11 +38,15 @@ use tokio::task::JoinHandle;
 use tollgate_audit::verify_tenant;
 use tollgate_proto::v1::token_service_client::TokenServiceClient;
 use tollgate_proto::v1::{
-    CreateAppRequest, Grant, GrantList, IntrospectTokenRequest, IssueTokenRequest, UpdateAppRequest,
+    CreateAppRequest, GetJwksRequest, Grant, GrantList, IntrospectTokenRequest, IssueTokenRequest,
+    UpdateAppRequest,
 };
 use tollgate_store::Store;
 use tollgate_testkit::{Backend, PostgresServer, RedisServer, StopMode, TestOptions, TestServer};
-use tollgate_verify::unverified_claim;
+use tollgate_verify::{
+    ClientSecret, KeySet, Policy, RevocationCheck as _, RevocationWatch, unverified_claim,
+    verify_claims,
+};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -767,6 +771,53 @@ async fn revoked_stays_revoked(
     Ok(revoked)
 }
 
+/// A revocation-aware resource server: the SDK's [`RevocationWatch`], following one
+/// instance's `WatchRevocations` stream, with the tenant's keys.
+struct Watcher {
+    watch: RevocationWatch,
+    keys: KeySet,
+    policy: Policy,
+}
+
+impl Watcher {
+    /// Follows `server`'s stream as `app`, once it has its first snapshot.
+    async fn start(server: &TestServer, app: &Credentials) -> anyhow::Result<Self> {
+        let jwks = server
+            .tokens()
+            .get_jwks(GetJwksRequest {
+                tenant: TENANT.to_owned(),
+            })
+            .await?
+            .into_inner();
+        let watch = RevocationWatch::builder(
+            server.channel(),
+            TENANT,
+            app.id.clone(),
+            ClientSecret::new(app.secret.clone()),
+        )
+        .spawn()?;
+        watch.ready(Duration::from_secs(10)).await?;
+        Ok(Self {
+            watch,
+            keys: KeySet::from_jwks_json(&jwks.jwks_json)?,
+            policy: Policy::new(jwks.issuer, ARCHIVE),
+        })
+    }
+
+    /// `Some(true)`: revoked; `Some(false)`: not revoked; `None`: no answer (fails closed).
+    async fn is_revoked(&self, token: &str) -> anyhow::Result<Option<bool>> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let claims = verify_claims(token, &self.keys, &self.policy, i64::try_from(now)?)?;
+        Ok(self.watch.is_revoked(token, &claims).await.ok())
+    }
+}
+
+/// How long a revocation made during a Redis outage may take to reach a watcher: the
+/// stream re-reads the database every second while its instance cannot hear of it.
+const WATCH_WHILE_DEAF: Duration = Duration::from_secs(3);
+
 // ---------------------------------------------------------------------------------------------
 // 1. PostgreSQL stopped and started again
 
@@ -905,8 +956,8 @@ async fn postgres_stopped_and_restarted_under_load() -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // 2. Redis stopped and started again (empty)
 
-/// How long Redis stays down.
-const REDIS_OUTAGE: Duration = Duration::from_secs(3);
+/// How long Redis stays down: longer than a revocation may take to reach a watcher then.
+const REDIS_OUTAGE: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_stopped_and_restarted_under_load() -> anyhow::Result<()> {
@@ -937,6 +988,11 @@ async fn redis_stopped_and_restarted_under_load() -> anyhow::Result<()> {
     .await?;
     let before = prepare(&a, &[&b]).await?;
     let (doomed, _) = token(&b, &before.app).await?;
+    // A resource server following B's revocation stream; revocations are made on A.
+    let watcher = Watcher::start(&b, &before.app).await?;
+    assert_eq!(watcher.is_revoked(&before.revoked).await?, Some(true));
+    assert_eq!(watcher.is_revoked(&before.live).await?, Some(false));
+    assert_eq!(watcher.is_revoked(&doomed).await?, Some(false));
     let load = Load::start(&[&a, &b], &before.app)?;
     tokio::time::sleep(STEADY).await;
 
@@ -954,6 +1010,30 @@ async fn redis_stopped_and_restarted_under_load() -> anyhow::Result<()> {
     assert!(
         revoke(&a, &before.app, &doomed).await?,
         "revocation refused with Redis down"
+    );
+    // The watcher on B learns of it although no notification can travel (B's stream reads
+    // the database while B cannot listen), and never accepts the token revoked before.
+    let revoked_at = Instant::now();
+    let (watcher_ref, revoked_raw, doomed_raw) = (&watcher, &before.revoked, &doomed);
+    let seen = wait_for(WATCH_WHILE_DEAF, || async move {
+        assert_ne!(
+            watcher_ref.is_revoked(revoked_raw).await?,
+            Some(false),
+            "the watcher accepted a token revoked before the outage"
+        );
+        Ok(watcher_ref.is_revoked(doomed_raw).await? != Some(false))
+    })
+    .await?;
+    assert!(
+        seen,
+        "a revocation made with Redis down did not reach a watcher within {WATCH_WHILE_DEAF:?}"
+    );
+    report(
+        TEST,
+        &format!(
+            "revocation on A with Redis down -> refused by B's watcher: {} ms",
+            revoked_at.elapsed().as_millis()
+        ),
     );
     // Management checks its admin tokens' revocation in Redis too, and fails closed: the
     // grant change (the reader back to read-only) is refused as unavailable, not made, and
@@ -1010,6 +1090,17 @@ async fn redis_stopped_and_restarted_under_load() -> anyhow::Result<()> {
         "Redis back empty -> revocation checks answer again on both",
         ended.elapsed(),
     );
+    for raw in [&before.revoked, &doomed] {
+        let answered = wait_for(RECOVERY, || async {
+            Ok(watcher.is_revoked(raw).await? == Some(true))
+        })
+        .await?;
+        assert!(
+            answered,
+            "the watcher does not refuse a revoked token after the outage"
+        );
+    }
+    assert_eq!(watcher.is_revoked(&before.live).await?, Some(false));
     for node in [&a, &b] {
         recovered(
             TEST,
