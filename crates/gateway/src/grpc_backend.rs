@@ -1,9 +1,15 @@
 //! The [`TokenBackend`] of a standalone edge: `tollgate.v1.TokenService` over gRPC.
 //!
-//! The wire messages have no field for the client's address, so `source` does not cross
-//! this hop; the rate limits keyed on it see the edge's address instead.
+//! The wire messages have no field for the client's address. With a [`GatewayCredential`]
+//! (the secret shared with the issuer), every token, revocation and introspection call
+//! carries the caller's address in the [`FORWARDED_FOR_METADATA`] entry next to the secret
+//! in [`GATEWAY_SECRET_METADATA`]; an issuer configured with the same secret records and
+//! rate-limits that address instead of the edge's, and believes the entry from no one else.
+//! Without a credential nothing is forwarded, and the issuer sees the edge's address.
 
+use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 
 use tollgate_domain::{
     AccessTokenClaims, ErrorCode, IssuedToken, ScopeSet, TenantName, TokenCallRequest, TokenRequest,
@@ -13,24 +19,88 @@ use tollgate_proto::v1::{
     GetJwksRequest, IntrospectTokenRequest, IntrospectTokenResponse, IssueTokenRequest,
     RevokeTokenRequest,
 };
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use crate::{BackendError, TenantKeys, TokenBackend};
+
+/// The gRPC metadata entry in which the edge gateway presents the secret it shares with the
+/// issuer.
+pub const GATEWAY_SECRET_METADATA: &str = "tollgate-gateway-secret";
+/// The gRPC metadata entry holding the caller's IP address (as text) of a call the edge
+/// gateway makes on its behalf. The issuer believes it only next to the right
+/// [`GATEWAY_SECRET_METADATA`].
+pub const FORWARDED_FOR_METADATA: &str = "tollgate-forwarded-for";
+
+/// The secret that authenticates this edge gateway to the issuer. It is sent as a sensitive
+/// metadata value (kept out of HTTP/2 header compression tables) and never printed.
+#[derive(Clone)]
+pub struct GatewayCredential(AsciiMetadataValue);
+
+impl fmt::Debug for GatewayCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GatewayCredential(..)")
+    }
+}
+
+/// A gateway secret that cannot be sent in gRPC metadata (only visible ASCII can).
+#[derive(Debug, thiserror::Error)]
+#[error("the gateway secret must be visible ASCII")]
+pub struct InvalidGatewayCredential;
+
+impl GatewayCredential {
+    /// The credential for `secret`; the configuration checks its length.
+    pub fn new(secret: &str) -> Result<Self, InvalidGatewayCredential> {
+        if secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidGatewayCredential);
+        }
+        let mut value =
+            AsciiMetadataValue::try_from(secret).map_err(|_| InvalidGatewayCredential)?;
+        value.set_sensitive(true);
+        Ok(Self(value))
+    }
+}
 
 /// Reaches issuance, revocation, introspection and public keys through a `TokenService`
 /// gRPC channel.
 #[derive(Debug, Clone)]
 pub struct GrpcBackend {
     client: TokenServiceClient<Channel>,
+    /// With it, calls forward the caller's address (see the module's documentation).
+    credential: Option<GatewayCredential>,
 }
 
 impl GrpcBackend {
-    /// Uses `channel`, which the caller has configured (endpoint, TLS, timeouts).
+    /// Uses `channel`, which the caller has configured (endpoint, TLS, timeouts). Forwards
+    /// no caller addresses.
     pub fn new(channel: Channel) -> Self {
         Self {
             client: TokenServiceClient::new(channel),
+            credential: None,
         }
+    }
+
+    /// Presents `credential` on every call that has a caller, with the caller's address.
+    #[must_use]
+    pub fn with_credential(mut self, credential: GatewayCredential) -> Self {
+        self.credential = Some(credential);
+        self
+    }
+
+    /// `message` as a request on behalf of a caller at `source`: with the forwarding
+    /// metadata when this gateway has a credential and the caller's address is known.
+    fn on_behalf_of<T>(&self, message: T, source: Option<IpAddr>) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let (Some(credential), Some(source)) = (&self.credential, source) {
+            // An IP address's text is always a valid metadata value.
+            if let Ok(address) = MetadataValue::try_from(source.to_string()) {
+                let metadata = request.metadata_mut();
+                metadata.insert(GATEWAY_SECRET_METADATA, credential.0.clone());
+                metadata.insert(FORWARDED_FOR_METADATA, address);
+            }
+        }
+        request
     }
 }
 
@@ -42,6 +112,7 @@ impl TokenBackend for GrpcBackend {
         // Clients are cheap handles on the shared channel; cloning one per call avoids any
         // lock around a `&mut` client.
         let mut client = self.client.clone();
+        let source = request.origin.source;
         let message = IssueTokenRequest {
             tenant: request.tenant.as_str().to_owned(),
             client_id: request.client_id.as_str().to_owned(),
@@ -53,6 +124,7 @@ impl TokenBackend for GrpcBackend {
                 .map(ScopeSet::to_strings)
                 .unwrap_or_default(),
         };
+        let message = self.on_behalf_of(message, source);
         async move {
             let response = client
                 .issue_token(message)
@@ -80,12 +152,14 @@ impl TokenBackend for GrpcBackend {
         request: TokenCallRequest,
     ) -> impl Future<Output = Result<(), BackendError>> + Send {
         let mut client = self.client.clone();
+        let source = request.origin.source;
         let message = RevokeTokenRequest {
             tenant: request.tenant.as_str().to_owned(),
             client_id: request.client_id.as_str().to_owned(),
             client_secret: request.client_secret.expose().to_owned(),
             token: request.token,
         };
+        let message = self.on_behalf_of(message, source);
         async move {
             client.revoke_token(message).await.map_err(backend_error)?;
             Ok(())
@@ -97,12 +171,14 @@ impl TokenBackend for GrpcBackend {
         request: TokenCallRequest,
     ) -> impl Future<Output = Result<Option<AccessTokenClaims>, BackendError>> + Send {
         let mut client = self.client.clone();
+        let source = request.origin.source;
         let message = IntrospectTokenRequest {
             tenant: request.tenant.as_str().to_owned(),
             client_id: request.client_id.as_str().to_owned(),
             client_secret: request.client_secret.expose().to_owned(),
             token: request.token,
         };
+        let message = self.on_behalf_of(message, source);
         async move {
             let response = client
                 .introspect_token(message)

@@ -35,7 +35,10 @@ use axum::routing::{get, post};
 use tollgate_domain::{ErrorCode, IssuerTemplate};
 
 pub use backend::{BackendError, RateLimitInfo, TenantKeys, TokenBackend};
-pub use grpc_backend::GrpcBackend;
+pub use grpc_backend::{
+    FORWARDED_FOR_METADATA, GATEWAY_SECRET_METADATA, GatewayCredential, GrpcBackend,
+    InvalidGatewayCredential,
+};
 pub use listen::ConnectionLimits;
 
 /// How the gateway behaves; everything else comes from the backend.

@@ -1,8 +1,9 @@
 //! Tollgate's cryptography, and the only crate that touches it: the [`MasterKey`] that seals
 //! stored private keys and derives the client-secret pepper, the [`SecretHasher`] for client
 //! secrets, token [`SigningKey`]s with their public JWKs and the JWKS document, the random
-//! identifiers (client ids, client secrets, database ids, token ids), and plain [`sha256`]
-//! for the audit trail's hash chain.
+//! identifiers (client ids, client secrets, database ids, token ids), plain [`sha256`]
+//! for the audit trail's hash chain, and the constant-time check of a [`SharedSecret`]
+//! (the edge gateway's).
 //!
 //! ring does all cryptography at run time; the `rsa` crate only generates RSA private keys.
 //! Keys are parsed once into ready-to-use form, so the token path does no re-parsing.
@@ -12,6 +13,7 @@ mod error;
 mod master;
 mod random;
 mod secret;
+mod shared;
 mod signing;
 
 pub use digest::{SHA256_LEN, sha256};
@@ -22,4 +24,5 @@ pub use random::{
     generate_jti,
 };
 pub use secret::SecretHasher;
+pub use shared::SharedSecret;
 pub use signing::{SigningKey, jwks_json};

@@ -104,6 +104,9 @@ pub struct TestOptions {
     pub key_propagation_seconds: u64,
     /// Connection limits of both listeners (default: the server's defaults).
     pub connections: tollgate::config::ConnectionArgs,
+    /// `TOLLGATE_GATEWAY_SECRET`: the secret an edge gateway must present for the caller
+    /// addresses it forwards to be trusted (default: none, forwarded addresses ignored).
+    pub gateway_secret: Option<String>,
 }
 
 /// What a second instance shares with the first.
@@ -130,6 +133,7 @@ impl Default for TestOptions {
             key_rotation_check_seconds: 60,
             key_propagation_seconds: 0,
             connections: tollgate::config::ConnectionArgs::default(),
+            gateway_secret: None,
         }
     }
 }
@@ -203,6 +207,10 @@ impl TestServer {
             app_rate_limit: options.app_rate_limit,
             tenant_rate_limit: 100_000,
             connections: options.connections.clone(),
+            gateway: tollgate::config::GatewaySecretArgs {
+                gateway_secret: options.gateway_secret.clone(),
+                gateway_secret_file: None,
+            },
         };
         let config = Config::from_args(args)?;
         let database_url = config.database_url.clone();

@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// Connection limits of both listeners.
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    /// The secret an edge gateway presents to have the caller addresses it forwards trusted.
+    #[command(flatten)]
+    pub gateway: GatewaySecretArgs,
 }
 
 /// Connection limits of the listeners (see README, "Connection limits"). Each applies to
@@ -215,6 +218,20 @@ impl ConnectionConfig {
     /// descriptors: the configured cap, or one derived from `open_files`.
     pub fn resolve(&self, open_files: Option<u64>, listeners: u64) -> ConnectionLimits {
         let max_connections = match (self.max_connections, open_files) {
+            (Some(max), Some(open_files))
+                if (max as u64).saturating_mul(listeners)
+                    > open_files.saturating_sub(ConnectionLimits::RESERVED_FILES) =>
+            {
+                // Used as given: descriptors running out are survived (the listener closes
+                // an idle connection and backs off), but the operator should know.
+                tracing::warn!(
+                    max_connections = max,
+                    listeners,
+                    open_files,
+                    "TOLLGATE_MAX_CONNECTIONS is more than the open-file limit leaves for connections"
+                );
+                max
+            }
             (Some(max), _) => max,
             (None, Some(open_files)) => {
                 ConnectionLimits::max_connections_for(open_files, listeners)
@@ -250,7 +267,162 @@ impl std::fmt::Debug for ServeArgs {
             .field("app_rate_limit", &self.app_rate_limit)
             .field("tenant_rate_limit", &self.tenant_rate_limit)
             .field("connections", &self.connections)
+            .field("gateway", &self.gateway)
             .finish()
+    }
+}
+
+/// The secret shared by `tollgate gateway` and the server behind it (README, "tollgate
+/// gateway"): the gateway presents it with the caller's address on every call it forwards,
+/// and the server trusts a forwarded address only next to it. Given inline or in a file;
+/// never logged or echoed.
+#[derive(Clone, Default, clap::Args)]
+pub struct GatewaySecretArgs {
+    /// Secret shared by `tollgate gateway` and `tollgate serve` (the same on both), at least
+    /// 32 characters of visible ASCII, e.g. from `openssl rand -hex 32`.
+    #[arg(long, env = "TOLLGATE_GATEWAY_SECRET", hide_env_values = true)]
+    pub gateway_secret: Option<String>,
+    /// File holding the gateway secret instead (a trailing newline is ignored).
+    #[arg(long, env = "TOLLGATE_GATEWAY_SECRET_FILE")]
+    pub gateway_secret_file: Option<PathBuf>,
+}
+
+/// Redacts the secret.
+impl std::fmt::Debug for GatewaySecretArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewaySecretArgs")
+            .field(
+                "gateway_secret",
+                &self.gateway_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("gateway_secret_file", &self.gateway_secret_file)
+            .finish()
+    }
+}
+
+impl GatewaySecretArgs {
+    /// The shortest gateway secret accepted: 32 characters (`openssl rand -hex 32` gives
+    /// 64, `openssl rand -base64 32` 44).
+    pub const MIN_LEN: usize = 32;
+    /// The longest gateway secret accepted: 1,024 characters (it travels in a gRPC
+    /// metadata entry on every forwarded call).
+    pub const MAX_LEN: usize = 1_024;
+
+    /// The configured secret, checked: `None` when neither setting is given. Errors name
+    /// the setting, never the value.
+    pub fn resolve(&self) -> anyhow::Result<Option<String>> {
+        let (name, secret) = match (&self.gateway_secret, &self.gateway_secret_file) {
+            (Some(_), Some(_)) => bail!(
+                "invalid TOLLGATE_GATEWAY_SECRET (--gateway-secret): give it or \
+                 TOLLGATE_GATEWAY_SECRET_FILE (--gateway-secret-file), not both"
+            ),
+            (None, None) => return Ok(None),
+            (Some(secret), None) => ("TOLLGATE_GATEWAY_SECRET (--gateway-secret)", secret.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!(
+                        "invalid TOLLGATE_GATEWAY_SECRET_FILE (--gateway-secret-file): cannot \
+                         read {}",
+                        path.display()
+                    )
+                })?;
+                let secret = text.strip_suffix('\n').unwrap_or(&text);
+                let secret = secret.strip_suffix('\r').unwrap_or(secret);
+                (
+                    "TOLLGATE_GATEWAY_SECRET_FILE (--gateway-secret-file)",
+                    secret.to_owned(),
+                )
+            }
+        };
+        if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            bail!("invalid {name}: must be visible ASCII, without spaces");
+        }
+        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&secret.len()) {
+            bail!(
+                "invalid {name}: must be {} to {} characters long",
+                Self::MIN_LEN,
+                Self::MAX_LEN
+            );
+        }
+        Ok(Some(secret))
+    }
+}
+
+#[cfg(test)]
+mod gateway_secret_tests {
+    use super::*;
+
+    const SECRET: &str = "9f2c4e81b7d35a06c1e8f4a2d9b7306e";
+
+    fn resolve(secret: Option<&str>, file: Option<PathBuf>) -> Result<Option<String>, String> {
+        GatewaySecretArgs {
+            gateway_secret: secret.map(str::to_owned),
+            gateway_secret_file: file,
+        }
+        .resolve()
+        .map_err(|error| format!("{error:#}"))
+    }
+
+    #[test]
+    fn gateway_secrets_are_checked_and_never_echoed() -> anyhow::Result<()> {
+        assert_eq!(resolve(None, None), Ok(None));
+        assert_eq!(resolve(Some(SECRET), None), Ok(Some(SECRET.to_owned())));
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("gateway-secret");
+        std::fs::write(&file, format!("{SECRET}\n"))?;
+        assert_eq!(
+            resolve(None, Some(file.clone())),
+            Ok(Some(SECRET.to_owned()))
+        );
+        let short = &SECRET[..31];
+        let spaced = format!("{SECRET} x");
+        let long = "a".repeat(1_025);
+        for (secret, file, expected) in [
+            (
+                Some(short),
+                None,
+                "invalid TOLLGATE_GATEWAY_SECRET (--gateway-secret): must be 32 to 1024 \
+                 characters long",
+            ),
+            (
+                Some(spaced.as_str()),
+                None,
+                "invalid TOLLGATE_GATEWAY_SECRET (--gateway-secret): must be visible ASCII, \
+                 without spaces",
+            ),
+            (
+                Some(long.as_str()),
+                None,
+                "invalid TOLLGATE_GATEWAY_SECRET (--gateway-secret): must be 32 to 1024 \
+                 characters long",
+            ),
+            (
+                Some(SECRET),
+                Some(file.clone()),
+                "invalid TOLLGATE_GATEWAY_SECRET (--gateway-secret): give it or \
+                 TOLLGATE_GATEWAY_SECRET_FILE (--gateway-secret-file), not both",
+            ),
+        ] {
+            let error = resolve(secret, file).err().unwrap_or_default();
+            assert_eq!(error, expected);
+            assert!(!error.contains(short), "{error}");
+        }
+        let missing = resolve(None, Some(dir.path().join("absent")))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            missing.starts_with("invalid TOLLGATE_GATEWAY_SECRET_FILE"),
+            "{missing}"
+        );
+        let debug = format!(
+            "{:?}",
+            GatewaySecretArgs {
+                gateway_secret: Some(SECRET.to_owned()),
+                gateway_secret_file: None,
+            }
+        );
+        assert!(!debug.contains(SECRET), "{debug}");
+        Ok(())
     }
 }
 
@@ -279,6 +451,10 @@ pub struct GatewayArgs {
     /// listener's, so it does not apply here).
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    /// The secret to present to the server, so that it trusts the caller addresses this
+    /// gateway forwards.
+    #[command(flatten)]
+    pub gateway: GatewaySecretArgs,
 }
 
 /// Validated settings of `tollgate gateway`.
@@ -294,6 +470,9 @@ pub struct GatewayOnlyConfig {
     pub jwks_max_age: u64,
     /// See [`GatewayArgs::connections`].
     pub connections: ConnectionConfig,
+    /// The gateway secret to present with each caller's address; `None`: addresses are not
+    /// forwarded (see [`GatewaySecretArgs`]).
+    pub credential: Option<tollgate_gateway::GatewayCredential>,
 }
 
 impl GatewayOnlyConfig {
@@ -310,12 +489,20 @@ impl GatewayOnlyConfig {
             })?;
         check_jwks_max_age(args.jwks_max_age)?;
         let connections = ConnectionConfig::from_args(&args.connections)?;
+        let credential = match args.gateway.resolve()? {
+            Some(secret) => Some(
+                tollgate_gateway::GatewayCredential::new(&secret)
+                    .context("invalid TOLLGATE_GATEWAY_SECRET")?,
+            ),
+            None => None,
+        };
         Ok(Self {
             issuer_endpoint,
             http_addr: args.http_addr,
             issuer_template,
             jwks_max_age: args.jwks_max_age,
             connections,
+            credential,
         })
     }
 }
@@ -390,6 +577,9 @@ pub struct Config {
     pub rate_limits: tollgate_issuer::RateLimits,
     /// Connection limits of both listeners.
     pub connections: ConnectionConfig,
+    /// The secret an edge gateway presents with the caller addresses it forwards; `None`:
+    /// forwarded addresses are ignored (see [`GatewaySecretArgs`]).
+    pub gateway_secret: Option<tollgate_keys::SharedSecret>,
 }
 
 impl std::fmt::Debug for Config {
@@ -409,6 +599,7 @@ impl std::fmt::Debug for Config {
             .field("key_propagation_delay", &self.key_propagation_delay)
             .field("rate_limits", &self.rate_limits)
             .field("connections", &self.connections)
+            .field("gateway_secret", &self.gateway_secret)
             .finish()
     }
 }
@@ -502,6 +693,13 @@ impl Config {
             }
         }
         let connections = ConnectionConfig::from_args(&args.connections)?;
+        let gateway_secret = match args.gateway.resolve()? {
+            Some(secret) => Some(
+                tollgate_keys::SharedSecret::new(secret.as_bytes())
+                    .context("cannot keep TOLLGATE_GATEWAY_SECRET")?,
+            ),
+            None => None,
+        };
         Ok(Self {
             data_dir: args.data_dir,
             grpc_addr: args.grpc_addr,
@@ -521,6 +719,7 @@ impl Config {
                 ..tollgate_issuer::RateLimits::default()
             },
             connections,
+            gateway_secret,
         })
     }
 

@@ -145,7 +145,12 @@ pub async fn serve(
     let http_addr = listeners.http.local_addr()?;
     let grpc = tokio::spawn(serve_grpc(
         listeners.grpc,
-        TokenAdapter::new(Arc::clone(&issuer), state.clone(), stop_receiver.clone()),
+        TokenAdapter::new(
+            Arc::clone(&issuer),
+            state.clone(),
+            stop_receiver.clone(),
+            config.gateway_secret.clone(),
+        ),
         ManagementAdapter::new(Arc::clone(&management), config.issuer_template.clone()),
         // Audit streams end on shutdown by themselves: graceful shutdown waits for them.
         AuditAdapter::new(management, stop_receiver.clone()),
@@ -216,7 +221,12 @@ pub async fn serve_gateway(
             jwks_max_age_seconds: config.jwks_max_age,
             ..GatewayConfig::new(config.issuer_template)
         },
-        Arc::new(tollgate_gateway::GrpcBackend::new(channel)),
+        Arc::new(match config.credential {
+            Some(credential) => {
+                tollgate_gateway::GrpcBackend::new(channel).with_credential(credential)
+            }
+            None => tollgate_gateway::GrpcBackend::new(channel),
+        }),
     );
     let open_files = crate::fd_limit::raise_open_file_limit();
     let limits = config.connections.resolve(open_files, 1);

@@ -167,6 +167,7 @@ async fn edge_gateway_over_grpc(server: TestServer) -> anyhow::Result<()> {
         issuer_template: tollgate_domain::IssuerTemplate::DEFAULT.to_owned(),
         jwks_max_age: 60,
         connections: tollgate::config::ConnectionArgs::default(),
+        gateway: tollgate::config::GatewaySecretArgs::default(),
     })?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let edge = format!("http://{}", listener.local_addr()?);

@@ -7,6 +7,7 @@ mod cli;
 mod delegation;
 mod demo;
 mod fixtures;
+mod forwarding;
 mod hostile;
 mod http_errors;
 mod infra;
