@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::header;
 use axum::http::request::Parts;
@@ -24,10 +25,16 @@ impl<B: TokenBackend> FromRequestParts<Arc<Gateway<B>>> for ResolvedTenant {
         gateway: &Arc<Gateway<B>>,
     ) -> Result<Self, Self::Rejection> {
         // A `/t/<tenant>/` route names the tenant explicitly; the host is then irrelevant.
-        if let Ok(params) = RawPathParams::from_request_parts(parts, gateway).await
-            && let Some((_, name)) = params.iter().find(|(key, _)| *key == "tenant")
-        {
-            return Ok(Self(TenantName::parse(name).ok()));
+        match RawPathParams::from_request_parts(parts, gateway).await {
+            Ok(params) => {
+                if let Some((_, name)) = params.iter().find(|(key, _)| *key == "tenant") {
+                    return Ok(Self(TenantName::parse(name).ok()));
+                }
+            }
+            // The segment is there but is not UTF-8 once percent-decoded (`/t/%80/`): it
+            // names no tenant, and the host must not stand in for it.
+            Err(RawPathParamsRejection::InvalidUtf8InPathParam(_)) => return Ok(Self(None)),
+            Err(_) => {}
         }
         let Some(suffix) = gateway.host_suffix.as_deref() else {
             return Ok(Self(None));

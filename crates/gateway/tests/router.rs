@@ -24,6 +24,10 @@ use tollgate_gateway::{
 };
 use tower::ServiceExt;
 
+// In a folder of its own so that Cargo does not take it for a test binary.
+#[path = "router/proptests.rs"]
+mod proptests;
+
 type TestResult<T = ()> = Result<T, Box<dyn Error>>;
 
 const ACCESS_TOKEN: &str = "header.payload.signature";
@@ -1081,6 +1085,36 @@ async fn path_tenant_wins_over_host() -> TestResult {
     )
     .await?;
     assert_eq!(request, recorded("acme", "app", "s3cret", None));
+    Ok(())
+}
+
+/// A path tenant that is not UTF-8 once percent-decoded names no tenant; the host's tenant
+/// must not stand in for it. (Found by the property
+/// `an_escaped_path_tenant_is_decoded_never_replaced_by_the_host`.)
+#[tokio::test]
+async fn undecodable_path_tenant_is_not_replaced_by_the_host() -> TestResult {
+    let (router, backend) = gateway()?;
+    for path in ["/t/%80/oauth/token", "/t/ac%FFme/oauth/token"] {
+        let request = Request::post(path)
+            .header(header::HOST, TENANT_HOST)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(post_for(API)))?;
+        let reply = send(&router, request).await?;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(
+            reply.json()?,
+            json!({"error": "invalid_client", "error_description": CLIENT_AUTH_FAILED}),
+            "{path}"
+        );
+    }
+    for path in [
+        "/t/%80/.well-known/jwks.json",
+        "/t/%80/.well-known/openid-configuration",
+    ] {
+        let reply = send(&router, get(path, TENANT_HOST)?).await?;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(backend.total(), 0);
     Ok(())
 }
 
