@@ -1,6 +1,10 @@
 //! `tollgate serve` as a child process, for the attacks whose damage is counted in the
 //! process's own resources: resident memory (`/proc/<pid>/status`), open files (started
 //! under `ulimit -n`), and the size of its SQLite database on disk.
+//!
+//! The binary is the one Cargo built for these tests, or the one named by
+//! `HOSTILE_TOLLGATE_BINARY`: a release build, to compare figures with a production build,
+//! or an older version, to see the attacks succeed against it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -44,18 +48,19 @@ impl ServeProcess {
         let data_dir = temp.path().join("data");
         let log_path = temp.path().join("serve.log");
         let log = std::fs::File::create(&log_path)?;
-        let binary = env!("CARGO_BIN_EXE_tollgate");
+        let binary = std::env::var("HOSTILE_TOLLGATE_BINARY")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tollgate").to_owned());
         let mut command = match open_files {
             Some(limit) => {
                 let mut command = tokio::process::Command::new("sh");
                 command
                     .arg("-c")
                     .arg(format!("ulimit -n {limit} && exec \"$0\" serve"))
-                    .arg(binary);
+                    .arg(&binary);
                 command
             }
             None => {
-                let mut command = tokio::process::Command::new(binary);
+                let mut command = tokio::process::Command::new(&binary);
                 command.arg("serve");
                 command
             }
