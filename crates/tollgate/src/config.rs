@@ -749,3 +749,76 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_defaults_are_within_the_documented_bounds() -> anyhow::Result<()> {
+        let config = ConnectionConfig::from_args(&ConnectionArgs::default())?;
+        let limits = config.limits;
+        assert!(limits.header_timeout <= std::time::Duration::from_secs(30));
+        assert!(limits.body_timeout <= std::time::Duration::from_secs(30));
+        assert!(limits.preface_timeout <= std::time::Duration::from_secs(30));
+        assert!(limits.idle_timeout <= std::time::Duration::from_secs(60));
+        assert_eq!(config.max_connections, None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_connection_setting_is_named() {
+        type Spoil = fn(&mut ConnectionArgs);
+        let cases: [(Spoil, &str); 5] = [
+            (
+                |args| args.header_timeout_seconds = 0,
+                "TOLLGATE_HEADER_TIMEOUT_SECONDS",
+            ),
+            (
+                |args| args.body_timeout_seconds = 3_601,
+                "TOLLGATE_BODY_TIMEOUT_SECONDS",
+            ),
+            (
+                |args| args.idle_timeout_seconds = 0,
+                "TOLLGATE_IDLE_TIMEOUT_SECONDS",
+            ),
+            (
+                |args| args.max_connections = Some(0),
+                "TOLLGATE_MAX_CONNECTIONS",
+            ),
+            (
+                |args| args.http2_max_streams = 0,
+                "TOLLGATE_HTTP2_MAX_STREAMS",
+            ),
+        ];
+        for (spoil, name) in cases {
+            let mut args = ConnectionArgs::default();
+            spoil(&mut args);
+            let error = ConnectionConfig::from_args(&args)
+                .err()
+                .map(|error| error.to_string())
+                .unwrap_or_default();
+            assert!(
+                error.starts_with(&format!("invalid {name}")),
+                "{name}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_cap_is_derived_from_the_open_file_limit_unless_given() -> anyhow::Result<()> {
+        let derived = ConnectionConfig::from_args(&ConnectionArgs::default())?;
+        // 1,024 descriptors, two listeners: (1024 - 128) / 2.
+        assert_eq!(derived.resolve(Some(1_024), 2).max_connections, 448);
+        assert_eq!(derived.resolve(Some(1_024), 1).max_connections, 896);
+        assert_eq!(derived.resolve(Some(1 << 20), 2).max_connections, 10_000);
+        assert_eq!(derived.resolve(Some(100), 2).max_connections, 16);
+        assert_eq!(derived.resolve(None, 2).max_connections, 10_000);
+        let given = ConnectionConfig::from_args(&ConnectionArgs {
+            max_connections: Some(50),
+            ..ConnectionArgs::default()
+        })?;
+        assert_eq!(given.resolve(Some(1_024), 2).max_connections, 50);
+        Ok(())
+    }
+}

@@ -72,7 +72,9 @@ pub(crate) async fn serve_http(
             }
         });
     }
-    // Close the listening socket before draining, so new clients are refused at once.
+    // Close idle connections, and the listening socket before waiting, so new clients are
+    // refused at once.
+    acceptor.drain();
     drop(acceptor);
     graceful.shutdown().await;
 }

@@ -73,7 +73,7 @@ impl Shared {
         }
     }
 
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         let waker = self
             .waker
             .lock()
@@ -196,15 +196,24 @@ impl<IO> Limited<IO> {
         }
     }
 
-    /// Fails once the connection is past its deadline or was told to make room; otherwise
-    /// arms the timer so the task wakes at the deadline.
-    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+    /// Fails once the connection is past its deadline, or, when `reading`, was told to make
+    /// room or the listener is draining; otherwise arms the timer so the task wakes at the
+    /// deadline. Writes go on after an eviction or a drain, so that a response whose body
+    /// has ended (and with it the request's count) still reaches the client; the next read
+    /// then closes the connection.
+    fn check(&mut self, cx: &mut Context<'_>, reading: bool) -> io::Result<()> {
         self.shared.register(cx.waker());
-        if self.shared.evicted_at().is_some() {
+        if reading && self.shared.evicted_at().is_some() {
             tracing::debug!(peer = %self.peer, "closing an idle connection to make room");
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "closed to make room for a new connection",
+            ));
+        }
+        if reading && self.shared.registry.is_draining() && self.shared.in_flight() == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the server is shutting down",
             ));
         }
         let Some(deadline) = self.deadline() else {
@@ -255,7 +264,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Limited<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        this.check(cx)?;
+        this.check(cx, true)?;
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
@@ -272,7 +281,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Limited<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        this.check(cx)?;
+        this.check(cx, false)?;
         Pin::new(&mut this.io).poll_write(cx, buf)
     }
 
@@ -282,7 +291,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Limited<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        this.check(cx)?;
+        this.check(cx, false)?;
         Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
     }
 
@@ -292,7 +301,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Limited<IO> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        this.check(cx)?;
+        this.check(cx, false)?;
         Pin::new(&mut this.io).poll_flush(cx)
     }
 

@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -154,6 +154,8 @@ pub(crate) struct Registry {
     live: Mutex<HashMap<u64, Arc<Shared>>>,
     /// Notified whenever a connection closes.
     closed: Notify,
+    /// Set once the listener stops accepting: idle connections close at once.
+    draining: AtomicBool,
 }
 
 impl Registry {
@@ -175,6 +177,20 @@ impl Registry {
     pub(crate) fn remove(&self, id: u64) {
         self.live().remove(&id);
         self.closed.notify_waiters();
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Closes every connection without a request in flight, now and whenever one becomes
+    /// idle: the listener has stopped accepting, and a shutdown must not wait for the
+    /// header or preface timeout of connections that may never send a request.
+    fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        for connection in self.live().values() {
+            connection.wake();
+        }
     }
 
     /// Tells the connection idle for longest to close, unless one told so recently is still
@@ -203,6 +219,34 @@ impl Registry {
         }
     }
 
+    /// Whether a new connection can be taken: the listener is below its cap, or holds a
+    /// connection that can be closed to make room (or is closing one).
+    fn can_take_one(&self) -> bool {
+        let live = self.live();
+        live.len() < self.limits.max_connections
+            || live
+                .values()
+                .any(|connection| connection.in_flight() == 0 || connection.evicted_at().is_some())
+    }
+
+    /// Waits until [`Registry::can_take_one`]; meanwhile new connections wait in the
+    /// kernel's accept backlog.
+    async fn wait_to_take_one(&self) {
+        loop {
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.can_take_one() {
+                return;
+            }
+            tracing::debug!(
+                max_connections = self.limits.max_connections,
+                "every connection has a request in flight; new ones wait in the backlog"
+            );
+            let _ = tokio::time::timeout(RECHECK_AT_CAP, closed).await;
+        }
+    }
+
     /// Waits until the listener is below its cap, closing idle connections to get there.
     async fn make_room(&self) {
         loop {
@@ -212,12 +256,7 @@ impl Registry {
             if self.live().len() < self.limits.max_connections {
                 return;
             }
-            if !self.evict_longest_idle() {
-                tracing::debug!(
-                    max_connections = self.limits.max_connections,
-                    "every connection has a request in flight; new ones wait in the backlog"
-                );
-            }
+            self.evict_longest_idle();
             let _ = tokio::time::timeout(RECHECK_AT_CAP, closed).await;
         }
     }
@@ -242,6 +281,7 @@ impl Acceptor {
                 next_id: AtomicU64::new(0),
                 live: Mutex::new(HashMap::new()),
                 closed: Notify::new(),
+                draining: AtomicBool::new(false),
             }),
         }
     }
@@ -262,9 +302,12 @@ impl Acceptor {
     pub async fn accept(&self) -> Limited<TcpStream> {
         let mut backoff = MIN_ACCEPT_BACKOFF;
         loop {
-            self.registry.make_room().await;
+            self.registry.wait_to_take_one().await;
             match self.listener.accept().await {
                 Ok((stream, peer)) => {
+                    // Room is made only for a connection that came: an idle connection is
+                    // closed when a new one needs its place, not in advance.
+                    self.registry.make_room().await;
                     // Token responses are small and latency-bound: no Nagle delay.
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::trace!(%error, "cannot set TCP_NODELAY");
@@ -293,6 +336,12 @@ impl Acceptor {
         }
     }
 
+    /// Stops the listener's connections that have no request in flight, now and as soon
+    /// as the others finish theirs (for a shutdown; the caller stops accepting).
+    pub fn drain(&self) {
+        self.registry.drain();
+    }
+
     /// The accepted connections as a stream that never ends nor fails, for
     /// `tonic::transport::Server::serve_with_incoming_shutdown`.
     pub fn into_incoming(self) -> Incoming {
@@ -311,10 +360,17 @@ fn is_resource_exhaustion(error: &std::io::Error) -> bool {
 
 type AcceptFuture = Pin<Box<dyn Future<Output = Limited<TcpStream>> + Send>>;
 
-/// [`Acceptor::into_incoming`]: a `Stream` of accepted connections.
+/// [`Acceptor::into_incoming`]: a `Stream` of accepted connections. Dropping it, as tonic
+/// does when it stops accepting at shutdown, drains the connections ([`Acceptor::drain`]).
 pub struct Incoming {
     acceptor: Acceptor,
     pending: Option<AcceptFuture>,
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.acceptor.drain();
+    }
 }
 
 impl tokio_stream::Stream for Incoming {
