@@ -8,6 +8,10 @@
 //! [`RedisServer`] runs a throwaway `redis-server` per test (`serve` has no setting for a
 //! Redis key prefix, so parallel tests cannot share one), which a test may also kill and
 //! restart empty.
+//!
+//! [`PostgresServer`] runs a throwaway PostgreSQL cluster (`initdb` in a temporary
+//! directory) that a test may stop and start again, where the shared PostgreSQL must stay
+//! up for the tests running beside it; [`TestOptions::database_url`] points a server at it.
 
 use std::path::PathBuf;
 use std::time::Duration;
