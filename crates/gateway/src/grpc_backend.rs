@@ -308,6 +308,47 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn forwarding_metadata_only_with_a_credential_and_a_caller()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let channel = Channel::from_static("http://127.0.0.1:9").connect_lazy();
+        let caller = Some(IpAddr::from([192, 0, 2, 7]));
+        let secret = "9f2c4e81b7d35a06c1e8f4a2d9b7306e";
+        let forwarding =
+            GrpcBackend::new(channel.clone()).with_credential(GatewayCredential::new(secret)?);
+        let request = forwarding.on_behalf_of((), caller);
+        let metadata = request.metadata();
+        assert_eq!(
+            metadata
+                .get(FORWARDED_FOR_METADATA)
+                .map(|value| value.to_str())
+                .transpose()?,
+            Some("192.0.2.7")
+        );
+        assert_eq!(
+            metadata
+                .get(GATEWAY_SECRET_METADATA)
+                .map(|value| value.to_str())
+                .transpose()?,
+            Some(secret)
+        );
+        // No caller address: nothing to forward, and the secret is not sent for nothing.
+        assert!(forwarding.on_behalf_of((), None).metadata().is_empty());
+        // No credential: nothing is forwarded.
+        assert!(
+            GrpcBackend::new(channel)
+                .on_behalf_of((), caller)
+                .metadata()
+                .is_empty()
+        );
+        // The secret never shows in `Debug`.
+        assert!(!format!("{forwarding:?}").contains(secret));
+        for bad in ["", "with space", "tab\there", "é"] {
+            assert!(GatewayCredential::new(bad).is_err(), "{bad:?}");
+        }
+        Ok(())
+    }
+
     #[test]
     fn introspection_responses() {
         assert_eq!(claims(IntrospectTokenResponse::default()), None);
