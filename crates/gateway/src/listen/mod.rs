@@ -352,7 +352,7 @@ impl Acceptor {
     }
 }
 
-/// `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`: retrying at once would spin.
+/// `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM` (Linux numbers): retrying at once would spin.
 fn is_resource_exhaustion(error: &std::io::Error) -> bool {
     matches!(error.raw_os_error(), Some(23 | 24 | 105 | 12))
         || error.kind() == std::io::ErrorKind::OutOfMemory
