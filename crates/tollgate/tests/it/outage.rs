@@ -6,7 +6,9 @@
 //! - no token issued without its committed record: every `jti` a client received is in a
 //!   `token_issued` record once the outage is over;
 //! - no revoked token accepted: a token revoked before the outage is never introspected
-//!   active, during the outage or after it;
+//!   active, during the outage or after it; through the Redis outage a watching resource
+//!   server (the SDK's `RevocationWatch`) never accepts it either, and refuses a token
+//!   revoked on another instance during the outage within [`WATCH_WHILE_DEAF`];
 //! - no grant change lost: a change made just before the outage, and one attempted during it
 //!   (answered UNAVAILABLE where the outage prevents it, then retried), hold afterwards;
 //! - recovery without restarting Tollgate, within [`RECOVERY`] of the dependency's return;
