@@ -994,3 +994,6 @@ fn key_sets_are_parsed_strictly() {
         (case, jwks, Err(message))
     }));
 }
+
+/// Properties over any input, on the same keys.
+mod proptests;
