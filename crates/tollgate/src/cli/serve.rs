@@ -50,7 +50,9 @@ pub async fn migrate(args: ServeArgs) -> anyhow::Result<()> {
     ))
 }
 
-/// Logs to standard error, filtered by `RUST_LOG` (default `info`).
+/// Logs to standard error, filtered by `RUST_LOG` (default `info`). A log line that cannot
+/// be written (standard error is a pipe nobody reads any more) is dropped: the server keeps
+/// serving.
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -58,6 +60,9 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Otherwise a failed write is reported with `eprintln!` to the same standard
+        // error, which panics when that is a closed pipe.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

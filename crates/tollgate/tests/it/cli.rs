@@ -682,3 +682,43 @@ async fn the_http_port_is_named_as_not_grpc() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `tollgate serve` with standard output and standard error closed by their readers: it
+/// starts (printing the first admin credentials and logging into the void), serves, and
+/// stops on SIGTERM with status 0, logging all the while, instead of panicking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_with_closed_output_pipes() -> anyhow::Result<()> {
+    let data_dir = tempfile::tempdir()?;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("serve")
+        .env("TOLLGATE_DATA_DIR", data_dir.path())
+        .env("TOLLGATE_GRPC_ADDR", "127.0.0.1:0")
+        .env("TOLLGATE_HTTP_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "debug")
+        .stdout(closed_pipe()?)
+        .stderr(closed_pipe()?)
+        .kill_on_drop(true)
+        .spawn()?;
+    // Started: the first admin credentials are written (and printed) at the first start.
+    let credentials = data_dir.path().join("admin-credentials.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !credentials.exists() {
+        if let Some(status) = child.try_wait()? {
+            bail!("serve exited while starting: {status}");
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("serve did not start within 30 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Still serving (and logging) a moment later.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(child.try_wait()?.is_none(), "serve stopped on its own");
+    let pid = child.id().context("no pid")?;
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await??;
+    assert_eq!(status.code(), Some(0));
+    Ok(())
+}
