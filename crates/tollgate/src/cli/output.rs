@@ -461,6 +461,43 @@ mod tests {
         Ok(())
     }
 
+    /// `token.proto` is read by people writing clients in other languages: every message
+    /// field says what it holds.
+    #[test]
+    fn every_token_proto_field_is_documented() -> anyhow::Result<()> {
+        let pool = DescriptorPool::decode(tollgate_proto::FILE_DESCRIPTOR_SET)?;
+        let file = pool
+            .get_file_by_name("tollgate/v1/token.proto")
+            .context("no token.proto")?;
+        let proto = file.file_descriptor_proto();
+        let locations = proto
+            .source_code_info
+            .as_ref()
+            .context("no source info in the descriptors")?
+            .location
+            .iter()
+            .filter(|location| {
+                location
+                    .leading_comments
+                    .as_deref()
+                    .is_some_and(|c| !c.trim().is_empty())
+            })
+            .map(|location| location.path.clone())
+            .collect::<std::collections::HashSet<_>>();
+        let mut undocumented = Vec::new();
+        for (message_index, message) in proto.message_type.iter().enumerate() {
+            for (field_index, field) in message.field.iter().enumerate() {
+                // FileDescriptorProto.message_type = 4, DescriptorProto.field = 2.
+                let path = vec![4, message_index as i32, 2, field_index as i32];
+                if !locations.contains(&path) {
+                    undocumented.push(format!("{}.{}", message.name(), field.name()));
+                }
+            }
+        }
+        assert!(undocumented.is_empty(), "undocumented: {undocumented:?}");
+        Ok(())
+    }
+
     #[test]
     fn json_uses_proto_field_names_and_keeps_defaults() -> anyhow::Result<()> {
         let json: serde_json::Value = serde_json::from_str(&to_json(&sample_app())?)?;
