@@ -1,0 +1,4 @@
+//! `tollgate-proto` from the outside: properties of decoding wire messages and converting
+//! them into domain values.
+
+mod proptests;
