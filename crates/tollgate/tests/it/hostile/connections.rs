@@ -14,7 +14,7 @@ use tollgate_proto::v1::token_service_client::TokenServiceClient;
 use tonic::transport::Endpoint;
 
 use super::process::ServeProcess;
-use super::{ms, report};
+use super::{Bounds, ms, report};
 use crate::fixtures::{ARCHIVE, Fixture, encode_form};
 
 /// The descriptors the server may have (`ulimit -n`, soft and hard).
@@ -267,21 +267,29 @@ async fn idle_and_slow_connections_do_not_starve_the_server() -> anyhow::Result<
         "the server died: {}",
         process.log_tail()
     );
+    let mut bounds = Bounds::default();
     let answered_within = TIMEOUT + SLACK;
-    assert!(
+    bounds.check(
         http_token.0.is_some_and(|took| took <= answered_within),
-        "HTTP token on a fresh connection: {:?} (at most {answered_within:?})",
-        http_token.0
+        || {
+            format!(
+                "HTTP token on a fresh connection: {:?} (at most {answered_within:?})",
+                http_token.0
+            )
+        },
     );
-    assert!(
+    bounds.check(
         grpc_token.0.is_some_and(|took| took <= answered_within),
-        "gRPC token on a fresh connection: {:?} (at most {answered_within:?})",
-        grpc_token.0
+        || {
+            format!(
+                "gRPC token on a fresh connection: {:?} (at most {answered_within:?})",
+                grpc_token.0
+            )
+        },
     );
-    assert_eq!(
-        still_open, 0,
-        "idle connections the server left open for {PATIENCE:?}"
-    );
+    bounds.check(still_open == 0, || {
+        format!("{still_open} idle connections the server left open for {PATIENCE:?}")
+    });
 
     // One at a time now: slowloris, an unfinished body, a silent gRPC connection.
     let slowloris = tokio::spawn(slowloris(process.http_addr.clone()));
@@ -297,23 +305,27 @@ async fn idle_and_slow_connections_do_not_starve_the_server() -> anyhow::Result<
         unfinished.1,
         silent.0.map(ms),
     ));
-    assert!(
+    bounds.check(
         slowloris.0.is_some_and(|took| took <= TIMEOUT + SLACK),
-        "slowloris kept its connection for {:?}",
-        slowloris.0
+        || format!("slowloris kept its connection for {:?}", slowloris.0),
     );
-    assert!(
+    bounds.check(
         unfinished.0.is_some_and(|took| took <= TIMEOUT + SLACK),
-        "an unfinished body kept its connection for {:?}",
-        unfinished.0
+        || {
+            format!(
+                "an unfinished body kept its connection for {:?}",
+                unfinished.0
+            )
+        },
     );
-    assert!(
-        silent.0.is_some_and(|took| took <= TIMEOUT + SLACK),
-        "a connection without the HTTP/2 preface stayed open for {:?}",
-        silent.0
-    );
+    bounds.check(silent.0.is_some_and(|took| took <= TIMEOUT + SLACK), || {
+        format!(
+            "a connection without the HTTP/2 preface stayed open for {:?}",
+            silent.0
+        )
+    });
     // And the server still answers.
-    process
+    let still_answers = process
         .server
         .issue(
             "acme",
@@ -322,8 +334,13 @@ async fn idle_and_slow_connections_do_not_starve_the_server() -> anyhow::Result<
             ARCHIVE,
             &[],
         )
-        .await?;
-    process.stop().await
+        .await;
+    bounds.check(still_answers.is_ok(), || {
+        format!("afterwards a token request was answered {still_answers:?}")
+    });
+    let stopped = process.stop().await;
+    bounds.assert_all();
+    stopped
 }
 
 /// Sends a request head one byte every 300 ms; returns when the server closed the

@@ -17,8 +17,8 @@ use tonic::transport::Channel;
 
 use super::process::{ServeProcess, kib_delta, mib};
 use super::{
-    Latencies, Noise, TrailReader, encoded_issue_request, flood, grpc_outcome, http_outcome,
-    is_clean_refusal, issue_raw, ms, report,
+    Bounds, Latencies, Noise, TrailReader, encoded_issue_request, flood, grpc_outcome,
+    http_outcome, is_clean_refusal, issue_raw, ms, report,
 };
 use crate::fixtures::{ARCHIVE, Fixture, encode_form};
 
@@ -331,6 +331,7 @@ async fn oversized_requests_cost_no_more_than_small_ones() -> anyhow::Result<()>
     let fixture = Fixture::new(&process.server, "acme").await?;
     let mut trail = TrailReader::new(&process.server).await?;
     let denied = |event: &tollgate_proto::v1::AuditEvent| event.result == "denied";
+    let mut bounds = Bounds::default();
 
     // A small refusal, for comparison.
     let cursor = trail.cursor("acme").await?;
@@ -392,27 +393,27 @@ async fn oversized_requests_cost_no_more_than_small_ones() -> anyhow::Result<()>
         huge_listed.largest_record,
         wide_listed.largest_record,
     ));
-    assert!(
+    bounds.check(
         matches!(
             huge_code,
             Some(tonic::Code::ResourceExhausted | tonic::Code::InvalidArgument)
         ),
-        "a 4 MB IssueToken was answered {huge_code:?}"
+        || format!("a 4 MB IssueToken was answered {huge_code:?}"),
     );
-    assert!(
+    bounds.check(
         huge_listed.largest_record <= small_record + MAX_RECORD_EXCESS,
-        "a 4 MB request left a {} B record (a one-scope refusal: {small_record} B)",
-        huge_listed.largest_record
+        || {
+            format!(
+                "a 4 MB request left a {} B record (a one-scope refusal: {small_record} B)",
+                huge_listed.largest_record
+            )
+        },
     );
-    assert!(
+    bounds.check(
         wide_outcome == "400 invalid_scope" || wide_outcome == "400 invalid_request",
-        "a {body_bytes} B body with {WIDE_SCOPES} scopes was answered {wide_outcome}"
+        || format!("a {body_bytes} B body with {WIDE_SCOPES} scopes was answered {wide_outcome}"),
     );
-    assert!(
-        wide_listed.largest_record <= small_record + MAX_RECORD_EXCESS,
-        "a {WIDE_SCOPES}-scope request left a {} B record (a one-scope refusal: {small_record} B)",
-        wide_listed.largest_record
-    );
+    bounds.check(wide_listed.largest_record <= small_record + MAX_RECORD_EXCESS, || format!("a {WIDE_SCOPES}-scope request left a {} B record (a one-scope refusal: {small_record} B)", wide_listed.largest_record));
 
     // 100 at once, while a legitimate client asks for a token every 50 ms. The client runs
     // on a thread and runtime of its own, so that its latencies are the server's and not
@@ -496,32 +497,39 @@ async fn oversized_requests_cost_no_more_than_small_ones() -> anyhow::Result<()>
         during.failures,
     ));
     for (answer, count) in &outcomes {
-        assert!(
+        bounds.check(
             answer == "grpc ResourceExhausted" || answer == "grpc InvalidArgument",
-            "{count} of the 4 MB requests were answered {answer}"
+            || format!("{count} of the 4 MB requests were answered {answer}"),
         );
     }
-    assert_legitimate_served(&during);
+    check_legitimate_served(&mut bounds, &during);
     let peak = if is_peak_reset {
         sampled_peak.max(memory_after.peak)
     } else {
         sampled_peak
     };
-    assert!(
+    bounds.check(
         peak.saturating_sub(memory_before.rss) < MAX_HUGE_MEMORY_GROWTH,
-        "100 concurrent 4 MB requests took the server from {:.0} to {:.0} MiB",
-        mib(memory_before.rss),
-        mib(peak)
+        || {
+            format!(
+                "100 concurrent 4 MB requests took the server from {:.0} to {:.0} MiB",
+                mib(memory_before.rss),
+                mib(peak)
+            )
+        },
     );
-    assert!(
+    bounds.check(
         size_after.bytes.saturating_sub(size_before.bytes) < MAX_DATABASE_GROWTH,
-        "100 concurrent 4 MB requests grew the database by {:.0} KiB",
-        kib_delta(size_before.bytes, size_after.bytes)
+        || {
+            format!(
+                "100 concurrent 4 MB requests grew the database by {:.0} KiB",
+                kib_delta(size_before.bytes, size_after.bytes)
+            )
+        },
     );
-    assert!(
-        rows <= MAX_FLOOD_RECORDS,
-        "100 concurrent 4 MB requests wrote {rows} records"
-    );
+    bounds.check(rows <= MAX_FLOOD_RECORDS, || {
+        format!("100 concurrent 4 MB requests wrote {rows} records")
+    });
 
     // The whole trail reads back: every tenant, in pages, and acme's export.
     let before_listing = process.memory()?;
@@ -541,41 +549,64 @@ async fn oversized_requests_cost_no_more_than_small_ones() -> anyhow::Result<()>
         mib(after_listing.rss),
         mib(after_listing.peak),
     ));
-    let all = all?;
-    assert!(all.records > 0, "nothing listed");
-    assert!(
-        export.status.success(),
-        "audit export failed: {}",
-        String::from_utf8_lossy(&export.stderr)
-    );
-    assert!(export_lines > 0, "audit export printed nothing");
+    match &all {
+        Ok(all) => bounds.check(all.records > 0, || "nothing listed".to_owned()),
+        Err(status) => bounds.check(false, || format!("listing the trail failed: {status}")),
+    }
+    bounds.check(export.status.success(), || {
+        format!(
+            "audit export failed: {}",
+            String::from_utf8_lossy(&export.stderr)
+        )
+    });
+    bounds.check(export_lines > 0, || {
+        "audit export printed nothing".to_owned()
+    });
     let peak = if is_peak_reset {
         after_listing.peak
     } else {
         after_listing.rss
     };
-    assert!(
+    bounds.check(
         peak.saturating_sub(before_listing.rss) < MAX_LISTING_MEMORY_GROWTH,
-        "listing the trail took the server from {:.0} to {:.0} MiB",
-        mib(before_listing.rss),
-        mib(peak)
+        || {
+            format!(
+                "listing the trail took the server from {:.0} to {:.0} MiB",
+                mib(before_listing.rss),
+                mib(peak)
+            )
+        },
     );
-    process.stop().await
+    let stopped = process.stop().await;
+    bounds.assert_all();
+    stopped
 }
 
 /// A legitimate client during a flood got every token it asked for, with a p99 latency
 /// under [`MAX_LEGITIMATE_P99`].
+fn check_legitimate_served(bounds: &mut Bounds, latencies: &Latencies) {
+    bounds.check(latencies.failures == 0, || {
+        format!(
+            "the legitimate client was refused {} times during the flood",
+            latencies.failures
+        )
+    });
+    bounds.check(latencies.len() > 0, || {
+        "the legitimate client got no token".to_owned()
+    });
+    bounds.check(latencies.percentile(99.0) < MAX_LEGITIMATE_P99, || {
+        format!(
+            "legitimate p99 during the flood: {}",
+            ms(latencies.percentile(99.0))
+        )
+    });
+}
+
+/// [`check_legitimate_served`], failing at once.
 fn assert_legitimate_served(latencies: &Latencies) {
-    assert_eq!(
-        latencies.failures, 0,
-        "the legitimate client was refused during the flood"
-    );
-    assert!(latencies.len() > 0, "the legitimate client asked nothing");
-    assert!(
-        latencies.percentile(99.0) < MAX_LEGITIMATE_P99,
-        "legitimate p99 during the flood: {}",
-        ms(latencies.percentile(99.0))
-    );
+    let mut bounds = Bounds::default();
+    check_legitimate_served(&mut bounds, latencies);
+    bounds.assert_all();
 }
 
 /// Runs [`legitimate_loop`] for the fixture's app on a thread and runtime of its own, on a
