@@ -5,6 +5,8 @@
 mod audit;
 mod convert;
 mod management;
+#[cfg(test)]
+mod proptests;
 mod token;
 
 pub(crate) use audit::{event_from_wire, verify_response};
