@@ -92,7 +92,11 @@ fn token_request(
     let (client_id, client_secret) =
         received.client_credentials(params.client_id, params.client_secret)?;
     let audience = audience(params.audience, params.resource)?;
-    let scopes = match params.scope.as_deref().map(TokenRequest::parse_scope_parameter) {
+    let scopes = match params
+        .scope
+        .as_deref()
+        .map(TokenRequest::parse_scope_parameter)
+    {
         None => None,
         Some(Ok(scopes)) => scopes,
         Some(Err(error)) => {
