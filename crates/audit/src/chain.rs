@@ -36,9 +36,11 @@
 use std::fmt;
 
 use tollgate_keys::sha256;
-use tollgate_store::{AuditHead, AuditRow, Store};
+use tollgate_store::{
+    AuditFilter, AuditHead, AuditRead, AuditReadOrder, AuditRow, AuditScope, AuditSlice, Store,
+    StoreError,
+};
 
-use crate::AuditError;
 
 /// The version of the canonical serialization written now.
 pub const CHAIN_VERSION: i32 = 1;
@@ -319,35 +321,48 @@ pub struct ChainReport {
     pub outcome: Result<(), ChainBreak>,
 }
 
-/// Verifies the stored chain of the tenant with `tenant_id`, reading `page` records at a
-/// time: every kept record from the oldest up to the head read at the start (records
-/// appended meanwhile are left for next time), then the head itself. `Err` only when the
-/// store fails; a broken chain is a report whose `outcome` names the break.
+/// Verifies the stored chain of the tenant with `tenant_id`: every kept record from the
+/// oldest up to the head read at the start (records appended meanwhile are left for next
+/// time), then the head itself. Records are read at most `page_rows` and `page_bytes` (by
+/// stored size) at a time; a larger record is read alone and whole, since it must be hashed.
+/// `Err` only when the store fails; a broken chain is a report whose `outcome` names the
+/// break.
 pub async fn verify_tenant(
     store: &Store,
     tenant_id: &str,
-    page: u64,
-) -> Result<ChainReport, AuditError> {
+    page_rows: u64,
+    page_bytes: u64,
+) -> Result<ChainReport, StoreError> {
     let head = store.audit_head(tenant_id).await?;
-    let mut verifier = ChainVerifier::new();
     let end = head.as_ref().map_or(i64::MAX, |head| head.seq);
-    let mut from = i64::MIN;
+    let filter = AuditFilter::default();
+    let mut verifier = ChainVerifier::new();
+    let mut after = None;
     let mut outcome = Ok(());
+    // Each read moves `after` forward by at least one record, up to the head.
     'pages: loop {
-        let rows = store.audit_chain(tenant_id, from, page.max(1)).await?;
-        let Some(last) = rows.last() else { break };
-        from = last.seq.saturating_add(1);
-        for row in &rows {
-            if row.seq > end {
-                break 'pages;
-            }
-            if let Err(broken) = verifier.push(row) {
+        let AuditSlice { records, has_more } = store
+            .read_audit_events(&AuditRead {
+                scope: AuditScope::Tenant(tenant_id),
+                filter: &filter,
+                order: AuditReadOrder::OldestFirst,
+                after,
+                before: Some(end.saturating_add(1)),
+                max_rows: page_rows,
+                max_bytes: page_bytes,
+                // Whole: a record is verified by hashing all of it.
+                max_row_bytes: u64::MAX,
+            })
+            .await?;
+        for record in &records {
+            if let Err(broken) = verifier.push(&record.row) {
                 outcome = Err(broken);
                 break 'pages;
             }
         }
-        if (rows.len() as u64) < page.max(1) {
-            break;
+        match records.last() {
+            Some(last) if has_more => after = Some(last.row.seq),
+            _ => break,
         }
     }
     if outcome.is_ok() {

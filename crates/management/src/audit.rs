@@ -50,7 +50,7 @@ use std::fmt;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tollgate_audit::{AuditAction, ChainBreak, ChainReport, ChainVerifier, Identifier, Outcome};
+use tollgate_audit::{AuditAction, ChainReport, Identifier, Outcome};
 use tollgate_domain::{InvalidValue, TenantName};
 use tollgate_store::{
     AuditFilter, AuditRead, AuditReadOrder, AuditRecord, AuditRow, AuditScope, AuditSlice,
@@ -480,57 +480,9 @@ impl Management {
     ) -> Result<ChainReport, ManageError> {
         principal.require(tenant, AUDIT_READ_SCOPE)?;
         let record = self.find_tenant(tenant).await?;
-        let head = self.store.audit_head(&record.id).await?;
-        // Records appended meanwhile are left for next time.
-        let end = head.as_ref().map_or(i64::MAX, |head| head.seq);
-        let filter = AuditFilter::default();
-        let mut verifier = ChainVerifier::new();
-        let mut after = None;
-        let mut outcome = Ok(());
-        // Each read moves `after` forward by at least one record, up to the head.
-        'pages: loop {
-            let AuditSlice { records, has_more } = self
-                .store
-                .read_audit_events(&AuditRead {
-                    scope: AuditScope::Tenant(&record.id),
-                    filter: &filter,
-                    order: AuditReadOrder::OldestFirst,
-                    after,
-                    before: Some(end.saturating_add(1)),
-                    max_rows: VERIFY_PAGE,
-                    max_bytes: VERIFY_PAGE_BYTES,
-                    // Whole: a record is verified by hashing all of it.
-                    max_row_bytes: u64::MAX,
-                })
-                .await?;
-            for record in &records {
-                if let Err(broken) = verifier.push(&record.row) {
-                    outcome = Err(broken);
-                    break 'pages;
-                }
-            }
-            match records.last() {
-                Some(last) if has_more => after = Some(last.row.seq),
-                _ => break,
-            }
-        }
-        if outcome.is_ok() {
-            outcome = match &head {
-                Some(head) => verifier.check_head(head),
-                None if verifier.checked() > 0 => Err(ChainBreak {
-                    seq: verifier.first_seq().unwrap_or_default(),
-                    reason: "the tenant has records but no chain head".to_owned(),
-                }),
-                None => Ok(()),
-            };
-        }
-        Ok(ChainReport {
-            checked: verifier.checked(),
-            first_seq: verifier.first_seq(),
-            last_seq: verifier.last_seq(),
-            head,
-            outcome,
-        })
+        tollgate_audit::verify_tenant(&self.store, &record.id, VERIFY_PAGE, VERIFY_PAGE_BYTES)
+            .await
+            .map_err(ManageError::Store)
     }
 
     /// Authorizes `principal` to read `target`'s events and resolves the tenant's id. The

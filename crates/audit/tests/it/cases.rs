@@ -67,7 +67,10 @@ fn eager(db: &TestDb) -> (AuditWriter, tokio::task::JoinHandle<()>) {
 
 /// Where verification of the stored chain of `tenant_id` breaks, or `None`.
 async fn break_of(store: &Store, tenant_id: &str) -> Result<Option<ChainBreak>, BoxError> {
-    Ok(verify_tenant(store, tenant_id, 2).await?.outcome.err())
+    Ok(verify_tenant(store, tenant_id, 2, u64::MAX)
+        .await?
+        .outcome
+        .err())
 }
 
 fn seq_of(broken: Option<ChainBreak>) -> Option<i64> {
@@ -81,7 +84,7 @@ pub async fn chain_verifies_and_reads_back(db: TestDb) -> TestResult {
         writer.record(event("ten_b", n)?).await?;
     }
     for tenant in ["ten_a", "ten_b"] {
-        let report = verify_tenant(&db.store, tenant, 3).await?;
+        let report = verify_tenant(&db.store, tenant, 3, u64::MAX).await?;
         assert_eq!(report.outcome, Ok(()), "{tenant}");
         assert_eq!(
             (report.checked, report.first_seq, report.last_seq),
@@ -102,7 +105,7 @@ pub async fn chain_verifies_and_reads_back(db: TestDb) -> TestResult {
         }
     }
     // A tenant without records verifies trivially.
-    let empty = verify_tenant(&db.store, "ten_none", 10).await?;
+    let empty = verify_tenant(&db.store, "ten_none", 10, u64::MAX).await?;
     assert_eq!((empty.checked, empty.outcome), (0, Ok(())));
     writer.shutdown().await;
     Ok(())
@@ -250,7 +253,7 @@ pub async fn purge_keeps_verification_working(db: TestDb) -> TestResult {
     record_many(&writer, "ten_a", 10).await?;
     let purged = db.store.purge_audit_before(1_700_000_000_006).await?;
     assert_eq!(purged, 5);
-    let report = verify_tenant(&db.store, "ten_a", 2).await?;
+    let report = verify_tenant(&db.store, "ten_a", 2, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(
         (report.checked, report.first_seq, report.last_seq),
@@ -261,17 +264,17 @@ pub async fn purge_keeps_verification_working(db: TestDb) -> TestResult {
     for n in 11..=13 {
         writer.record(event("ten_a", n)?).await?;
     }
-    let report = verify_tenant(&db.store, "ten_a", 2).await?;
+    let report = verify_tenant(&db.store, "ten_a", 2, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!((report.first_seq, report.last_seq), (Some(6), Some(13)));
 
     // Everything purged: nothing to verify; the next record continues the chain at 14 and
     // verifies from there.
     assert_eq!(db.store.purge_audit_before(i64::MAX).await?, 8);
-    let report = verify_tenant(&db.store, "ten_a", 2).await?;
+    let report = verify_tenant(&db.store, "ten_a", 2, u64::MAX).await?;
     assert_eq!((report.checked, report.outcome), (0, Ok(())));
     writer.record(event("ten_a", 14)?).await?;
-    let report = verify_tenant(&db.store, "ten_a", 2).await?;
+    let report = verify_tenant(&db.store, "ten_a", 2, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!((report.first_seq, report.last_seq), (Some(14), Some(14)));
     writer.shutdown().await;
@@ -307,7 +310,7 @@ pub async fn group_commit_answers_after_commit(db: TestDb) -> TestResult {
     // Group commit: far fewer transactions than events.
     assert!(stats.batches < stats.events / 2, "{stats:?}");
     for tenant in 0..4 {
-        let report = verify_tenant(&db.store, &format!("ten_{tenant}"), 100).await?;
+        let report = verify_tenant(&db.store, &format!("ten_{tenant}"), 100, u64::MAX).await?;
         assert_eq!(report.outcome, Ok(()));
         assert_eq!((report.first_seq, report.last_seq), (Some(1), Some(250)));
     }
@@ -367,7 +370,7 @@ pub async fn store_unreachable_fails_every_waiter(db: TestDb) -> TestResult {
     assert_eq!(stats.failed_events, refused);
     // What is stored is one intact chain.
     let reader = Store::connect(&db.url).await?;
-    let report = verify_tenant(&reader, "ten_a", 500).await?;
+    let report = verify_tenant(&reader, "ten_a", 500, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(report.checked, u64::try_from(granted.len())?);
     reader.close().await?;
@@ -441,7 +444,7 @@ pub async fn failed_batch_fails_every_waiter_and_writes_nothing(db: TestDb) -> T
     writer.shutdown().await;
     let (writer, _task) = eager(&db);
     writer.record(event("ten_x", 200)?).await?;
-    let report = verify_tenant(&db.store, "ten_x", 10).await?;
+    let report = verify_tenant(&db.store, "ten_x", 10, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(report.last_seq, Some(2));
     writer.shutdown().await;
@@ -482,7 +485,9 @@ pub async fn shutdown_flushes_what_is_queued(db: TestDb) -> TestResult {
     writer.shutdown().await;
     tokio::time::timeout(Duration::from_secs(5), task).await??;
     assert_eq!(
-        verify_tenant(&db.store, "ten_a", 100).await?.last_seq,
+        verify_tenant(&db.store, "ten_a", 100, u64::MAX)
+            .await?
+            .last_seq,
         Some(50)
     );
     Ok(())
@@ -536,7 +541,7 @@ pub async fn two_writers_build_one_gap_free_chain(db: TestDb) -> TestResult {
     second_task.await?;
     other.close().await?;
 
-    let report = verify_tenant(&db.store, "ten_shared", 128).await?;
+    let report = verify_tenant(&db.store, "ten_shared", 128, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(
         (report.checked, report.first_seq, report.last_seq),
