@@ -949,7 +949,7 @@ async fn postgres_stopped_and_restarted_under_load() -> anyhow::Result<()> {
         "no client was told to retry later"
     );
     let store = Store::connect(&server.joined.database_url).await?;
-    let chain = verify_tenant(&store, &before.fixture.tenant_id, 500).await?;
+    let chain = verify_tenant(&store, &before.fixture.tenant_id, 500, u64::MAX).await?;
     assert_eq!(chain.outcome, Ok(()));
     server.stop().await?;
     Ok(())
@@ -1130,7 +1130,7 @@ async fn redis_stopped_and_restarted_under_load() -> anyhow::Result<()> {
     // A Redis outage is not a token outage: rate limits fall back to per-instance buckets.
     assert!(tally.phase("during").0 > 0, "no token while Redis was down");
     let store = Store::connect(&a.joined.database_url).await?;
-    let chain = verify_tenant(&store, &before.fixture.tenant_id, 500).await?;
+    let chain = verify_tenant(&store, &before.fixture.tenant_id, 500, u64::MAX).await?;
     assert_eq!(chain.outcome, Ok(()));
     b.stop().await?;
     a.stop().await?;
@@ -1280,7 +1280,7 @@ async fn audit_store_failing_under_load(server: TestServer) -> anyhow::Result<()
         "no client was told to retry later"
     );
     let store = Store::connect(&server.joined.database_url).await?;
-    let chain = verify_tenant(&store, &before.fixture.tenant_id, 500).await?;
+    let chain = verify_tenant(&store, &before.fixture.tenant_id, 500, u64::MAX).await?;
     assert_eq!(chain.outcome, Ok(()));
     connection.close().await?;
     Ok(())

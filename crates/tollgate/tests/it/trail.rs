@@ -434,7 +434,7 @@ async fn scripted_run_records_each_request_and_change_once(
     assert_eq!(changes, expected);
 
     // The chain verifies from its first record to its head.
-    let report = verify_tenant(&store, &fixture.tenant_id, 100).await?;
+    let report = verify_tenant(&store, &fixture.tenant_id, 100, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(report.first_seq, Some(1));
     let all = records(&store, &fixture.tenant_id).await?;
@@ -510,7 +510,7 @@ async fn rate_limit_refusals_are_aggregated_per_client_and_second(
         assert_eq!(row.client_id.as_deref(), Some(fixture.client_id.as_str()));
         assert_eq!(row.transport.as_deref(), Some("grpc"));
     }
-    let report = verify_tenant(&store, &fixture.tenant_id, 100).await?;
+    let report = verify_tenant(&store, &fixture.tenant_id, 100, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     Ok(())
 }
@@ -619,7 +619,7 @@ async fn unwritable_trail_issues_nothing_and_changes_nothing(
             &[],
         )
         .await?;
-    let report = verify_tenant(&store, &fixture.tenant_id, 100).await?;
+    let report = verify_tenant(&store, &fixture.tenant_id, 100, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     Ok(())
 }
@@ -830,7 +830,7 @@ async fn two_instances_write_one_verifiable_chain() -> anyhow::Result<()> {
         *seen.entry(row.jti.clone().context("no jti")?).or_insert(0) += 1;
     }
     assert_eq!(seen, issued, "each grant recorded exactly once");
-    let report = verify_tenant(&store, &fixture.tenant_id, 64).await?;
+    let report = verify_tenant(&store, &fixture.tenant_id, 64, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     let all = records(&store, &fixture.tenant_id).await?;
     let seqs: Vec<i64> = all.iter().map(|row| row.seq).collect();
@@ -919,7 +919,7 @@ async fn retention_purges_old_records_and_the_rest_still_verifies() -> anyhow::R
     };
     assert_eq!(after.first().map(|row| row.seq), Some(old_last_seq + 1));
     assert_eq!(after.len(), before.len() - old_last_seq as usize);
-    let report = verify_tenant(&store, &fixture.tenant_id, 100).await?;
+    let report = verify_tenant(&store, &fixture.tenant_id, 100, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(report.first_seq, Some(old_last_seq + 1));
     // The chain goes on where it was.
@@ -932,7 +932,7 @@ async fn retention_purges_old_records_and_the_rest_still_verifies() -> anyhow::R
             &[],
         )
         .await?;
-    let report = verify_tenant(&store, &fixture.tenant_id, 100).await?;
+    let report = verify_tenant(&store, &fixture.tenant_id, 100, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(report.checked, after.len() as u64 + 1);
     second.stop().await?;
