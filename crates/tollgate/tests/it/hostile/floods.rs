@@ -7,6 +7,12 @@
 //! megabyte; a 4 MB request costs no more than a small one. A debug build may not get
 //! through 50,000 requests in the time a test may take: a flood stops at its time budget,
 //! and the bounds are asserted for the count it reached (printed).
+//!
+//! Records are counted in the database (refusals only: the legitimate client's tokens are
+//! recorded too) and read back through `AuditService`, whose counts must add up to every
+//! refusal. The database's growth is that of `tollgate.db` and its WAL together, each
+//! measured after a checkpoint that truncates the WAL, so that what the WAL happened to
+//! hold between checkpoints is not counted as growth (the sizes as found are printed too).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
