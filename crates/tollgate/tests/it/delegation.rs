@@ -21,7 +21,10 @@ use tollgate_testkit::{
 };
 use tonic::Code;
 
-use crate::fixtures::{ARCHIVE, Fixture, encode_form, fetch_jwks, grant, scopes, verify_with_jwks};
+use crate::fixtures::{
+    ARCHIVE, Fixture, encode_form, fetch_jwks, grant, multi_instance_missing, present_or_skip,
+    scopes, verify_with_jwks,
+};
 
 crate::backend_tests!(
     apps_write_cannot_grant_what_it_lacks,
@@ -122,9 +125,10 @@ async fn delegate(
     Admin::sign_in(server, credentials).await
 }
 
-/// Asserts that a call was refused with exactly `code` and `message`.
+/// Asserts that a call was refused with exactly `code` and `message` (a gRPC call's outcome,
+/// or one of [`Admin`]'s).
 fn refused<T: std::fmt::Debug>(
-    outcome: Result<tonic::Response<T>, tonic::Status>,
+    outcome: Result<T, tonic::Status>,
     code: Code,
     message: &str,
 ) -> anyhow::Result<()> {
@@ -183,6 +187,27 @@ fn replace_grants(tenant: &str, client_id: &str, grants: Vec<Grant>) -> UpdateAp
     }
 }
 
+/// An update that blocks (`true`) or unblocks (`false`) the app and changes nothing else.
+fn set_blocked(tenant: &str, client_id: &str, blocked: bool) -> UpdateAppRequest {
+    UpdateAppRequest {
+        tenant: tenant.to_owned(),
+        client_id: client_id.to_owned(),
+        blocked: Some(blocked),
+        ..Default::default()
+    }
+}
+
+/// A new app `name` of `tenant` (no description) holding `held` on the tenant's Management
+/// API.
+fn management_app(tenant: &str, name: &str, held: &[&str]) -> CreateAppRequest {
+    CreateAppRequest {
+        tenant: tenant.into(),
+        name: name.into(),
+        grants: vec![grant(&manage(tenant), held)],
+        ..Default::default()
+    }
+}
+
 /// An `apps:write` delegate cannot widen its own management scopes or give them to a new or
 /// existing app, cannot strip a scope it lacks from another app, and cannot edit the
 /// Management API; it can hand out what it holds.
@@ -229,12 +254,7 @@ async fn apps_write_cannot_grant_what_it_lacks(server: TestServer) -> anyhow::Re
         delegate
             .clients
             .apps
-            .create_app(CreateAppRequest {
-                tenant: "acme".into(),
-                name: "accomplice".into(),
-                grants: vec![grant(&manage("acme"), &["keys:write"])],
-                ..Default::default()
-            })
+            .create_app(management_app("acme", "accomplice", &["keys:write"]))
             .await,
         Code::PermissionDenied,
         "the admin token cannot grant the scope keys:write, which it lacks",
@@ -295,24 +315,17 @@ async fn apps_write_cannot_grant_what_it_lacks(server: TestServer) -> anyhow::Re
     );
     assert_eq!(delegate.count_apps().await?, apps_before + 1);
     let keys = delegate.list_keys(&server).await;
-    assert_eq!(
-        keys.map_err(|status| (status.code(), status.message().to_owned())),
-        Err((
-            Code::PermissionDenied,
-            "the admin token lacks the scope keys:read".to_owned()
-        ))
-    );
+    refused(
+        keys,
+        Code::PermissionDenied,
+        "the admin token lacks the scope keys:read",
+    )?;
 
     // What it holds, it may hand out, and take back.
     let helper = delegate
         .clients
         .apps
-        .create_app(CreateAppRequest {
-            tenant: "acme".into(),
-            name: "helper".into(),
-            grants: vec![grant(&manage("acme"), &["apps:read"])],
-            ..Default::default()
-        })
+        .create_app(management_app("acme", "helper", &["apps:read"]))
         .await?
         .into_inner()
         .app
@@ -372,19 +385,8 @@ async fn apps_write_cannot_grant_what_it_lacks(server: TestServer) -> anyhow::Re
 
 /// Creates, as `by`, an app of `acme` holding `held` on its Management API; its client id.
 async fn delegate_app(by: &mut AdminClients, name: &str, held: &[&str]) -> anyhow::Result<String> {
-    Ok(by
-        .apps
-        .create_app(CreateAppRequest {
-            tenant: "acme".into(),
-            name: name.into(),
-            grants: vec![grant(&manage("acme"), held)],
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .app
-        .context("no app")?
-        .client_id)
+    let (client_id, _) = plain_app(by, name, vec![grant(&manage("acme"), held)]).await?;
+    Ok(client_id)
 }
 
 /// [`delegate`] in `acme`.
@@ -435,12 +437,7 @@ async fn system_delegate_cannot_grant_tenant_scopes(server: TestServer) -> anyho
         delegate
             .clients
             .apps
-            .create_app(CreateAppRequest {
-                tenant: "system".into(),
-                name: "tenant-maker".into(),
-                grants: vec![grant(&manage("system"), &["tenants:write"])],
-                ..Default::default()
-            })
+            .create_app(management_app("system", "tenant-maker", &["tenants:write"]))
             .await,
         Code::PermissionDenied,
         "the admin token cannot grant the scope tenants:write, which it lacks",
@@ -540,13 +537,7 @@ async fn delegate_cannot_take_over_the_admin_app_or_a_stronger_app(
             &message,
         )?;
         refused(
-            apps.update_app(UpdateAppRequest {
-                tenant: "acme".into(),
-                client_id: target.clone(),
-                blocked: Some(true),
-                ..Default::default()
-            })
-            .await,
+            apps.update_app(set_blocked("acme", target, true)).await,
             Code::PermissionDenied,
             &message,
         )?;
@@ -629,12 +620,7 @@ async fn admin_tokens_of_deleted_and_blocked_apps_are_refused(
         .await?;
     admin
         .apps
-        .update_app(UpdateAppRequest {
-            tenant: "acme".into(),
-            client_id: blocked.client_id().to_owned(),
-            blocked: Some(true),
-            ..Default::default()
-        })
+        .update_app(set_blocked("acme", blocked.client_id(), true))
         .await?;
 
     // Deleting revoked its tokens; blocking alone did not, the live catalog refuses them.
@@ -645,20 +631,12 @@ async fn admin_tokens_of_deleted_and_blocked_apps_are_refused(
         (&mut blocked, blocked_message),
     ] {
         let keys = admin_app.list_keys(&server).await;
-        assert_eq!(
-            keys.map_err(|status| (status.code(), status.message().to_owned())),
-            Err((Code::Unauthenticated, message.to_owned()))
-        );
+        refused(keys, Code::Unauthenticated, message)?;
         refused(
             admin_app
                 .clients
                 .apps
-                .create_app(CreateAppRequest {
-                    tenant: "acme".into(),
-                    name: "backdoor".into(),
-                    grants: vec![grant(&manage("acme"), &["keys:read"])],
-                    ..Default::default()
-                })
+                .create_app(management_app("acme", "backdoor", &["keys:read"]))
                 .await,
             Code::Unauthenticated,
             message,
@@ -672,12 +650,7 @@ async fn admin_tokens_of_deleted_and_blocked_apps_are_refused(
     fixture
         .admin_clients
         .apps
-        .update_app(UpdateAppRequest {
-            tenant: "acme".into(),
-            client_id: blocked.client_id().to_owned(),
-            blocked: Some(false),
-            ..Default::default()
-        })
+        .update_app(set_blocked("acme", blocked.client_id(), false))
         .await?;
     assert_eq!(blocked.list_keys(&server).await?, 1);
     Ok(())
@@ -706,16 +679,11 @@ async fn narrowed_grants_narrow_admin_tokens_at_once(server: TestServer) -> anyh
             vec![grant(&manage("acme"), &["apps:read"])],
         ))
         .await?;
-    assert_eq!(
-        narrowed
-            .list_keys(&server)
-            .await
-            .map_err(|status| (status.code(), status.message().to_owned())),
-        Err((
-            Code::PermissionDenied,
-            "the admin token lacks the scope keys:read".to_owned()
-        ))
-    );
+    refused(
+        narrowed.list_keys(&server).await,
+        Code::PermissionDenied,
+        "the admin token lacks the scope keys:read",
+    )?;
     assert_eq!(narrowed.count_apps().await?, 3);
 
     // Without any grant on the Management API the token holds nothing.
@@ -723,16 +691,11 @@ async fn narrowed_grants_narrow_admin_tokens_at_once(server: TestServer) -> anyh
         .apps
         .update_app(replace_grants("acme", &id, Vec::new()))
         .await?;
-    assert_eq!(
-        narrowed
-            .count_apps()
-            .await
-            .map_err(|status| (status.code(), status.message().to_owned())),
-        Err((
-            Code::PermissionDenied,
-            "the admin token lacks the scope apps:read".to_owned()
-        ))
-    );
+    refused(
+        narrowed.count_apps().await,
+        Code::PermissionDenied,
+        "the admin token lacks the scope apps:read",
+    )?;
     // Granting it again restores what the token was issued with (and no more).
     admin
         .apps
@@ -836,29 +799,33 @@ async fn tokens_of_an_ended_secret_are_refused(server: TestServer) -> anyhow::Re
             revoke_tokens: false,
         })
         .await?;
-    assert_eq!(
-        renewed
-            .count_apps()
-            .await
-            .map_err(|status| (status.code(), status.message().to_owned())),
-        Err((Code::Unauthenticated, message.to_owned()))
-    );
+    refused(renewed.count_apps().await, Code::Unauthenticated, message)?;
     Ok(())
 }
 
-/// POSTs an introspection request for `token` to acme with Basic authentication.
-async fn introspect(
+/// POSTs an introspection request for `token` to acme with Basic authentication; the
+/// response, whatever its status.
+async fn post_introspection(
     server: &TestServer,
     (id, secret): (&str, &str),
     token: &str,
-) -> anyhow::Result<Value> {
-    let response = reqwest::Client::new()
+) -> anyhow::Result<reqwest::Response> {
+    Ok(reqwest::Client::new()
         .post(format!("{}/t/acme/oauth/introspect", server.http_url))
         .basic_auth(id, Some(secret))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(encode_form(&[("token", token)]))
         .send()
-        .await?;
+        .await?)
+}
+
+/// [`post_introspection`], answered 200: the introspection response.
+async fn introspect(
+    server: &TestServer,
+    caller: (&str, &str),
+    token: &str,
+) -> anyhow::Result<Value> {
+    let response = post_introspection(server, caller, token).await?;
     anyhow::ensure!(
         response.status() == 200,
         "introspection answered {}",
@@ -1003,20 +970,9 @@ async fn introspection_is_answered_only_to_entitled_callers(
     fixture
         .admin_clients
         .apps
-        .update_app(UpdateAppRequest {
-            tenant: "acme".into(),
-            client_id: delegate.credentials.client_id.clone(),
-            blocked: Some(true),
-            ..Default::default()
-        })
+        .update_app(set_blocked("acme", &delegate.credentials.client_id, true))
         .await?;
-    let response = reqwest::Client::new()
-        .post(format!("{}/t/acme/oauth/introspect", server.http_url))
-        .basic_auth(delegate_credentials.0, Some(delegate_credentials.1))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(encode_form(&[("token", &delegate.token)]))
-        .send()
-        .await?;
+    let response = post_introspection(&server, delegate_credentials, &delegate.token).await?;
     assert_eq!(response.status(), 401);
     // Deleting the archive app ends its tokens for the resource server too.
     fixture
@@ -1044,24 +1000,11 @@ const WITHIN: Duration = Duration::from_secs(1);
 /// Whether PostgreSQL, Redis and `redis-server` are available; otherwise a loud skip (a
 /// failure with `TOLLGATE_REQUIRE_BACKENDS=1`).
 fn backends_or_skip(test: &str) -> bool {
-    let is_set = |name: &str| std::env::var(name).is_ok_and(|value| !value.is_empty());
-    let missing = if !is_set("TOLLGATE_TEST_POSTGRES_URL") {
-        "TOLLGATE_TEST_POSTGRES_URL is not set"
-    } else if !is_set("TOLLGATE_TEST_REDIS_URL") {
-        "TOLLGATE_TEST_REDIS_URL is not set"
-    } else if !RedisServer::is_installed() {
-        "redis-server is not on PATH"
-    } else {
-        return true;
-    };
-    if std::env::var("TOLLGATE_REQUIRE_BACKENDS").as_deref() == Ok("1") {
-        panic!("delegation::{test}: {missing}, but TOLLGATE_REQUIRE_BACKENDS=1");
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: multi-instance delegation test — delegation::{test}: {missing}"
-    );
-    false
+    present_or_skip(
+        "multi-instance delegation test",
+        &format!("delegation::{test}"),
+        multi_instance_missing(),
+    )
 }
 
 /// Polls `admin`'s `ListKeys` on `server` every 20 ms until it is refused with `message`, at
@@ -1124,12 +1067,7 @@ async fn blocked_and_deleted_apps_are_refused_on_every_instance_within_a_second(
     let since = Instant::now();
     admin
         .apps
-        .update_app(UpdateAppRequest {
-            tenant: "acme".into(),
-            client_id: blocked.client_id().to_owned(),
-            blocked: Some(true),
-            ..Default::default()
-        })
+        .update_app(set_blocked("acme", blocked.client_id(), true))
         .await?;
     let block_latency = refused_within(
         &b,

@@ -1,5 +1,7 @@
-//! A tenant with an API and an app, made through the management API, plus helpers to read
-//! tokens with a standard JWT library.
+//! A tenant with an API and an app, made through the management API, helpers to read tokens
+//! with a standard JWT library, and the loud skip of a test whose backends are missing.
+
+use std::io::Write as _;
 
 use anyhow::Context;
 use jsonwebtoken::jwk::JwkSet;
@@ -7,7 +9,7 @@ use jsonwebtoken::{DecodingKey, Validation};
 use tollgate_proto::v1::{
     CreateApiRequest, CreateAppRequest, CreateTenantRequest, Grant, ScopeDefinition,
 };
-use tollgate_testkit::{AdminClients, AdminCredentials, TestServer};
+use tollgate_testkit::{AdminClients, AdminCredentials, RedisServer, TestServer};
 
 pub const ARCHIVE: &str = "https://archive.example.com/";
 
@@ -183,4 +185,34 @@ fn urlencode(value: &str) -> String {
         }
     }
     out
+}
+
+/// What a test of several instances lacks, if anything: `TOLLGATE_TEST_POSTGRES_URL`,
+/// `TOLLGATE_TEST_REDIS_URL`, or `redis-server` on `PATH` (each such test runs its own).
+pub fn multi_instance_missing() -> Option<&'static str> {
+    let is_set = |name: &str| std::env::var(name).is_ok_and(|value| !value.is_empty());
+    if !is_set("TOLLGATE_TEST_POSTGRES_URL") {
+        Some("TOLLGATE_TEST_POSTGRES_URL is not set")
+    } else if !is_set("TOLLGATE_TEST_REDIS_URL") {
+        Some("TOLLGATE_TEST_REDIS_URL is not set")
+    } else if !RedisServer::is_installed() {
+        Some("redis-server is not on PATH (each test runs its own)")
+    } else {
+        None
+    }
+}
+
+/// `true` when `missing` is `None`. Otherwise a loud skip of `test` (`module::name`): a panic
+/// with `TOLLGATE_REQUIRE_BACKENDS=1`, else `SKIPPED: {suite} — {test}: {missing}` on stderr
+/// and `false`.
+pub fn present_or_skip(suite: &str, test: &str, missing: Option<&str>) -> bool {
+    let Some(missing) = missing else {
+        return true;
+    };
+    if std::env::var("TOLLGATE_REQUIRE_BACKENDS").as_deref() == Ok("1") {
+        panic!("{test}: {missing}, but TOLLGATE_REQUIRE_BACKENDS=1");
+    }
+    // Straight to stderr: the test harness swallows `eprintln!` of passing tests.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {suite} — {test}: {missing}");
+    false
 }

@@ -39,7 +39,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic_types::StatusExt as _;
 
-use crate::fixtures::{ARCHIVE, Fixture, encode_form, grant, reason, scopes};
+use crate::fixtures::{
+    ARCHIVE, Fixture, encode_form, grant, multi_instance_missing, present_or_skip, reason, scopes,
+};
 
 /// The bound every cross-instance change must meet (issue 3: "within 1 s").
 const WITHIN: Duration = Duration::from_secs(1);
@@ -60,25 +62,11 @@ const CHANGES_CHANNEL: &str = "tollgate:changes";
 /// Whether both backends and `redis-server` are available; otherwise a loud skip, or a panic
 /// with `TOLLGATE_REQUIRE_BACKENDS=1`.
 fn backends_or_skip(test: &str) -> bool {
-    let is_set = |name: &str| std::env::var(name).is_ok_and(|value| !value.is_empty());
-    let missing = if !is_set("TOLLGATE_TEST_POSTGRES_URL") {
-        "TOLLGATE_TEST_POSTGRES_URL is not set"
-    } else if !is_set("TOLLGATE_TEST_REDIS_URL") {
-        "TOLLGATE_TEST_REDIS_URL is not set"
-    } else if !RedisServer::is_installed() {
-        "redis-server is not on PATH (each test runs its own)"
-    } else {
-        return true;
-    };
-    if std::env::var("TOLLGATE_REQUIRE_BACKENDS").as_deref() == Ok("1") {
-        panic!("multi::{test}: {missing}, but TOLLGATE_REQUIRE_BACKENDS=1");
-    }
-    // Straight to stderr: the test harness swallows `eprintln!` of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: multi-instance suite — multi::{test}: {missing}"
-    );
-    false
+    present_or_skip(
+        "multi-instance suite",
+        &format!("multi::{test}"),
+        multi_instance_missing(),
+    )
 }
 
 /// Writes one observation to stderr, where `--nocapture` shows it.
