@@ -1,7 +1,8 @@
 //! Development tasks, run as `cargo xtask <task>`:
 //!
-//! - `ci`: formatting check, clippy with warnings denied, then the whole test suite. This is
-//!   the README's test command and what `.ci/run` calls. PostgreSQL suites run when
+//! - `ci`: formatting check, clippy with warnings denied, then the whole test suite (the
+//!   server's `hostile` suite last, on its own, one test at a time). This is the README's
+//!   test command and what `.ci/run` calls. PostgreSQL suites run when
 //!   `TOLLGATE_TEST_POSTGRES_URL` is set and skip loudly otherwise (with
 //!   `TOLLGATE_REQUIRE_BACKENDS=1` a skip fails the run).
 //! - `bench tokens`: builds the server and `tollgate-bench` in release, runs the token
@@ -46,36 +47,70 @@ fn ci() -> anyhow::Result<()> {
     test_workspace()
 }
 
-/// `cargo test --workspace`, echoing its output, then one closing line with the totals of
-/// every test binary (`N passed, M failed`), so the run ends on the whole count rather than on
-/// the last binary's (often a doc-test run with nothing in it).
+/// The server's `hostile` suite floods a real server for tens of seconds and measures its
+/// memory, descriptors and a legitimate client's latency: it runs after everything else, one
+/// test at a time, so that it neither loads the machine under the timing-sensitive suites
+/// nor shares it with another flood.
+const HOSTILE_FILTER: &str = "hostile::";
+
+/// `cargo test --workspace` without the hostile suite, then the hostile suite alone, echoing
+/// their output, then one closing line with the totals of every test binary
+/// (`N passed, M failed`), so the run ends on the whole count rather than on the last
+/// binary's (often a doc-test run with nothing in it).
 fn test_workspace() -> anyhow::Result<()> {
+    let mut totals = TestTotals::default();
+    let everything_else = run_tests(
+        &["test", "--workspace", "--", "--skip", HOSTILE_FILTER],
+        &mut totals,
+    )?;
+    let hostile = run_tests(
+        &[
+            "test",
+            "--package",
+            "tollgate",
+            "--test",
+            "it",
+            "--",
+            HOSTILE_FILTER,
+            "--test-threads=1",
+        ],
+        &mut totals,
+    )?;
+    println!("{}, {} skipped", totals.summary(), totals.ignored);
+    for (what, status) in [
+        ("cargo test --workspace", everything_else),
+        ("hostile suite", hostile),
+    ] {
+        if !status.success() {
+            bail!("{what} failed with {status}");
+        }
+    }
+    if totals.passed == 0 {
+        bail!("cargo test --workspace ran no test");
+    }
+    Ok(())
+}
+
+/// Runs `cargo <args>`, echoing its standard output and adding its `test result:` lines to
+/// `totals`.
+fn run_tests(args: &[&str], totals: &mut TestTotals) -> anyhow::Result<std::process::ExitStatus> {
     use std::io::{BufRead, BufReader, Write};
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    eprintln!("$ cargo test --workspace");
+    eprintln!("$ cargo {}", args.join(" "));
     let mut child = Command::new(&cargo)
-        .args(["test", "--workspace"])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run {cargo}"))?;
     let stdout = child.stdout.take().context("no stdout")?;
-    let mut totals = TestTotals::default();
     let mut out = std::io::stdout().lock();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         totals.add(&line);
         writeln!(out, "{line}")?;
     }
-    let status = child.wait()?;
-    writeln!(out, "{}, {} skipped", totals.summary(), totals.ignored)?;
-    if !status.success() {
-        bail!("cargo test --workspace failed with {status}");
-    }
-    if totals.passed == 0 {
-        bail!("cargo test --workspace ran no test");
-    }
-    Ok(())
+    Ok(child.wait()?)
 }
 
 /// Sums libtest's `test result:` lines.
