@@ -214,14 +214,8 @@ fn management_app(tenant: &str, name: &str, held: &[&str]) -> CreateAppRequest {
 async fn apps_write_cannot_grant_what_it_lacks(server: TestServer) -> anyhow::Result<()> {
     let mut fixture = Fixture::new(&server, "acme").await?;
     let admin = &mut fixture.admin_clients;
-    let mut delegate = delegate(
-        &server,
-        admin,
-        "acme",
-        "delegate",
-        &["apps:read", "apps:write"],
-    )
-    .await?;
+    let mut delegate =
+        delegate_with(&server, admin, "delegate", &["apps:read", "apps:write"]).await?;
     let id = delegate.client_id().to_owned();
     let before = app(admin, "acme", &id).await?;
     let apps_before = delegate.count_apps().await?;
@@ -495,14 +489,8 @@ async fn delegate_cannot_take_over_the_admin_app_or_a_stronger_app(
     let mut fixture = Fixture::new(&server, "acme").await?;
     let admin_id = fixture.admin.client_id.clone();
     let admin = &mut fixture.admin_clients;
-    let mut delegate = delegate(
-        &server,
-        admin,
-        "acme",
-        "delegate",
-        &["apps:read", "apps:write"],
-    )
-    .await?;
+    let mut delegate =
+        delegate_with(&server, admin, "delegate", &["apps:read", "apps:write"]).await?;
     let keeper = delegate_app(admin, "keeper", &["apps:read", "keys:write"]).await?;
     let admin_secrets = secrets(admin, "acme", &admin_id).await?;
     let keeper_secrets = secrets(admin, "acme", &keeper).await?;
@@ -605,8 +593,8 @@ async fn admin_tokens_of_deleted_and_blocked_apps_are_refused(
     let mut fixture = Fixture::new(&server, "acme").await?;
     let admin = &mut fixture.admin_clients;
     let held = ["apps:read", "apps:write", "keys:read"];
-    let mut deleted = delegate(&server, admin, "acme", "deleted", &held).await?;
-    let mut blocked = delegate(&server, admin, "acme", "blocked", &held).await?;
+    let mut deleted = delegate_with(&server, admin, "deleted", &held).await?;
+    let mut blocked = delegate_with(&server, admin, "blocked", &held).await?;
     assert_eq!(deleted.list_keys(&server).await?, 1);
     assert_eq!(blocked.list_keys(&server).await?, 1);
     let apps_before = deleted.count_apps().await?;
@@ -660,14 +648,8 @@ async fn admin_tokens_of_deleted_and_blocked_apps_are_refused(
 async fn narrowed_grants_narrow_admin_tokens_at_once(server: TestServer) -> anyhow::Result<()> {
     let mut fixture = Fixture::new(&server, "acme").await?;
     let admin = &mut fixture.admin_clients;
-    let mut narrowed = delegate(
-        &server,
-        admin,
-        "acme",
-        "narrowed",
-        &["apps:read", "keys:read"],
-    )
-    .await?;
+    let mut narrowed =
+        delegate_with(&server, admin, "narrowed", &["apps:read", "keys:read"]).await?;
     let id = narrowed.client_id().to_owned();
     assert_eq!(narrowed.list_keys(&server).await?, 1);
 
@@ -733,14 +715,7 @@ const OVERLAP: i64 = 2;
 async fn tokens_of_an_ended_secret_are_refused(server: TestServer) -> anyhow::Result<()> {
     let mut fixture = Fixture::new(&server, "acme").await?;
     let admin = &mut fixture.admin_clients;
-    let mut rotated = delegate(
-        &server,
-        admin,
-        "acme",
-        "rotated",
-        &["apps:read", "keys:read"],
-    )
-    .await?;
+    let mut rotated = delegate_with(&server, admin, "rotated", &["apps:read", "keys:read"]).await?;
     let id = rotated.client_id().to_owned();
     let rotation = admin
         .apps
@@ -1058,8 +1033,8 @@ async fn blocked_and_deleted_apps_are_refused_on_every_instance_within_a_second(
     let mut fixture = Fixture::new(&a, "acme").await?;
     let admin = &mut fixture.admin_clients;
     let held = ["apps:read", "keys:read"];
-    let blocked = delegate(&a, admin, "acme", "blocked", &held).await?;
-    let deleted = delegate(&a, admin, "acme", "deleted", &held).await?;
+    let blocked = delegate_with(&a, admin, "blocked", &held).await?;
+    let deleted = delegate_with(&a, admin, "deleted", &held).await?;
     // Both work on B (and B has the tenant cached, so only an invalidation can refuse them).
     assert_eq!(blocked.list_keys(&b).await?, 1);
     assert_eq!(deleted.list_keys(&b).await?, 1);
