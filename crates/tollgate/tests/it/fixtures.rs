@@ -97,6 +97,94 @@ impl Fixture {
             client_secret: app.client_secret,
         })
     }
+
+    /// Creates, through the fixture's admin, an app `name` of the fixture's tenant (no
+    /// description) holding `grants`; its client id and secret.
+    pub async fn create_app(
+        &self,
+        name: &str,
+        grants: Vec<Grant>,
+    ) -> anyhow::Result<(String, String)> {
+        let created = self
+            .admin_clients
+            .apps
+            .clone()
+            .create_app(CreateAppRequest {
+                tenant: self.admin.tenant.clone(),
+                name: name.to_owned(),
+                description: String::new(),
+                grants,
+            })
+            .await?
+            .into_inner();
+        Ok((
+            created.app.context("no app")?.client_id,
+            created.client_secret,
+        ))
+    }
+}
+
+/// The server's own database made to refuse every insert into the audit trail (a trigger
+/// raising `audit disk full`), as a failing audit store would, until mended.
+pub struct FailingTrail {
+    connection: sea_orm::DatabaseConnection,
+}
+
+impl FailingTrail {
+    /// Connects to the database at `database_url`; the trail is still writable.
+    pub async fn connect(database_url: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            connection: sea_orm::Database::connect(database_url).await?,
+        })
+    }
+
+    /// Makes every insert into `audit_events` fail.
+    pub async fn fail(&self) -> anyhow::Result<()> {
+        let (fail, _) = self.sql();
+        self.run(fail).await
+    }
+
+    /// Undoes [`FailingTrail::fail`].
+    pub async fn mend(&self) -> anyhow::Result<()> {
+        let (_, mend) = self.sql();
+        self.run(mend).await
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) -> anyhow::Result<()> {
+        Ok(self.connection.close().await?)
+    }
+
+    /// The SQL that makes every insert into the trail fail, and the SQL that undoes it.
+    fn sql(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        use sea_orm::ConnectionTrait as _;
+        match self.connection.get_database_backend() {
+            sea_orm::DbBackend::Postgres => (
+                &[
+                    "CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit disk full'; END $$ LANGUAGE plpgsql",
+                    "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+                ],
+                &[
+                    "DROP TRIGGER refuse_audit ON audit_events",
+                    "DROP FUNCTION refuse_audit()",
+                ],
+            ),
+            _ => (
+                &[
+                    "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit disk full'); END",
+                ],
+                &["DROP TRIGGER refuse_audit"],
+            ),
+        }
+    }
+
+    async fn run(&self, statements: &[&str]) -> anyhow::Result<()> {
+        use sea_orm::ConnectionTrait as _;
+        for sql in statements {
+            self.connection.execute_unprepared(sql).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Fetches a tenant's JWKS over HTTP.

@@ -26,9 +26,8 @@ use tollgate_proto::v1::key_service_client::KeyServiceClient;
 use tollgate_proto::v1::revocation_service_client::RevocationServiceClient;
 use tollgate_proto::v1::revoke_tokens_request::Target;
 use tollgate_proto::v1::{
-    CreateApiRequest, CreateAppRequest, DeleteApiRequest, Grant, GrantList, IntrospectTokenRequest,
-    IntrospectTokenResponse, ListKeysRequest, RevokeTokensRequest, SigningKeyInfo,
-    UpdateAppRequest,
+    CreateApiRequest, DeleteApiRequest, GrantList, IntrospectTokenRequest, IntrospectTokenResponse,
+    ListKeysRequest, RevokeTokensRequest, SigningKeyInfo, UpdateAppRequest,
 };
 use tollgate_state::{RevocationStatus, SharedState};
 use tollgate_testkit::{
@@ -401,30 +400,6 @@ fn is_inactive(outcome: Introspection) -> anyhow::Result<bool> {
     }
 }
 
-/// An app of `acme` made through the fixture's admin (on the fixture's instance).
-async fn create_app(
-    fixture: &Fixture,
-    name: &str,
-    grants: Vec<Grant>,
-) -> anyhow::Result<(String, String)> {
-    let created = fixture
-        .admin_clients
-        .apps
-        .clone()
-        .create_app(CreateAppRequest {
-            tenant: TENANT.to_owned(),
-            name: name.to_owned(),
-            description: String::new(),
-            grants,
-        })
-        .await?
-        .into_inner();
-    Ok((
-        created.app.context("no app")?.client_id,
-        created.client_secret,
-    ))
-}
-
 type Authed = InterceptedService<Channel, BearerAuth>;
 
 async fn revocation_client(
@@ -468,8 +443,9 @@ async fn revocation_on_one_instance_holds_on_the_others() -> anyhow::Result<()> 
     let fixture = Fixture::new(a, TENANT).await?;
     let app = (fixture.client_id.as_str(), fixture.client_secret.as_str());
     // The archive API's own app: a grant without scopes on it entitles it to introspect.
-    let (resource_id, resource_secret) =
-        create_app(&fixture, "archive-api", vec![grant(ARCHIVE, &[])]).await?;
+    let (resource_id, resource_secret) = fixture
+        .create_app("archive-api", vec![grant(ARCHIVE, &[])])
+        .await?;
     let resource = (resource_id.as_str(), resource_secret.as_str());
 
     // One token, revoked over HTTP (RFC 7009) on A by the app it was issued to.
@@ -1069,11 +1045,13 @@ async fn redis_restarted_empty_loses_no_revocation_or_block() -> anyhow::Result<
     let fixture = Fixture::new(a, TENANT).await?;
     let app = (fixture.client_id.as_str(), fixture.client_secret.as_str());
     // The archive API's own app: a grant without scopes on it entitles it to introspect.
-    let (resource_id, resource_secret) =
-        create_app(&fixture, "archive-api", vec![grant(ARCHIVE, &[])]).await?;
+    let (resource_id, resource_secret) = fixture
+        .create_app("archive-api", vec![grant(ARCHIVE, &[])])
+        .await?;
     let resource = (resource_id.as_str(), resource_secret.as_str());
-    let (victim_id, victim_secret) =
-        create_app(&fixture, "victim", vec![grant(ARCHIVE, &["archive:read"])]).await?;
+    let (victim_id, victim_secret) = fixture
+        .create_app("victim", vec![grant(ARCHIVE, &["archive:read"])])
+        .await?;
     let victim = (victim_id.as_str(), victim_secret.as_str());
 
     // Before the outage: a revoked token, a live one, a blocked app whose tokens were revoked

@@ -40,8 +40,7 @@ use tokio::task::JoinHandle;
 use tollgate_audit::verify_tenant;
 use tollgate_proto::v1::token_service_client::TokenServiceClient;
 use tollgate_proto::v1::{
-    CreateAppRequest, GetJwksRequest, Grant, GrantList, IntrospectTokenRequest, IssueTokenRequest,
-    UpdateAppRequest,
+    GetJwksRequest, GrantList, IntrospectTokenRequest, IssueTokenRequest, UpdateAppRequest,
 };
 use tollgate_store::Store;
 use tollgate_testkit::{Backend, PostgresServer, RedisServer, StopMode, TestOptions, TestServer};
@@ -52,7 +51,7 @@ use tollgate_verify::{
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::fixtures::{ARCHIVE, Fixture, encode_form, grant, reason};
+use crate::fixtures::{ARCHIVE, FailingTrail, Fixture, encode_form, grant, reason};
 
 crate::backend_tests!(options = audit_options; audit_store_failing_under_load);
 
@@ -603,30 +602,6 @@ async fn revoke(server: &TestServer, app: &Credentials, token: &str) -> anyhow::
     }
 }
 
-/// An app of the tenant, made by the fixture's admin.
-async fn create_app(
-    fixture: &Fixture,
-    name: &str,
-    grants: Vec<Grant>,
-) -> anyhow::Result<Credentials> {
-    let created = fixture
-        .admin_clients
-        .apps
-        .clone()
-        .create_app(CreateAppRequest {
-            tenant: TENANT.to_owned(),
-            name: name.to_owned(),
-            description: String::new(),
-            grants,
-        })
-        .await?
-        .into_inner();
-    Ok(Credentials {
-        id: created.app.context("no app")?.client_id,
-        secret: created.client_secret,
-    })
-}
-
 /// Replaces the app's grants with `scopes` on ARCHIVE.
 async fn set_scopes(
     fixture: &Fixture,
@@ -695,7 +670,10 @@ async fn prepare(server: &TestServer, others: &[&TestServer]) -> anyhow::Result<
         id: fixture.client_id.clone(),
         secret: fixture.client_secret.clone(),
     };
-    let reader = create_app(&fixture, "reader", vec![grant(ARCHIVE, &["archive:read"])]).await?;
+    let (id, secret) = fixture
+        .create_app("reader", vec![grant(ARCHIVE, &["archive:read"])])
+        .await?;
+    let reader = Credentials { id, secret };
     let (revoked, _) = token(server, &app).await?;
     assert!(revoke(server, &app, &revoked).await?, "revocation refused");
     let (live, _) = token(server, &app).await?;
@@ -771,6 +749,62 @@ async fn revoked_stays_revoked(
         server.grpc_url
     );
     Ok(revoked)
+}
+
+/// Asserts that `status` is a clear "retry later" ([`is_unavailable_status`]); `what` names
+/// the call in the message.
+fn assert_unavailable(status: &tonic::Status, what: &str) {
+    assert!(
+        is_unavailable_status(status),
+        "{what}: {:?} {}",
+        reason(status),
+        status.message()
+    );
+}
+
+/// Sleeps until `length` has passed since `began`, the outage's start.
+async fn keep_down(began: Instant, length: Duration) {
+    let elapsed = began.elapsed();
+    if elapsed < length {
+        tokio::time::sleep(length - elapsed).await;
+    }
+}
+
+/// Retries the grant change refused during the outage (the reader back to `archive:read`
+/// alone) and waits until each of `nodes` issues the reader tokens with just that scope,
+/// within `limit` each.
+async fn retry_grant_change(
+    before: &Before,
+    nodes: &[&TestServer],
+    limit: Duration,
+) -> anyhow::Result<()> {
+    set_scopes(&before.fixture, &before.reader, &["archive:read"])
+        .await
+        .map_err(|status| anyhow::anyhow!("retried grant change: {status:?}"))?;
+    for node in nodes {
+        scope_in_effect(node, &before.reader, "archive:read", limit).await?;
+    }
+    Ok(())
+}
+
+/// Lets the load run [`STEADY`] more, stops it, and checks every answer ([`check_answers`]).
+async fn finish_load(
+    test: &str,
+    load: Load,
+    outage: Outage,
+    database_url: &str,
+) -> anyhow::Result<Tally> {
+    tokio::time::sleep(STEADY).await;
+    let answers = load.finish().await?;
+    check_answers(test, &answers, outage, database_url).await
+}
+
+/// Asserts that the tenant's audit chain, read straight from the database, verifies.
+async fn assert_chain_intact(database_url: &str, tenant_id: &str) -> anyhow::Result<()> {
+    let store = Store::connect(database_url).await?;
+    let chain = verify_tenant(&store, tenant_id, 500, u64::MAX).await?;
+    assert_eq!(chain.outcome, Ok(()));
+    Ok(())
 }
 
 /// A revocation-aware resource server: the SDK's [`RevocationWatch`], following one
@@ -875,12 +909,7 @@ async fn postgres_stopped_and_restarted_under_load() -> anyhow::Result<()> {
     let status = change
         .err()
         .context("a grant change succeeded with PostgreSQL down")?;
-    assert!(
-        is_unavailable_status(&status),
-        "grant change with PostgreSQL down: {:?} {}",
-        reason(&status),
-        status.message()
-    );
+    assert_unavailable(&status, "grant change with PostgreSQL down");
     assert!(!revoked?, "a revocation succeeded with PostgreSQL down");
     report(
         TEST,
@@ -889,10 +918,7 @@ async fn postgres_stopped_and_restarted_under_load() -> anyhow::Result<()> {
             began.elapsed().as_millis()
         ),
     );
-    let elapsed = began.elapsed();
-    if elapsed < POSTGRES_OUTAGE {
-        tokio::time::sleep(POSTGRES_OUTAGE - elapsed).await;
-    }
+    keep_down(began, POSTGRES_OUTAGE).await;
 
     let ended = Instant::now();
     database.start_again().await?;
@@ -909,16 +935,7 @@ async fn postgres_stopped_and_restarted_under_load() -> anyhow::Result<()> {
         Duration::from_secs(1),
     )
     .await?;
-    set_scopes(&before.fixture, &before.reader, &["archive:read"])
-        .await
-        .map_err(|status| anyhow::anyhow!("retried grant change: {status:?}"))?;
-    scope_in_effect(
-        &server,
-        &before.reader,
-        "archive:read",
-        Duration::from_secs(2),
-    )
-    .await?;
+    retry_grant_change(&before, &[&server], Duration::from_secs(2)).await?;
     assert_eq!(
         revoked_stays_revoked(&server, &before, "after PostgreSQL returned").await?,
         Introspection::Inactive
@@ -928,12 +945,9 @@ async fn postgres_stopped_and_restarted_under_load() -> anyhow::Result<()> {
         introspect(&server, &before.app, &before.live).await?,
         Introspection::Inactive
     );
-    tokio::time::sleep(STEADY).await;
-
-    let answers = load.finish().await?;
-    let tally = check_answers(
+    let tally = finish_load(
         TEST,
-        &answers,
+        load,
         Outage { down, ended },
         &server.joined.database_url,
     )
@@ -948,9 +962,7 @@ async fn postgres_stopped_and_restarted_under_load() -> anyhow::Result<()> {
         tally.phase("during").1 + tally.phase("across").1 > 0,
         "no client was told to retry later"
     );
-    let store = Store::connect(&server.joined.database_url).await?;
-    let chain = verify_tenant(&store, &before.fixture.tenant_id, 500, u64::MAX).await?;
-    assert_eq!(chain.outcome, Ok(()));
+    assert_chain_intact(&server.joined.database_url, &before.fixture.tenant_id).await?;
     server.stop().await?;
     Ok(())
 }
@@ -1044,12 +1056,7 @@ async fn redis_stopped_and_restarted_under_load() -> anyhow::Result<()> {
         .await
         .err()
         .context("a grant change was accepted without checking the admin token")?;
-    assert!(
-        is_unavailable_status(&status),
-        "grant change with Redis down: {:?} {}",
-        reason(&status),
-        status.message()
-    );
+    assert_unavailable(&status, "grant change with Redis down");
     for node in [&a, &b] {
         scope_in_effect(
             node,
@@ -1059,10 +1066,7 @@ async fn redis_stopped_and_restarted_under_load() -> anyhow::Result<()> {
         )
         .await?;
     }
-    let elapsed = began.elapsed();
-    if elapsed < REDIS_OUTAGE {
-        tokio::time::sleep(REDIS_OUTAGE - elapsed).await;
-    }
+    keep_down(began, REDIS_OUTAGE).await;
 
     let ended = Instant::now();
     redis.restart_empty().await?;
@@ -1111,27 +1115,11 @@ async fn redis_stopped_and_restarted_under_load() -> anyhow::Result<()> {
         );
     }
     // The refused change is retried, and holds on both instances.
-    set_scopes(&before.fixture, &before.reader, &["archive:read"])
-        .await
-        .map_err(|status| anyhow::anyhow!("retried grant change: {status:?}"))?;
-    for node in [&a, &b] {
-        scope_in_effect(node, &before.reader, "archive:read", Duration::from_secs(2)).await?;
-    }
-    tokio::time::sleep(STEADY).await;
-
-    let answers = load.finish().await?;
-    let tally = check_answers(
-        TEST,
-        &answers,
-        Outage { down, ended },
-        &a.joined.database_url,
-    )
-    .await?;
+    retry_grant_change(&before, &[&a, &b], Duration::from_secs(2)).await?;
+    let tally = finish_load(TEST, load, Outage { down, ended }, &a.joined.database_url).await?;
     // A Redis outage is not a token outage: rate limits fall back to per-instance buckets.
     assert!(tally.phase("during").0 > 0, "no token while Redis was down");
-    let store = Store::connect(&a.joined.database_url).await?;
-    let chain = verify_tenant(&store, &before.fixture.tenant_id, 500, u64::MAX).await?;
-    assert_eq!(chain.outcome, Ok(()));
+    assert_chain_intact(&a.joined.database_url, &before.fixture.tenant_id).await?;
     b.stop().await?;
     a.stop().await?;
     Ok(())
@@ -1143,42 +1131,15 @@ async fn redis_stopped_and_restarted_under_load() -> anyhow::Result<()> {
 /// How long the audit store refuses appends.
 const AUDIT_OUTAGE: Duration = Duration::from_secs(3);
 
-/// SQL that makes every insert into the audit trail fail, and SQL that undoes it.
-fn break_trail_sql(
-    backend: sea_orm::DbBackend,
-) -> (&'static [&'static str], &'static [&'static str]) {
-    match backend {
-        sea_orm::DbBackend::Postgres => (
-            &[
-                "CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit disk full'; END $$ LANGUAGE plpgsql",
-                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
-            ],
-            &[
-                "DROP TRIGGER refuse_audit ON audit_events",
-                "DROP FUNCTION refuse_audit()",
-            ],
-        ),
-        _ => (
-            &[
-                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit disk full'); END",
-            ],
-            &["DROP TRIGGER refuse_audit"],
-        ),
-    }
-}
-
 async fn audit_store_failing_under_load(server: TestServer) -> anyhow::Result<()> {
     const TEST: &str = "audit_store_failing_under_load";
     let before = prepare(&server, &[]).await?;
     let load = Load::start(&[&server], &before.app)?;
     tokio::time::sleep(STEADY).await;
 
-    let connection = sea_orm::Database::connect(&server.joined.database_url).await?;
-    let (break_sql, mend_sql) = break_trail_sql(connection.get_database_backend());
+    let trail = FailingTrail::connect(&server.joined.database_url).await?;
     let began = Instant::now();
-    for sql in break_sql {
-        connection.execute_unprepared(sql).await?;
-    }
+    trail.fail().await?;
     let down = Instant::now();
     // No token: the record cannot commit.
     let status = token(&server, &before.app)
@@ -1209,25 +1170,15 @@ async fn audit_store_failing_under_load(server: TestServer) -> anyhow::Result<()
         .await
         .err()
         .context("a grant change succeeded unrecorded")?;
-    assert!(
-        is_unavailable_status(&status),
-        "grant change with the trail failing: {:?} {}",
-        reason(&status),
-        status.message()
-    );
+    assert_unavailable(&status, "grant change with the trail failing");
     assert!(
         !revoke(&server, &before.app, &before.live).await?,
         "a revocation succeeded unrecorded"
     );
-    let elapsed = began.elapsed();
-    if elapsed < AUDIT_OUTAGE {
-        tokio::time::sleep(AUDIT_OUTAGE - elapsed).await;
-    }
+    keep_down(began, AUDIT_OUTAGE).await;
 
     let ended = Instant::now();
-    for sql in mend_sql {
-        connection.execute_unprepared(sql).await?;
-    }
+    trail.mend().await?;
     recovered(
         TEST,
         "trail writable again -> tokens again",
@@ -1241,16 +1192,7 @@ async fn audit_store_failing_under_load(server: TestServer) -> anyhow::Result<()
         Duration::from_secs(1),
     )
     .await?;
-    set_scopes(&before.fixture, &before.reader, &["archive:read"])
-        .await
-        .map_err(|status| anyhow::anyhow!("retried grant change: {status:?}"))?;
-    scope_in_effect(
-        &server,
-        &before.reader,
-        "archive:read",
-        Duration::from_secs(1),
-    )
-    .await?;
+    retry_grant_change(&before, &[&server], Duration::from_secs(1)).await?;
     assert!(revoke(&server, &before.app, &before.live).await?);
     assert_eq!(
         introspect(&server, &before.app, &before.live).await?,
@@ -1260,12 +1202,9 @@ async fn audit_store_failing_under_load(server: TestServer) -> anyhow::Result<()
         introspect(&server, &before.app, &before.revoked).await?,
         Introspection::Inactive
     );
-    tokio::time::sleep(STEADY).await;
-
-    let answers = load.finish().await?;
-    let tally = check_answers(
+    let tally = finish_load(
         TEST,
-        &answers,
+        load,
         Outage { down, ended },
         &server.joined.database_url,
     )
@@ -1279,9 +1218,7 @@ async fn audit_store_failing_under_load(server: TestServer) -> anyhow::Result<()
         tally.phase("during").1 > 0,
         "no client was told to retry later"
     );
-    let store = Store::connect(&server.joined.database_url).await?;
-    let chain = verify_tenant(&store, &before.fixture.tenant_id, 500, u64::MAX).await?;
-    assert_eq!(chain.outcome, Ok(()));
-    connection.close().await?;
+    assert_chain_intact(&server.joined.database_url, &before.fixture.tenant_id).await?;
+    trail.close().await?;
     Ok(())
 }

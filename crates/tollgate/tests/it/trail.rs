@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use sea_orm::ConnectionTrait;
 use tollgate_audit::verify_tenant;
 use tollgate_proto::v1::key_service_client::KeyServiceClient;
 use tollgate_proto::v1::{
@@ -21,7 +20,7 @@ use tollgate_store::{AuditFilter, AuditRow, AuditScope, Store};
 use tollgate_testkit::{BearerAuth, TestOptions, TestServer};
 use tollgate_verify::unverified_claim;
 
-use crate::fixtures::{ARCHIVE, Fixture, grant, post_token_form, reason};
+use crate::fixtures::{ARCHIVE, FailingTrail, Fixture, grant, post_token_form, reason};
 
 crate::backend_tests!(
     scripted_run_records_each_request_and_change_once,
@@ -515,41 +514,14 @@ async fn rate_limit_refusals_are_aggregated_per_client_and_second(
     Ok(())
 }
 
-/// SQL that makes every insert into the audit trail fail, and SQL that undoes it.
-fn break_trail_sql(
-    backend: sea_orm::DbBackend,
-) -> (&'static [&'static str], &'static [&'static str]) {
-    match backend {
-        sea_orm::DbBackend::Postgres => (
-            &[
-                "CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit disk full'; END $$ LANGUAGE plpgsql",
-                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
-            ],
-            &[
-                "DROP TRIGGER refuse_audit ON audit_events",
-                "DROP FUNCTION refuse_audit()",
-            ],
-        ),
-        _ => (
-            &[
-                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit disk full'); END",
-            ],
-            &["DROP TRIGGER refuse_audit"],
-        ),
-    }
-}
-
 async fn unwritable_trail_issues_nothing_and_changes_nothing(
     server: TestServer,
 ) -> anyhow::Result<()> {
     let mut fixture = Fixture::new(&server, "acme").await?;
     let store = Store::connect(&server.joined.database_url).await?;
     let before = records(&store, &fixture.tenant_id).await?.len();
-    let connection = sea_orm::Database::connect(&server.joined.database_url).await?;
-    let (break_sql, mend_sql) = break_trail_sql(connection.get_database_backend());
-    for sql in break_sql {
-        connection.execute_unprepared(sql).await?;
-    }
+    let trail = FailingTrail::connect(&server.joined.database_url).await?;
+    trail.fail().await?;
 
     // No token over gRPC or HTTP.
     let status = server
@@ -607,9 +579,7 @@ async fn unwritable_trail_issues_nothing_and_changes_nothing(
     assert_eq!(records(&store, &fixture.tenant_id).await?.len(), before);
 
     // Mended, tokens flow again and the chain is whole.
-    for sql in mend_sql {
-        connection.execute_unprepared(sql).await?;
-    }
+    trail.mend().await?;
     server
         .issue(
             "acme",
