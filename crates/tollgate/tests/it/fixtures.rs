@@ -248,6 +248,15 @@ pub async fn post_token_form(
     Ok(request.send().await?)
 }
 
+/// A response's `Retry-After` header, if it is text.
+pub fn retry_after(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
 pub fn encode_form(form: &[(&str, &str)]) -> String {
     let mut out = String::new();
     for (index, (key, value)) in form.iter().enumerate() {

@@ -39,7 +39,8 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt as _;
 
 use crate::fixtures::{
-    ARCHIVE, Fixture, encode_form, grant, multi_instance_missing, present_or_skip, reason, scopes,
+    ARCHIVE, Fixture, encode_form, grant, multi_instance_missing, present_or_skip, reason,
+    retry_after, scopes,
 };
 
 /// The bound every cross-instance change must meet (issue 3: "within 1 s").
@@ -320,11 +321,7 @@ async fn introspect_http(
 ) -> anyhow::Result<Introspection> {
     let response = post(&http()?, server, "introspect", caller, &[("token", token)]).await?;
     let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
+    let retry_after = retry_after(&response);
     let body: Value = response.json().await?;
     match status {
         200 if body == json!({"active": false}) => Ok(Introspection::Inactive),

@@ -51,7 +51,7 @@ use tollgate_verify::{
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::fixtures::{ARCHIVE, FailingTrail, Fixture, encode_form, grant, reason};
+use crate::fixtures::{ARCHIVE, FailingTrail, Fixture, encode_form, grant, reason, retry_after};
 
 crate::backend_tests!(options = audit_options; audit_store_failing_under_load);
 
@@ -243,11 +243,7 @@ impl TokenClient {
             Err(error) => return Seen::Other(format!("HTTP request failed: {error}")),
         };
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
+        let retry_after = retry_after(&response);
         let body: Value = match response.json().await {
             Ok(body) => body,
             Err(error) => {
@@ -529,11 +525,7 @@ async fn introspect(
         .send()
         .await?;
     let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
+    let retry_after = retry_after(&response);
     let body: Value = response.json().await?;
     let over_http = match status {
         200 if body == json!({"active": false}) => Introspection::Inactive,
@@ -587,11 +579,7 @@ async fn revoke(server: &TestServer, app: &Credentials, token: &str) -> anyhow::
         .send()
         .await?;
     let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
+    let retry_after = retry_after(&response);
     let text = response.text().await?;
     match status {
         200 if text.is_empty() => Ok(true),
@@ -770,6 +758,19 @@ async fn keep_down(began: Instant, length: Duration) {
     }
 }
 
+/// Waits (at most a second) until `server` issues the reader tokens with the grant made
+/// before the outage, `archive:read archive:write`.
+async fn change_before_holds(server: &TestServer, before: &Before) -> anyhow::Result<()> {
+    scope_in_effect(
+        server,
+        &before.reader,
+        "archive:read archive:write",
+        Duration::from_secs(1),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Retries the grant change refused during the outage (the reader back to `archive:read`
 /// alone) and waits until each of `nodes` issues the reader tokens with just that scope,
 /// within `limit` each.
@@ -928,13 +929,7 @@ async fn postgres_stopped_and_restarted_under_load() -> anyhow::Result<()> {
         tokens_again(&server, &before.app, ended).await?,
     );
     // The change made before the outage holds; the refused one is retried, and holds.
-    scope_in_effect(
-        &server,
-        &before.reader,
-        "archive:read archive:write",
-        Duration::from_secs(1),
-    )
-    .await?;
+    change_before_holds(&server, &before).await?;
     retry_grant_change(&before, &[&server], Duration::from_secs(2)).await?;
     assert_eq!(
         revoked_stays_revoked(&server, &before, "after PostgreSQL returned").await?,
@@ -1058,13 +1053,7 @@ async fn redis_stopped_and_restarted_under_load() -> anyhow::Result<()> {
         .context("a grant change was accepted without checking the admin token")?;
     assert_unavailable(&status, "grant change with Redis down");
     for node in [&a, &b] {
-        scope_in_effect(
-            node,
-            &before.reader,
-            "archive:read archive:write",
-            Duration::from_secs(1),
-        )
-        .await?;
+        change_before_holds(node, &before).await?;
     }
     keep_down(began, REDIS_OUTAGE).await;
 
@@ -1185,13 +1174,7 @@ async fn audit_store_failing_under_load(server: TestServer) -> anyhow::Result<()
         tokens_again(&server, &before.app, ended).await?,
     );
     // The change made before still holds (the reader can write); the refused one is retried.
-    scope_in_effect(
-        &server,
-        &before.reader,
-        "archive:read archive:write",
-        Duration::from_secs(1),
-    )
-    .await?;
+    change_before_holds(&server, &before).await?;
     retry_grant_change(&before, &[&server], Duration::from_secs(1)).await?;
     assert!(revoke(&server, &before.app, &before.live).await?);
     assert_eq!(
