@@ -1443,13 +1443,7 @@ async fn what_the_server_records_is_streamed(server: TestServer) -> anyhow::Resu
     assert_eq!(denied.prev_hash, issued.hash);
     assert_quiet(&mut tail).await?;
 
-    let verified = audit
-        .verify_chain(VerifyChainRequest {
-            tenant: "acme".into(),
-        })
-        .await?
-        .into_inner();
-    assert!(verified.ok, "{verified:?}");
+    let verified = verified_chain(&mut audit).await?;
     assert_eq!(verified.newest_seq, Some(verified.head_seq));
     Ok(())
 }
@@ -1535,6 +1529,64 @@ async fn bounded_pages(
     bail!("more than 100 pages")
 }
 
+/// A listing of acme's whole seeded window, oldest first, up to 500 events a page.
+fn seeded_oldest_first() -> ListEventsRequest {
+    ListEventsRequest {
+        tenant: "acme".into(),
+        filter: Some(seeded()),
+        page_size: 500,
+        order: EventOrder::OldestFirst.into(),
+        ..Default::default()
+    }
+}
+
+/// The first `count` seeded events of acme that a stream opened just before `tenant`'s record
+/// `first_seq` delivers (the stream is closed after them).
+async fn stream_seeded(
+    audit: &mut AuditClient,
+    tenant: &Tenant,
+    first_seq: i64,
+    count: usize,
+) -> anyhow::Result<Vec<tollgate_proto::v1::AuditEvent>> {
+    let mut stream = audit
+        .stream_events(StreamEventsRequest {
+            tenant: "acme".into(),
+            filter: Some(seeded()),
+            after: format!("seq.{}.{}", tenant.id, first_seq - 1),
+        })
+        .await?
+        .into_inner();
+    receive(&mut stream, count).await
+}
+
+/// `VerifyChain` of acme, asserted to have verified.
+async fn verified_chain(
+    audit: &mut AuditClient,
+) -> anyhow::Result<tollgate_proto::v1::VerifyChainResponse> {
+    let verified = audit
+        .verify_chain(VerifyChainRequest {
+            tenant: "acme".into(),
+        })
+        .await?
+        .into_inner();
+    assert!(verified.ok, "{verified:?}");
+    Ok(verified)
+}
+
+/// Writes an export to a file and runs `tollgate audit verify --file` on it; its output,
+/// and the file's path as the command was given it.
+async fn verify_offline(
+    server: &TestServer,
+    export: &[u8],
+) -> anyhow::Result<(std::process::Output, String)> {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("events.jsonl");
+    std::fs::write(&path, export)?;
+    let file = path.to_str().context("path")?.to_owned();
+    let checked = tollgate(server, &["audit", "verify", "--file", &file]).await?;
+    Ok((checked, file))
+}
+
 /// How many events each page held.
 fn page_lengths(pages: &[Vec<String>]) -> Vec<usize> {
     pages.iter().map(Vec::len).collect()
@@ -1568,13 +1620,7 @@ async fn large_events_are_read_in_bounded_pages(server: TestServer) -> anyhow::R
     let mut audit =
         AuditServiceClient::with_interceptor(server.channel(), BearerAuth::new(&token)?)
             .max_decoding_message_size(MAX_AUDIT_MESSAGE_BYTES);
-    let request = ListEventsRequest {
-        tenant: "acme".into(),
-        filter: Some(seeded()),
-        page_size: 500,
-        order: EventOrder::OldestFirst.into(),
-        ..Default::default()
-    };
+    let request = seeded_oldest_first();
     // A page stops before the event that would take it past 1 MiB; a large event comes
     // alone; every event once, in order.
     let oldest_first = bounded_pages(&mut audit, request.clone()).await?;
@@ -1613,18 +1659,9 @@ async fn large_events_are_read_in_bounded_pages(server: TestServer) -> anyhow::R
     assert!(large.encoded_len() > 4 << 20, "{}", large.encoded_len());
 
     // A stream from before the first seeded event delivers them all, in order.
-    let mut stream = audit
-        .stream_events(StreamEventsRequest {
-            tenant: "acme".into(),
-            filter: Some(seeded()),
-            after: format!("seq.{}.{}", tenant.id, appended[0].0 - 1),
-        })
-        .await?
-        .into_inner();
-    let streamed = receive(&mut stream, 60).await?;
+    let streamed = stream_seeded(&mut audit, &tenant, appended[0].0, 60).await?;
     assert_eq!(jtis(&streamed), jti_names);
     assert_eq!(streamed[50].scopes_requested.len(), 500_000);
-    drop(stream);
 
     // The export: every record of the chain, in one piece, status 0, then verified.
     let exported = tollgate(&server, &["audit", "export", "--tenant", "acme"]).await?;
@@ -1635,13 +1672,7 @@ async fn large_events_are_read_in_bounded_pages(server: TestServer) -> anyhow::R
         "{} bytes exported",
         exported.stdout.len()
     );
-    let verified = audit
-        .verify_chain(VerifyChainRequest {
-            tenant: "acme".into(),
-        })
-        .await?
-        .into_inner();
-    assert!(verified.ok, "{verified:?}");
+    let verified = verified_chain(&mut audit).await?;
     let head = verified.head_seq;
     assert!(head >= 60, "{verified:?}");
     let text = String::from_utf8(exported.stdout)?;
@@ -1661,11 +1692,7 @@ async fn large_events_are_read_in_bounded_pages(server: TestServer) -> anyhow::R
         )),
         "{stderr}"
     );
-    let directory = tempfile::tempdir()?;
-    let path = directory.path().join("events.jsonl");
-    std::fs::write(&path, text.as_bytes())?;
-    let file = path.to_str().context("path")?;
-    let checked = tollgate(&server, &["audit", "verify", "--file", file]).await?;
+    let (checked, file) = verify_offline(&server, text.as_bytes()).await?;
     assert!(
         checked.status.success(),
         "{}",
@@ -1697,13 +1724,7 @@ async fn an_event_too_large_to_send_is_elided(server: TestServer) -> anyhow::Res
 
     // tonic's default decoding limit (4 MiB): enough, since the large event is elided.
     let mut audit = audit_client(&server, &acme.admin).await?;
-    let request = ListEventsRequest {
-        tenant: "acme".into(),
-        filter: Some(seeded()),
-        page_size: 500,
-        order: EventOrder::OldestFirst.into(),
-        ..Default::default()
-    };
+    let request = seeded_oldest_first();
     let pages = bounded_pages(&mut audit, request.clone()).await?;
     assert_eq!(pages, [["huge-0"], ["huge-1"], ["huge-2"]]);
     let events = listed(&mut audit, request).await?;
@@ -1720,27 +1741,12 @@ async fn an_event_too_large_to_send_is_elided(server: TestServer) -> anyhow::Res
     assert_eq!(events[2].prev_hash, huge_hash);
 
     // A stream sends it elided too.
-    let mut stream = audit
-        .stream_events(StreamEventsRequest {
-            tenant: "acme".into(),
-            filter: Some(seeded()),
-            after: format!("seq.{}.{}", tenant.id, appended[0].0 - 1),
-        })
-        .await?
-        .into_inner();
-    let streamed = receive(&mut stream, 3).await?;
+    let streamed = stream_seeded(&mut audit, &tenant, appended[0].0, 3).await?;
     assert_eq!(jtis(&streamed), ["huge-0", "huge-1", "huge-2"]);
     assert_eq!(streamed[1].elided_bytes, Some(elided));
-    drop(stream);
 
     // The server reads it whole: the chain verifies.
-    let verified = audit
-        .verify_chain(VerifyChainRequest {
-            tenant: "acme".into(),
-        })
-        .await?
-        .into_inner();
-    assert!(verified.ok, "{verified:?}");
+    let verified = verified_chain(&mut audit).await?;
 
     // The export completes, saying which record it elided; offline verification names it.
     let exported = tollgate(&server, &["audit", "export", "--tenant", "acme"]).await?;
@@ -1757,11 +1763,7 @@ async fn an_event_too_large_to_send_is_elided(server: TestServer) -> anyhow::Res
         String::from_utf8(exported.stdout.clone())?.lines().count() as i64,
         head
     );
-    let directory = tempfile::tempdir()?;
-    let path = directory.path().join("events.jsonl");
-    std::fs::write(&path, &exported.stdout)?;
-    let file = path.to_str().context("path")?;
-    let checked = tollgate(&server, &["audit", "verify", "--file", file]).await?;
+    let (checked, _) = verify_offline(&server, &exported.stdout).await?;
     assert_eq!(checked.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&checked.stderr);
     assert!(

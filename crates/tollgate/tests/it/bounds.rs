@@ -12,10 +12,10 @@ use anyhow::{Context, bail};
 use tollgate_audit::{MAX_RECORDED_REQUESTED_SCOPES, verify_tenant};
 use tollgate_domain::TokenRequest;
 use tollgate_proto::v1::{GetTenantRequest, IssueTokenRequest};
-use tollgate_store::{AuditFilter, AuditRow, AuditScope, Store};
+use tollgate_store::{AuditRow, Store};
 use tollgate_testkit::{Backend, TestOptions, TestServer};
 
-use crate::fixtures::{ARCHIVE, Fixture, encode_form, post_token_form, reason};
+use crate::fixtures::{ARCHIVE, Fixture, audit_records, encode_form, post_token_form, reason};
 
 crate::backend_tests!(
     requests_over_a_limit_are_refused_and_leave_no_record,
@@ -93,38 +93,13 @@ const FLOOD: usize = 2_000;
 /// Requests in flight at once during a flood.
 const CONCURRENCY: usize = 16;
 
-/// Every record of the tenant, oldest first.
-async fn records(store: &Store, tenant_id: &str) -> anyhow::Result<Vec<AuditRow>> {
-    let mut rows = Vec::new();
-    let mut before = None;
-    loop {
-        let page = store
-            .list_audit_events(
-                AuditScope::Tenant(tenant_id),
-                &AuditFilter::default(),
-                before,
-                1_000,
-            )
-            .await?;
-        let Some(last) = page.last() else { break };
-        before = Some(last.seq);
-        let is_last_page = page.len() < 1_000;
-        rows.extend(page);
-        if is_last_page {
-            break;
-        }
-    }
-    rows.reverse();
-    Ok(rows)
-}
-
 /// The refusals of token requests (denied or rate limited) recorded at or after `since_ms`.
 async fn refusals_since(
     store: &Store,
     tenant_id: &str,
     since_ms: i64,
 ) -> anyhow::Result<Vec<AuditRow>> {
-    Ok(records(store, tenant_id)
+    Ok(audit_records(store, tenant_id)
         .await?
         .into_iter()
         .filter(|row| {
@@ -183,7 +158,7 @@ async fn assert_chain_verifies(store: &Store, tenant_id: &str) -> anyhow::Result
     assert_eq!(report.outcome, Ok(()), "chain of {tenant_id}");
     assert_eq!(
         report.checked,
-        records(store, tenant_id).await?.len() as u64,
+        audit_records(store, tenant_id).await?.len() as u64,
         "chain of {tenant_id}"
     );
     Ok(())
@@ -212,8 +187,8 @@ async fn requests_over_a_limit_are_refused_and_leave_no_record(
     let store = Store::connect(&server.joined.database_url).await?;
     let system_id = system_tenant_id(&server).await?;
     let before = (
-        records(&store, &fixture.tenant_id).await?.len(),
-        records(&store, &system_id).await?.len(),
+        audit_records(&store, &fixture.tenant_id).await?.len(),
+        audit_records(&store, &system_id).await?.len(),
     );
     let id = fixture.client_id.as_str();
     let secret = fixture.client_secret.as_str();
@@ -372,8 +347,8 @@ async fn requests_over_a_limit_are_refused_and_leave_no_record(
     // that reached the issuer has left one.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let after = (
-        records(&store, &fixture.tenant_id).await?.len(),
-        records(&store, &system_id).await?.len(),
+        audit_records(&store, &fixture.tenant_id).await?.len(),
+        audit_records(&store, &system_id).await?.len(),
     );
     assert_eq!(after, (before.0 + 1, before.1));
     assert_chain_verifies(&store, &fixture.tenant_id).await

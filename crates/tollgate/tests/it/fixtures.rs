@@ -2,13 +2,16 @@
 //! with a standard JWT library, and the loud skip of a test whose backends are missing.
 
 use std::io::Write as _;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use tollgate_proto::v1::{
-    CreateApiRequest, CreateAppRequest, CreateTenantRequest, Grant, ScopeDefinition,
+    CreateApiRequest, CreateAppRequest, CreateTenantRequest, Grant, IssueTokenResponse,
+    ScopeDefinition,
 };
+use tollgate_store::{AuditFilter, AuditRow, AuditScope, Store};
 use tollgate_testkit::{AdminClients, AdminCredentials, RedisServer, TestServer};
 
 pub const ARCHIVE: &str = "https://archive.example.com/";
@@ -98,6 +101,23 @@ impl Fixture {
         })
     }
 
+    /// A token of the fixture's app for [`ARCHIVE`] over gRPC, asking no scope (so with every
+    /// one the app holds).
+    pub async fn archive_token(
+        &self,
+        server: &TestServer,
+    ) -> Result<IssueTokenResponse, tonic::Status> {
+        server
+            .issue(
+                &self.admin.tenant,
+                &self.client_id,
+                &self.client_secret,
+                ARCHIVE,
+                &[],
+            )
+            .await
+    }
+
     /// Creates, through the fixture's admin, an app `name` of the fixture's tenant (no
     /// description) holding `grants`; its client id and secret.
     pub async fn create_app(
@@ -121,6 +141,56 @@ impl Fixture {
             created.app.context("no app")?.client_id,
             created.client_secret,
         ))
+    }
+}
+
+/// Every audit record of the tenant with `tenant_id`, oldest first, read straight from the
+/// store in pages of 1,000.
+pub async fn audit_records(store: &Store, tenant_id: &str) -> anyhow::Result<Vec<AuditRow>> {
+    let mut rows = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_audit_events(
+                AuditScope::Tenant(tenant_id),
+                &AuditFilter::default(),
+                before,
+                1_000,
+            )
+            .await?;
+        let Some(last) = page.last() else { break };
+        before = Some(last.seq);
+        let is_last_page = page.len() < 1_000;
+        rows.extend(page);
+        if is_last_page {
+            break;
+        }
+    }
+    rows.reverse();
+    Ok(rows)
+}
+
+/// Waits (up to 10 s) until the tenant's trail holds a record matching `wanted`, and returns
+/// the oldest such: refusals of failed client authentication are recorded in aggregate by
+/// the one-second flush, not before the answer.
+pub async fn wait_for_record(
+    store: &Store,
+    tenant_id: &str,
+    wanted: impl Fn(&AuditRow) -> bool,
+) -> anyhow::Result<AuditRow> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(row) = audit_records(store, tenant_id)
+            .await?
+            .into_iter()
+            .find(&wanted)
+        {
+            return Ok(row);
+        }
+        if Instant::now() > deadline {
+            bail!("no such record in the trail of {tenant_id}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

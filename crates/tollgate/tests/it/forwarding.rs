@@ -8,18 +8,17 @@
 //! differs from the gateway's (`127.0.0.1`).
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::Value;
 use tollgate_gateway::{FORWARDED_FOR_METADATA, GATEWAY_SECRET_METADATA};
 use tollgate_proto::v1::IssueTokenRequest;
 use tollgate_proto::v1::token_service_client::TokenServiceClient;
-use tollgate_store::{AuditFilter, AuditRow, AuditScope, Store};
+use tollgate_store::Store;
 use tollgate_testkit::{TestOptions, TestServer};
 use tollgate_verify::unverified_claim;
 
-use crate::fixtures::{ARCHIVE, Fixture};
+use crate::fixtures::{ARCHIVE, Fixture, wait_for_record};
 
 crate::backend_tests!(
     options = with_gateway_secret;
@@ -106,33 +105,6 @@ async fn issue_directly(
         .into_inner()
         .access_token;
     unverified_claim(&token, "jti").context("no jti")
-}
-
-/// Waits (up to 10 s) for the tenant's record matching `wanted`: refusals are recorded in
-/// aggregate by a one-second flush, not before the answer.
-async fn wait_for_record(
-    store: &Store,
-    tenant_id: &str,
-    wanted: impl Fn(&AuditRow) -> bool,
-) -> anyhow::Result<AuditRow> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let rows = store
-            .list_audit_events(
-                AuditScope::Tenant(tenant_id),
-                &AuditFilter::default(),
-                None,
-                1_000,
-            )
-            .await?;
-        if let Some(row) = rows.into_iter().find(&wanted) {
-            return Ok(row);
-        }
-        if Instant::now() > deadline {
-            bail!("no such record in the trail of {tenant_id}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Where and how the token with `jti` was recorded as issued: (source, transport).

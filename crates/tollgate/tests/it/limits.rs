@@ -268,15 +268,7 @@ async fn a_grpc_connection_without_its_preface_is_closed_after_the_preface_timeo
 
     // gRPC still answers.
     let fixture = Fixture::new(&server, "acme").await?;
-    server
-        .issue(
-            "acme",
-            &fixture.client_id,
-            &fixture.client_secret,
-            ARCHIVE,
-            &[],
-        )
-        .await?;
+    fixture.archive_token(&server).await?;
     server.stop().await
 }
 

@@ -16,11 +16,13 @@ use tollgate_proto::v1::{
     CreateAppRequest, IssueTokenRequest, RotateSecretRequest, RotateSigningKeyRequest,
     UpdateAppRequest,
 };
-use tollgate_store::{AuditFilter, AuditRow, AuditScope, Store};
+use tollgate_store::{AuditRow, Store};
 use tollgate_testkit::{BearerAuth, TestOptions, TestServer};
 use tollgate_verify::unverified_claim;
 
-use crate::fixtures::{ARCHIVE, FailingTrail, Fixture, grant, post_token_form, reason};
+use crate::fixtures::{
+    ARCHIVE, FailingTrail, Fixture, audit_records, grant, post_token_form, reason, wait_for_record,
+};
 
 crate::backend_tests!(
     scripted_run_records_each_request_and_change_once,
@@ -31,23 +33,9 @@ crate::backend_tests!(
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-/// Every record of the tenant, oldest first.
-async fn records(store: &Store, tenant_id: &str) -> anyhow::Result<Vec<AuditRow>> {
-    let mut rows = store
-        .list_audit_events(
-            AuditScope::Tenant(tenant_id),
-            &AuditFilter::default(),
-            None,
-            1_000,
-        )
-        .await?;
-    rows.reverse();
-    Ok(rows)
-}
-
 /// The tenant's records of token requests (not of management changes), oldest first.
 async fn token_records(store: &Store, tenant_id: &str) -> anyhow::Result<Vec<AuditRow>> {
-    Ok(records(store, tenant_id)
+    Ok(audit_records(store, tenant_id)
         .await?
         .into_iter()
         .filter(|row| {
@@ -57,26 +45,6 @@ async fn token_records(store: &Store, tenant_id: &str) -> anyhow::Result<Vec<Aud
             )
         })
         .collect())
-}
-
-/// Waits (up to 10 s) until the tenant's trail holds a record matching `wanted`, and returns
-/// it: refusals of failed client authentication are recorded in aggregate by the
-/// one-second flush, not before the answer.
-async fn wait_for_record(
-    store: &Store,
-    tenant_id: &str,
-    wanted: impl Fn(&AuditRow) -> bool,
-) -> anyhow::Result<AuditRow> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(row) = records(store, tenant_id).await?.into_iter().find(&wanted) {
-            return Ok(row);
-        }
-        if Instant::now() > deadline {
-            bail!("no such record in the trail of {tenant_id}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A compact, comparable view of a token request's record.
@@ -347,7 +315,7 @@ async fn scripted_run_records_each_request_and_change_once(
         row.resource.as_deref() == Some("tenant/nosuch")
     })
     .await?;
-    let unknown: Vec<AuditRow> = records(&store, &system_id)
+    let unknown: Vec<AuditRow> = audit_records(&store, &system_id)
         .await?
         .into_iter()
         .filter(|row| row.resource.as_deref() == Some("tenant/nosuch"))
@@ -363,7 +331,7 @@ async fn scripted_run_records_each_request_and_change_once(
     assert_eq!(unknown[0].error_code.as_deref(), Some("invalid_client"));
 
     // The changes, by whom, to what, which fields.
-    let changes: Vec<ChangeSummary> = records(&store, &fixture.tenant_id)
+    let changes: Vec<ChangeSummary> = audit_records(&store, &fixture.tenant_id)
         .await?
         .into_iter()
         .filter(|row| row.result == "ok" && row.action != "token_revoked")
@@ -436,7 +404,7 @@ async fn scripted_run_records_each_request_and_change_once(
     let report = verify_tenant(&store, &fixture.tenant_id, 100, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(report.first_seq, Some(1));
-    let all = records(&store, &fixture.tenant_id).await?;
+    let all = audit_records(&store, &fixture.tenant_id).await?;
     assert_eq!(report.checked, all.len() as u64);
     let seqs: Vec<i64> = all.iter().map(|row| row.seq).collect();
     assert_eq!(seqs, (1..=all.len() as i64).collect::<Vec<_>>());
@@ -461,16 +429,7 @@ async fn rate_limit_refusals_are_aggregated_per_client_and_second(
     let started = Instant::now();
     let mut refused = 0;
     for _ in 0..40 {
-        match server
-            .issue(
-                "acme",
-                &fixture.client_id,
-                &fixture.client_secret,
-                ARCHIVE,
-                &[],
-            )
-            .await
-        {
+        match fixture.archive_token(&server).await {
             Ok(_) => {}
             Err(status) if status.code() == tonic::Code::ResourceExhausted => refused += 1,
             Err(status) => bail!("unexpected {status:?}"),
@@ -519,19 +478,13 @@ async fn unwritable_trail_issues_nothing_and_changes_nothing(
 ) -> anyhow::Result<()> {
     let mut fixture = Fixture::new(&server, "acme").await?;
     let store = Store::connect(&server.joined.database_url).await?;
-    let before = records(&store, &fixture.tenant_id).await?.len();
+    let before = audit_records(&store, &fixture.tenant_id).await?.len();
     let trail = FailingTrail::connect(&server.joined.database_url).await?;
     trail.fail().await?;
 
     // No token over gRPC or HTTP.
-    let status = server
-        .issue(
-            "acme",
-            &fixture.client_id,
-            &fixture.client_secret,
-            ARCHIVE,
-            &[],
-        )
+    let status = fixture
+        .archive_token(&server)
         .await
         .err()
         .context("a token was issued while the trail could not be written")?;
@@ -576,19 +529,14 @@ async fn unwritable_trail_issues_nothing_and_changes_nothing(
         .into_inner()
         .apps;
     assert!(apps.iter().all(|app| app.name != "reader"), "{apps:?}");
-    assert_eq!(records(&store, &fixture.tenant_id).await?.len(), before);
+    assert_eq!(
+        audit_records(&store, &fixture.tenant_id).await?.len(),
+        before
+    );
 
     // Mended, tokens flow again and the chain is whole.
     trail.mend().await?;
-    server
-        .issue(
-            "acme",
-            &fixture.client_id,
-            &fixture.client_secret,
-            ARCHIVE,
-            &[],
-        )
-        .await?;
+    fixture.archive_token(&server).await?;
     let report = verify_tenant(&store, &fixture.tenant_id, 100, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     Ok(())
@@ -625,15 +573,7 @@ async fn no_secret_in_the_trail_the_database_or_the_logs() -> anyhow::Result<()>
     let mut fixture = Fixture::new(&server, "acme").await?;
     secrets.push(fixture.admin.client_secret.clone());
     secrets.push(fixture.client_secret.clone());
-    server
-        .issue(
-            "acme",
-            &fixture.client_id,
-            &fixture.client_secret,
-            ARCHIVE,
-            &[],
-        )
-        .await?;
+    fixture.archive_token(&server).await?;
     let wrong = "tgsec_thisisnotthesecretbutstillsecretxxxxxxxxxxxxxxx";
     secrets.push(wrong.to_owned());
     let _ = server
@@ -802,7 +742,7 @@ async fn two_instances_write_one_verifiable_chain() -> anyhow::Result<()> {
     assert_eq!(seen, issued, "each grant recorded exactly once");
     let report = verify_tenant(&store, &fixture.tenant_id, 64, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
-    let all = records(&store, &fixture.tenant_id).await?;
+    let all = audit_records(&store, &fixture.tenant_id).await?;
     let seqs: Vec<i64> = all.iter().map(|row| row.seq).collect();
     assert_eq!(seqs, (1..=all.len() as i64).collect::<Vec<_>>());
     second.stop().await?;
@@ -848,16 +788,8 @@ async fn retention_purges_old_records_and_the_rest_still_verifies() -> anyhow::R
     }
     writer.shutdown().await;
     task.await?;
-    first
-        .issue(
-            "acme",
-            &fixture.client_id,
-            &fixture.client_secret,
-            ARCHIVE,
-            &[],
-        )
-        .await?;
-    let before = records(&store, &fixture.tenant_id).await?;
+    fixture.archive_token(&first).await?;
+    let before = audit_records(&store, &fixture.tenant_id).await?;
     let old_last_seq = before
         .iter()
         .filter(|row| row.time_ms < year_ago + 10)
@@ -875,7 +807,7 @@ async fn retention_purges_old_records_and_the_rest_still_verifies() -> anyhow::R
     .await?;
     let deadline = Instant::now() + Duration::from_secs(10);
     let after = loop {
-        let after = records(&store, &fixture.tenant_id).await?;
+        let after = audit_records(&store, &fixture.tenant_id).await?;
         if after.first().is_some_and(|row| row.seq > old_last_seq) {
             break after;
         }
@@ -893,15 +825,7 @@ async fn retention_purges_old_records_and_the_rest_still_verifies() -> anyhow::R
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(report.first_seq, Some(old_last_seq + 1));
     // The chain goes on where it was.
-    second
-        .issue(
-            "acme",
-            &fixture.client_id,
-            &fixture.client_secret,
-            ARCHIVE,
-            &[],
-        )
-        .await?;
+    fixture.archive_token(&second).await?;
     let report = verify_tenant(&store, &fixture.tenant_id, 100, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(report.checked, after.len() as u64 + 1);
