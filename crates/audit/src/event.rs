@@ -800,27 +800,17 @@ mod tests {
         event.source = Some(IpAddr::from([0xffff_u16; 8]));
         event.transport = Some(Transport::Http);
         let row = event.into_row();
-        let opt = |v: &Option<String>| v.as_ref().map_or(0, String::len);
         let list = |v: &[String]| v.iter().map(String::len).sum::<usize>();
         let text = row.tenant_id.len()
             + row.tenant_name.len()
             + row.action.len()
             + row.result.len()
-            + [
-                &row.error_code,
-                &row.actor,
-                &row.client_id,
-                &row.secret_id,
-                &row.audience,
-                &row.jti,
-                &row.source,
-                &row.transport,
-                &row.trace_id,
-                &row.resource,
-            ]
-            .into_iter()
-            .map(opt)
-            .sum::<usize>()
+            + row
+                .optional_texts()
+                .into_iter()
+                .flatten()
+                .map(str::len)
+                .sum::<usize>()
             + list(&row.scopes_requested)
             + list(&row.scopes_granted)
             + list(&row.changed_fields);

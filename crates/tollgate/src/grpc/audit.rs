@@ -445,21 +445,12 @@ mod tests {
             .chain([&row.prev_hash, &row.hash])
             .map(String::len)
             .sum::<usize>();
-        let optional = [
-            &row.error_code,
-            &row.actor,
-            &row.client_id,
-            &row.secret_id,
-            &row.audience,
-            &row.jti,
-            &row.source,
-            &row.transport,
-            &row.trace_id,
-            &row.resource,
-        ]
-        .into_iter()
-        .map(|value| value.as_ref().map_or(0, String::len))
-        .sum::<usize>();
+        let optional = row
+            .optional_texts()
+            .into_iter()
+            .flatten()
+            .map(str::len)
+            .sum::<usize>();
         tollgate_store::AUDIT_ROW_OVERHEAD as usize
             + texts
             + optional
