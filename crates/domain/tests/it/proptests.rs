@@ -21,17 +21,15 @@ const CASES: u32 = 4096;
 /// The seed of every run unless `PROPTEST_RNG_SEED` names another.
 const SEED: u64 = 0x7011_6a7e;
 
+/// [`CASES`] cases from [`SEED`] (or the seed `PROPTEST_RNG_SEED` names), and no
+/// `proptest-regressions/` files.
 fn config() -> ProptestConfig {
-    let default = ProptestConfig::default();
-    ProptestConfig {
-        cases: CASES,
-        failure_persistence: None,
-        rng_seed: match default.rng_seed {
-            RngSeed::Random => RngSeed::Fixed(SEED),
-            chosen => chosen,
-        },
-        ..default
+    let mut config = ProptestConfig::with_cases(CASES);
+    config.failure_persistence = None;
+    if config.rng_seed == RngSeed::Random {
+        config.rng_seed = RngSeed::Fixed(SEED);
     }
+    config
 }
 
 /// Text around the grammars' edges: their alphabets with the neighbouring bytes (upper case,
