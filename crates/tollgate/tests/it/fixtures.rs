@@ -8,8 +8,8 @@ use anyhow::{Context, bail};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use tollgate_proto::v1::{
-    CreateApiRequest, CreateAppRequest, CreateTenantRequest, Grant, IssueTokenResponse,
-    ScopeDefinition,
+    CreateApiRequest, CreateAppRequest, CreateTenantRequest, Grant, IssueTokenRequest,
+    IssueTokenResponse, ScopeDefinition,
 };
 use tollgate_store::{AuditFilter, AuditRow, AuditScope, Store};
 use tollgate_testkit::{AdminClients, AdminCredentials, RedisServer, TestServer};
@@ -101,21 +101,28 @@ impl Fixture {
         })
     }
 
-    /// A token of the fixture's app for [`ARCHIVE`] over gRPC, asking no scope (so with every
+    /// A token request of the fixture's app for [`ARCHIVE`], asking no scope (so for every
     /// one the app holds).
+    pub fn archive_request(&self) -> IssueTokenRequest {
+        IssueTokenRequest {
+            tenant: self.admin.tenant.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            audience: ARCHIVE.to_owned(),
+            scopes: Vec::new(),
+        }
+    }
+
+    /// [`Fixture::archive_request`] over gRPC to `server`.
     pub async fn archive_token(
         &self,
         server: &TestServer,
     ) -> Result<IssueTokenResponse, tonic::Status> {
         server
-            .issue(
-                &self.admin.tenant,
-                &self.client_id,
-                &self.client_secret,
-                ARCHIVE,
-                &[],
-            )
+            .tokens()
+            .issue_token(self.archive_request())
             .await
+            .map(tonic::Response::into_inner)
     }
 
     /// Creates, through the fixture's admin, an app `name` of the fixture's tenant (no

@@ -12,7 +12,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use anyhow::Context;
 use serde_json::Value;
 use tollgate_gateway::{FORWARDED_FOR_METADATA, GATEWAY_SECRET_METADATA};
-use tollgate_proto::v1::IssueTokenRequest;
 use tollgate_proto::v1::token_service_client::TokenServiceClient;
 use tollgate_store::Store;
 use tollgate_testkit::{TestOptions, TestServer};
@@ -89,13 +88,7 @@ async fn issue_directly(
     fixture: &Fixture,
     metadata: &[(&'static str, &str)],
 ) -> anyhow::Result<String> {
-    let mut request = tonic::Request::new(IssueTokenRequest {
-        tenant: "acme".to_owned(),
-        client_id: fixture.client_id.clone(),
-        client_secret: fixture.client_secret.clone(),
-        audience: ARCHIVE.to_owned(),
-        scopes: Vec::new(),
-    });
+    let mut request = tonic::Request::new(fixture.archive_request());
     for (key, value) in metadata {
         request.metadata_mut().insert(*key, value.parse()?);
     }
@@ -120,6 +113,21 @@ async fn issued_from(
     Ok((row.source, row.transport))
 }
 
+/// A token through the gateway at `base` (asserted 200), from the caller's address; where
+/// and how it was recorded as issued: (source, transport).
+async fn issued_through(
+    client: &reqwest::Client,
+    base: &str,
+    store: &Store,
+    fixture: &Fixture,
+) -> anyhow::Result<(Option<String>, Option<String>)> {
+    let response = post_token(client, base, fixture, &fixture.client_secret).await?;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await?;
+    let token = body["access_token"].as_str().context("no access_token")?;
+    let jti = unverified_claim(token, "jti").context("no jti")?;
+    issued_from(store, fixture, &jti).await
+}
 async fn edge_gateway_forwards_the_callers_address_and_no_one_else_can(
     server: TestServer,
 ) -> anyhow::Result<()> {
@@ -132,13 +140,8 @@ async fn edge_gateway_forwards_the_callers_address_and_no_one_else_can(
 
     // Through a gateway holding the secret: the caller's address, over HTTP.
     let (edge, _stop_edge) = start_edge_gateway(&server, Some(GATEWAY_SECRET)).await?;
-    let response = post_token(&caller, &edge, &fixture, &fixture.client_secret).await?;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await?;
-    let token = body["access_token"].as_str().context("no access_token")?;
-    let jti = unverified_claim(token, "jti").context("no jti")?;
     assert_eq!(
-        issued_from(&store, &fixture, &jti).await?,
+        issued_through(&caller, &edge, &store, &fixture).await?,
         (caller_text.clone(), http.clone())
     );
     // A failed authentication through it is the caller's too: per-address damping sees
@@ -153,13 +156,8 @@ async fn edge_gateway_forwards_the_callers_address_and_no_one_else_can(
 
     // Through a gateway without the secret: nothing is forwarded; the gateway's address.
     let (bare_edge, _stop_bare_edge) = start_edge_gateway(&server, None).await?;
-    let response = post_token(&caller, &bare_edge, &fixture, &fixture.client_secret).await?;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await?;
-    let token = body["access_token"].as_str().context("no access_token")?;
-    let jti = unverified_claim(token, "jti").context("no jti")?;
     assert_eq!(
-        issued_from(&store, &fixture, &jti).await?,
+        issued_through(&caller, &bare_edge, &store, &fixture).await?,
         (local.clone(), grpc.clone())
     );
 

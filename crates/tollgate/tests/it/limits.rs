@@ -353,13 +353,7 @@ async fn at_the_connection_cap_idle_connections_make_room() -> anyhow::Result<()
     .await??;
     let issued = tokio::time::timeout(
         Duration::from_secs(5),
-        tokens.issue_token(IssueTokenRequest {
-            tenant: "acme".to_owned(),
-            client_id: fixture.client_id.clone(),
-            client_secret: fixture.client_secret.clone(),
-            audience: ARCHIVE.to_owned(),
-            scopes: vec![],
-        }),
+        tokens.issue_token(fixture.archive_request()),
     )
     .await??;
     assert!(!issued.into_inner().access_token.is_empty());
@@ -385,11 +379,8 @@ async fn an_oversized_grpc_message_is_resource_exhausted() -> anyhow::Result<()>
     let server = TestServer::start().await?;
     let fixture = Fixture::new(&server, "acme").await?;
     let request = |scopes: usize| IssueTokenRequest {
-        tenant: "acme".to_owned(),
-        client_id: fixture.client_id.clone(),
-        client_secret: fixture.client_secret.clone(),
-        audience: ARCHIVE.to_owned(),
         scopes: (0..scopes).map(|index| format!("{index:01000}")).collect(),
+        ..fixture.archive_request()
     };
     // About 66 KB: over TokenService's 64 KiB.
     let status = server

@@ -788,6 +788,16 @@ async fn retry_grant_change(
     Ok(())
 }
 
+/// Revokes the live token (the dependency is back), and asserts it is inactive at once.
+async fn revoke_live(server: &TestServer, before: &Before) -> anyhow::Result<()> {
+    assert!(revoke(server, &before.app, &before.live).await?);
+    assert_eq!(
+        introspect(server, &before.app, &before.live).await?,
+        Introspection::Inactive
+    );
+    Ok(())
+}
+
 /// Lets the load run [`STEADY`] more, stops it, and checks every answer ([`check_answers`]).
 async fn finish_load(
     test: &str,
@@ -935,11 +945,7 @@ async fn postgres_stopped_and_restarted_under_load() -> anyhow::Result<()> {
         revoked_stays_revoked(&server, &before, "after PostgreSQL returned").await?,
         Introspection::Inactive
     );
-    assert!(revoke(&server, &before.app, &before.live).await?);
-    assert_eq!(
-        introspect(&server, &before.app, &before.live).await?,
-        Introspection::Inactive
-    );
+    revoke_live(&server, &before).await?;
     let tally = finish_load(
         TEST,
         load,
@@ -1176,11 +1182,7 @@ async fn audit_store_failing_under_load(server: TestServer) -> anyhow::Result<()
     // The change made before still holds (the reader can write); the refused one is retried.
     change_before_holds(&server, &before).await?;
     retry_grant_change(&before, &[&server], Duration::from_secs(1)).await?;
-    assert!(revoke(&server, &before.app, &before.live).await?);
-    assert_eq!(
-        introspect(&server, &before.app, &before.live).await?,
-        Introspection::Inactive
-    );
+    revoke_live(&server, &before).await?;
     assert_eq!(
         introspect(&server, &before.app, &before.revoked).await?,
         Introspection::Inactive

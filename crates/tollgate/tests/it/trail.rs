@@ -104,13 +104,7 @@ async fn scripted_run_records_each_request_and_change_once(
         .to_owned();
 
     // 2. Granted over gRPC, every scope held, with a trace context in the metadata.
-    let mut request = tonic::Request::new(IssueTokenRequest {
-        tenant: "acme".to_owned(),
-        client_id: fixture.client_id.clone(),
-        client_secret: fixture.client_secret.clone(),
-        audience: ARCHIVE.to_owned(),
-        scopes: Vec::new(),
-    });
+    let mut request = tonic::Request::new(fixture.archive_request());
     request
         .metadata_mut()
         .insert("traceparent", TRACEPARENT.parse()?);
