@@ -41,7 +41,6 @@ use tollgate_store::{
     StoreError,
 };
 
-
 /// The version of the canonical serialization written now.
 pub const CHAIN_VERSION: i32 = 1;
 
