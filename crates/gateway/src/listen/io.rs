@@ -180,7 +180,7 @@ impl<IO> Limited<IO> {
         let registry = &self.shared.registry;
         let limits = &registry.limits;
         let idle_since = self.shared.idle_since();
-        match registry.protocol {
+        let deadline = match registry.protocol {
             Protocol::Grpc if self.preface_left > 0 => Some(self.accepted + limits.preface_timeout),
             Protocol::Grpc => Some(registry.at(idle_since) + limits.idle_timeout),
             Protocol::Http if idle_since == self.accepted_nanos => {
@@ -193,14 +193,19 @@ impl<IO> Limited<IO> {
                     Some(registry.at(idle_since) + limits.idle_timeout)
                 }
             },
+        };
+        match registry.drain_deadline(idle_since) {
+            Some(drain) => deadline.map(|deadline| deadline.min(drain)),
+            None => deadline,
         }
     }
 
-    /// Fails once the connection is past its deadline, or, when `reading`, was told to make
-    /// room or the listener is draining; otherwise arms the timer so the task wakes at the
-    /// deadline. Writes go on after an eviction or a drain, so that a response whose body
-    /// has ended (and with it the request's count) still reaches the client; the next read
-    /// then closes the connection.
+    /// Fails once the connection is past its deadline (a drain's included), or, when
+    /// `reading`, was told to make room; otherwise arms the timer so the task wakes at the
+    /// deadline. Writes go on after an eviction, so that a response whose body has ended
+    /// (and with it the request's count) still reaches the client; the next read then
+    /// closes the connection. A drain closes idle connections only after a short grace,
+    /// because the HTTP/2 stack may read before it writes the end of a response.
     fn check(&mut self, cx: &mut Context<'_>, reading: bool) -> io::Result<()> {
         self.shared.register(cx.waker());
         if reading && self.shared.evicted_at().is_some() {
@@ -208,12 +213,6 @@ impl<IO> Limited<IO> {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "closed to make room for a new connection",
-            ));
-        }
-        if reading && self.shared.registry.is_draining() && self.shared.in_flight() == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "the server is shutting down",
             ));
         }
         let Some(deadline) = self.deadline() else {

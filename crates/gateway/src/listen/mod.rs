@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -144,6 +144,14 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 const RECHECK_AT_CAP: Duration = Duration::from_millis(100);
 /// How long a connection told to close may take before another is chosen in its place.
 const EVICTION_GRACE: Duration = Duration::from_secs(1);
+/// Once the listener drains, how long a connection without a request in flight stays open:
+/// long enough for the end of a response that just finished (an HTTP/2 trailers frame, such
+/// as the UNAVAILABLE that ends a stream at shutdown) to be written and for the HTTP stack's
+/// own graceful close, short enough that a shutdown never waits for the header or preface
+/// timeout of a connection that may never send a request.
+const DRAIN_GRACE: Duration = Duration::from_millis(250);
+/// `drain_started` while the listener accepts.
+const NOT_DRAINING: u64 = u64::MAX;
 
 /// The open connections of one listener.
 pub(crate) struct Registry {
@@ -154,8 +162,9 @@ pub(crate) struct Registry {
     live: Mutex<HashMap<u64, Arc<Shared>>>,
     /// Notified whenever a connection closes.
     closed: Notify,
-    /// Set once the listener stops accepting: idle connections close at once.
-    draining: AtomicBool,
+    /// When the listener stopped accepting (registry nanoseconds), or [`NOT_DRAINING`]:
+    /// from then on, idle connections close within [`DRAIN_GRACE`].
+    drain_started: AtomicU64,
 }
 
 impl Registry {
@@ -179,15 +188,25 @@ impl Registry {
         self.closed.notify_waiters();
     }
 
-    pub(crate) fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+    /// When a connection idle since `idle_since` (registry nanoseconds) must close because
+    /// the listener is draining, or `None` while it accepts.
+    pub(crate) fn drain_deadline(&self, idle_since: u64) -> Option<Instant> {
+        let started = self.drain_started.load(Ordering::Acquire);
+        (started != NOT_DRAINING).then(|| self.at(started.max(idle_since)) + DRAIN_GRACE)
     }
 
-    /// Closes every connection without a request in flight, now and whenever one becomes
-    /// idle: the listener has stopped accepting, and a shutdown must not wait for the
-    /// header or preface timeout of connections that may never send a request.
+    /// Closes every connection without a request in flight within [`DRAIN_GRACE`], now and
+    /// whenever one becomes idle: the listener has stopped accepting, and a shutdown must
+    /// not wait for the header or preface timeout of connections that may never send a
+    /// request.
     fn drain(&self) {
-        self.draining.store(true, Ordering::Release);
+        let now = self.since_epoch(Instant::now());
+        let _ = self.drain_started.compare_exchange(
+            NOT_DRAINING,
+            now,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
         for connection in self.live().values() {
             connection.wake();
         }
@@ -281,7 +300,7 @@ impl Acceptor {
                 next_id: AtomicU64::new(0),
                 live: Mutex::new(HashMap::new()),
                 closed: Notify::new(),
-                draining: AtomicBool::new(false),
+                drain_started: AtomicU64::new(NOT_DRAINING),
             }),
         }
     }
