@@ -132,23 +132,33 @@ impl Fixture {
         name: &str,
         grants: Vec<Grant>,
     ) -> anyhow::Result<(String, String)> {
-        let created = self
-            .admin_clients
-            .apps
-            .clone()
-            .create_app(CreateAppRequest {
-                tenant: self.admin.tenant.clone(),
-                name: name.to_owned(),
-                description: String::new(),
-                grants,
-            })
-            .await?
-            .into_inner();
-        Ok((
-            created.app.context("no app")?.client_id,
-            created.client_secret,
-        ))
+        create_app_in(&self.admin_clients, &self.admin.tenant, name, grants).await
     }
+}
+
+/// Creates, through `admin`, an app `name` of `tenant` (no description) holding `grants`;
+/// its client id and secret.
+pub async fn create_app_in(
+    admin: &AdminClients,
+    tenant: &str,
+    name: &str,
+    grants: Vec<Grant>,
+) -> anyhow::Result<(String, String)> {
+    let created = admin
+        .apps
+        .clone()
+        .create_app(CreateAppRequest {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+            description: String::new(),
+            grants,
+        })
+        .await?
+        .into_inner();
+    Ok((
+        created.app.context("no app")?.client_id,
+        created.client_secret,
+    ))
 }
 
 /// Every audit record of the tenant with `tenant_id`, oldest first, read straight from the
@@ -323,6 +333,25 @@ pub async fn post_token_form(
         request = request.basic_auth(id, Some(secret));
     }
     Ok(request.send().await?)
+}
+
+/// Posts a client-credentials request for [`ARCHIVE`] (no scope) to `token_url` with `http`,
+/// authenticating as `client_id` with `client_secret` (HTTP Basic).
+pub async fn post_archive_form(
+    http: &reqwest::Client,
+    token_url: &str,
+    client_id: &str,
+    client_secret: &str,
+) -> reqwest::Result<reqwest::Response> {
+    http.post(token_url)
+        .basic_auth(client_id, Some(client_secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode_form(&[
+            ("grant_type", "client_credentials"),
+            ("audience", ARCHIVE),
+        ]))
+        .send()
+        .await
 }
 
 /// A response's `Retry-After` header, if it is text.

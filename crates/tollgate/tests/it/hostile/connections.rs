@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tollgate_proto::v1::IssueTokenRequest;
 use tollgate_proto::v1::token_service_client::TokenServiceClient;
 use tonic::transport::Endpoint;
 
 use super::process::ServeProcess;
 use super::{Bounds, ms, report};
-use crate::fixtures::{ARCHIVE, Fixture, encode_form};
+use crate::fixtures::{Fixture, post_archive_form};
 
 /// The descriptors the server may have (`ulimit -n`, soft and hard).
 const SERVER_OPEN_FILES: u32 = 1024;
@@ -107,36 +106,30 @@ fn first_line(bytes: &[u8]) -> String {
     }
 }
 
-/// Gets a token over HTTP on a new connection, retrying until `deadline`; returns how long
-/// it took and how many attempts failed.
-async fn http_token_on_fresh_connection(
-    http_url: &str,
-    client_id: &str,
-    client_secret: &str,
-    deadline: Instant,
-) -> (Option<Duration>, usize) {
+/// What one attempt at a token on a fresh connection came to.
+enum Attempt {
+    /// A token.
+    Got,
+    /// No token; worth another attempt.
+    Failed,
+    /// The attempt could not be made at all; nor can any other.
+    Impossible,
+}
+
+/// Makes `attempt` every 100 ms until one gets a token, one cannot be made, or `deadline`
+/// passes; returns how long the token took and how many attempts failed.
+async fn retry_until<F, Fut>(deadline: Instant, mut attempt: F) -> (Option<Duration>, usize)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Attempt>,
+{
     let started = Instant::now();
     let mut failures = 0;
     while Instant::now() < deadline {
-        let Ok(client) = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .timeout(Duration::from_secs(5))
-            .build()
-        else {
-            return (None, failures);
-        };
-        let answer = client
-            .post(format!("{http_url}/t/acme/oauth/token"))
-            .basic_auth(client_id, Some(client_secret))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(encode_form(&[
-                ("grant_type", "client_credentials"),
-                ("audience", ARCHIVE),
-            ]))
-            .send()
-            .await;
-        if answer.is_ok_and(|response| response.status().is_success()) {
-            return (Some(started.elapsed()), failures);
+        match attempt().await {
+            Attempt::Got => return (Some(started.elapsed()), failures),
+            Attempt::Impossible => return (None, failures),
+            Attempt::Failed => {}
         }
         failures += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -144,40 +137,64 @@ async fn http_token_on_fresh_connection(
     (None, failures)
 }
 
-/// Gets a token over gRPC on a new connection, retrying until `deadline`.
-async fn grpc_token_on_fresh_connection(
-    grpc_url: &str,
-    client_id: &str,
-    client_secret: &str,
+/// Gets a token for the fixture's app over HTTP on a new connection, retrying until
+/// `deadline`; returns how long it took and how many attempts failed.
+async fn http_token_on_fresh_connection(
+    http_url: &str,
+    fixture: &Fixture,
     deadline: Instant,
 ) -> (Option<Duration>, usize) {
-    let started = Instant::now();
-    let mut failures = 0;
-    while Instant::now() < deadline {
+    let token_url = &format!("{http_url}/t/acme/oauth/token");
+    retry_until(deadline, move || async move {
+        let Ok(client) = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(5))
+            .build()
+        else {
+            return Attempt::Impossible;
+        };
+        let answer = post_archive_form(
+            &client,
+            token_url,
+            &fixture.client_id,
+            &fixture.client_secret,
+        )
+        .await;
+        if answer.is_ok_and(|response| response.status().is_success()) {
+            Attempt::Got
+        } else {
+            Attempt::Failed
+        }
+    })
+    .await
+}
+
+/// Gets a token for the fixture's app over gRPC on a new connection, retrying until
+/// `deadline`; returns how long it took and how many attempts failed.
+async fn grpc_token_on_fresh_connection(
+    grpc_url: &str,
+    fixture: &Fixture,
+    deadline: Instant,
+) -> (Option<Duration>, usize) {
+    retry_until(deadline, move || async move {
         let Ok(endpoint) = Endpoint::from_shared(grpc_url.to_owned()) else {
-            return (None, failures);
+            return Attempt::Impossible;
         };
         let endpoint = endpoint
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(5));
-        if let Ok(channel) = endpoint.connect().await {
-            let answer = TokenServiceClient::new(channel)
-                .issue_token(IssueTokenRequest {
-                    tenant: "acme".to_owned(),
-                    client_id: client_id.to_owned(),
-                    client_secret: client_secret.to_owned(),
-                    audience: ARCHIVE.to_owned(),
-                    scopes: Vec::new(),
-                })
-                .await;
-            if answer.is_ok() {
-                return (Some(started.elapsed()), failures);
-            }
+        let Ok(channel) = endpoint.connect().await else {
+            return Attempt::Failed;
+        };
+        match TokenServiceClient::new(channel)
+            .issue_token(fixture.archive_request())
+            .await
+        {
+            Ok(_) => Attempt::Got,
+            Err(_) => Attempt::Failed,
         }
-        failures += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (None, failures)
+    })
+    .await
 }
 
 /// 1,100 idle connections on a server with 1,024 descriptors: token issuance over HTTP and
@@ -223,18 +240,8 @@ async fn idle_and_slow_connections_do_not_starve_the_server() -> anyhow::Result<
     // Fresh clients, while the crowd is there.
     let deadline = Instant::now() + PATIENCE;
     let (http_token, grpc_token) = tokio::join!(
-        http_token_on_fresh_connection(
-            &process.server.http_url,
-            &fixture.client_id,
-            &fixture.client_secret,
-            deadline,
-        ),
-        grpc_token_on_fresh_connection(
-            &process.server.grpc_url,
-            &fixture.client_id,
-            &fixture.client_secret,
-            deadline,
-        ),
+        http_token_on_fresh_connection(&process.server.http_url, &fixture, deadline),
+        grpc_token_on_fresh_connection(&process.server.grpc_url, &fixture, deadline),
     );
 
     // Does the server close the crowd?
@@ -325,16 +332,7 @@ async fn idle_and_slow_connections_do_not_starve_the_server() -> anyhow::Result<
         )
     });
     // And the server still answers.
-    let still_answers = process
-        .server
-        .issue(
-            "acme",
-            &fixture.client_id,
-            &fixture.client_secret,
-            ARCHIVE,
-            &[],
-        )
-        .await;
+    let still_answers = fixture.archive_token(&process.server).await;
     bounds.check(still_answers.is_ok(), || {
         format!("afterwards a token request was answered {still_answers:?}")
     });

@@ -12,11 +12,11 @@ use tollgate_proto::v1::{
     ListKeysRequest, ListSecretsRequest, RevokeSecretRequest, RotateSecretRequest,
     UpdateAppRequest,
 };
-use tollgate_testkit::{AdminClients, BearerAuth, TestServer};
+use tollgate_testkit::{BearerAuth, TestServer};
 use tonic::Code;
 
 use super::report;
-use crate::fixtures::{ARCHIVE, Fixture, grant};
+use crate::fixtures::{ARCHIVE, Fixture, create_app_in, grant};
 
 /// The management scopes a delegate holding only `apps:write` tries to obtain.
 const WIDER_SCOPES: [&str; 6] = [
@@ -32,28 +32,6 @@ const WIDER_SCOPES: [&str; 6] = [
 const REFUSAL_WITHIN: Duration = Duration::from_secs(1);
 
 /// An app of `tenant` created by `admin` with `grants`, and its secret.
-async fn create_app(
-    admin: &mut AdminClients,
-    tenant: &str,
-    name: &str,
-    grants: Vec<Grant>,
-) -> anyhow::Result<(String, String)> {
-    let created = admin
-        .apps
-        .create_app(CreateAppRequest {
-            tenant: tenant.to_owned(),
-            name: name.to_owned(),
-            description: String::new(),
-            grants,
-        })
-        .await?
-        .into_inner();
-    Ok((
-        created.app.context("no app")?.client_id,
-        created.client_secret,
-    ))
-}
-
 /// The code of a call that must be refused, or `Ok` when it was not.
 fn code<T>(answer: Result<T, tonic::Status>) -> Code {
     match answer {
@@ -77,13 +55,9 @@ async fn an_apps_write_delegate_cannot_escalate() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let mut fixture = Fixture::new(&server, "acme").await?;
     let manage = fixture.admin.audience.clone();
-    let (delegate_id, delegate_secret) = create_app(
-        &mut fixture.admin_clients,
-        "acme",
-        "delegate",
-        vec![grant(&manage, &["apps:write"])],
-    )
-    .await?;
+    let (delegate_id, delegate_secret) = fixture
+        .create_app("delegate", vec![grant(&manage, &["apps:write"])])
+        .await?;
     let delegate_token = server
         .issue("acme", &delegate_id, &delegate_secret, &manage, &[])
         .await?
@@ -204,10 +178,10 @@ async fn an_apps_write_delegate_cannot_escalate() -> anyhow::Result<()> {
     let admin_still_in = server.admin_token_for(&fixture.admin).await.is_ok();
 
     // In the system tenant: tenants:write.
-    let mut system = server.system_admin().await?;
+    let system = server.system_admin().await?;
     let system_manage = server.admin.audience.clone();
-    let (system_delegate_id, system_delegate_secret) = create_app(
-        &mut system,
+    let (system_delegate_id, system_delegate_secret) = create_app_in(
+        &system,
         "system",
         "delegate",
         vec![grant(&system_manage, &["apps:write"])],
@@ -286,13 +260,12 @@ async fn deleted_and_blocked_apps_lose_their_admin_tokens() -> anyhow::Result<()
     let mut fixture = Fixture::new(&server, "acme").await?;
     let manage = fixture.admin.audience.clone();
     for change in ["deleted", "blocked"] {
-        let (client_id, secret) = create_app(
-            &mut fixture.admin_clients,
-            "acme",
-            &format!("to be {change}"),
-            vec![grant(&manage, &["keys:read"])],
-        )
-        .await?;
+        let (client_id, secret) = fixture
+            .create_app(
+                &format!("to be {change}"),
+                vec![grant(&manage, &["keys:read"])],
+            )
+            .await?;
         let token = server
             .issue("acme", &client_id, &secret, &manage, &[])
             .await?

@@ -21,12 +21,12 @@ use tokio::sync::Mutex;
 use tollgate_proto::v1::IssueTokenRequest;
 use tonic::transport::Channel;
 
-use super::process::{ServeProcess, kib_delta, mib};
+use super::process::{DatabaseSize, Memory, ServeProcess, kib_delta, mib};
 use super::{
     Bounds, Latencies, Noise, TrailReader, encoded_issue_request, flood, grpc_outcome,
     http_outcome, is_clean_refusal, issue_raw, ms, report,
 };
-use crate::fixtures::{ARCHIVE, Fixture, encode_form};
+use crate::fixtures::{ARCHIVE, Fixture, encode_form, post_archive_form};
 
 /// Requests per flood, when the time budget allows.
 const FLOOD_REQUESTS: usize = 50_000;
@@ -92,54 +92,169 @@ const WRONG_SECRET: &str = "tgsec_notthesecretnotthesecretnotthesecretnotthes";
 async fn random_client_ids_cost_a_few_records() -> anyhow::Result<()> {
     let process = ServeProcess::start(&[], None).await?;
     let fixture = Fixture::new(&process.server, "acme").await?;
-    let mut trail = TrailReader::new(&process.server).await?;
-    let cursor = trail.cursor("acme").await?;
-    let rows_before = process.denied_rows().await?;
-    let size_before = process.database_size().await?;
-    let memory_before = process.memory()?;
+    let before = Before::measure(&process, "acme").await?;
+    random_name_flood(
+        process,
+        &fixture,
+        before,
+        RandomNames {
+            label: "random-id",
+            counted_in: "in the trail",
+            forge: |index| Forged {
+                tenant: "acme".to_owned(),
+                client_id: format!("app_{:016x}", Noise::new(index as u64).next()),
+                scopes: vec!["archive:read".to_owned()],
+            },
+        },
+    )
+    .await
+}
+
+/// 50,000 token requests for random tenant names from one address, half over HTTP and
+/// half over gRPC: refused, and recorded in the `system` chain about once per source and
+/// second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_tenants_cost_the_system_chain_a_few_records() -> anyhow::Result<()> {
+    let process = ServeProcess::start(&[], None).await?;
+    let before = Before::measure(&process, "system").await?;
+    // Made after the measurement: what creating it writes counts toward the growth.
+    let fixture = Fixture::new(&process.server, "acme").await?;
+    random_name_flood(
+        process,
+        &fixture,
+        before,
+        RandomNames {
+            label: "random-tenant",
+            counted_in: "in the system chain",
+            forge: |index| {
+                let mut noise = Noise::new(index as u64);
+                let tenant = format!("t{:012x}", noise.next() >> 16);
+                let client_id = format!("app_{:016x}", noise.next());
+                Forged {
+                    tenant,
+                    client_id,
+                    scopes: Vec::new(),
+                }
+            },
+        },
+    )
+    .await
+}
+
+/// What one request of a random-name flood presents (always with [`WRONG_SECRET`], for
+/// [`ARCHIVE`]).
+struct Forged {
+    /// The tenant asked (in the HTTP path, or the gRPC request).
+    tenant: String,
+    /// The client id presented.
+    client_id: String,
+    /// The scopes asked over gRPC (HTTP asks none).
+    scopes: Vec<String>,
+}
+
+/// What differs between the random-name floods.
+struct RandomNames {
+    /// The flood's name in the report and in failure messages.
+    label: &'static str,
+    /// Where every refusal must be counted, for the failure message.
+    counted_in: &'static str,
+    /// The `index`th request.
+    forge: fn(usize) -> Forged,
+}
+
+/// What is measured before a random-name flood.
+struct Before {
+    trail: TrailReader,
+    /// The chain whose denials the trail must count.
+    chain: &'static str,
+    cursor: String,
+    rows: i64,
+    size: DatabaseSize,
+    memory: Memory,
+}
+
+impl Before {
+    /// The position of `chain` in the trail, the denial records, the database's size and
+    /// the server's memory now.
+    async fn measure(process: &ServeProcess, chain: &'static str) -> anyhow::Result<Self> {
+        let mut trail = TrailReader::new(&process.server).await?;
+        let cursor = trail.cursor(chain).await?;
+        Ok(Self {
+            chain,
+            cursor,
+            rows: process.denied_rows().await?,
+            size: process.database_size().await?,
+            memory: process.memory()?,
+            trail,
+        })
+    }
+}
+
+/// Floods `process` with [`FLOOD_REQUESTS`] requests made by `names.forge`, half over HTTP
+/// and half over gRPC, while the fixture's app asks for tokens; then reports and asserts
+/// that every answer was a clean refusal, that the trail counts every refusal in
+/// `before.chain`, that at most [`MAX_FLOOD_RECORDS`] denial records and under
+/// [`MAX_DATABASE_GROWTH`] were written, and that the legitimate client was served. Stops
+/// the process.
+async fn random_name_flood(
+    process: ServeProcess,
+    fixture: &Fixture,
+    before: Before,
+    names: RandomNames,
+) -> anyhow::Result<()> {
+    let Before {
+        mut trail,
+        chain,
+        cursor,
+        rows: rows_before,
+        size: size_before,
+        memory: memory_before,
+    } = before;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let legitimate = tokio::spawn(legitimate_client(
         &process,
-        &fixture,
+        fixture,
         FLOOD_LEGITIMATE_REQUESTS,
         FLOOD_LEGITIMATE_INTERVAL,
         Some(Arc::clone(&stop)),
     ));
 
     let http = reqwest::Client::new();
-    let token_url = format!("{}/t/acme/oauth/token", process.server.http_url);
+    let http_url = process.server.http_url.clone();
     let channel = process.server.channel();
+    let forge = names.forge;
     let outcome = flood(
         FLOOD_REQUESTS,
         FLOOD_IN_FLIGHT,
         FLOOD_BUDGET,
         move |index| {
             let http = http.clone();
-            let token_url = token_url.clone();
+            let http_url = http_url.clone();
             let channel = channel.clone();
             async move {
-                let client_id = format!("app_{:016x}", Noise::new(index as u64).next());
+                let Forged {
+                    tenant,
+                    client_id,
+                    scopes,
+                } = forge(index);
                 if index % 2 == 0 {
-                    let answer = http
-                        .post(&token_url)
-                        .basic_auth(&client_id, Some(WRONG_SECRET))
-                        .header("content-type", "application/x-www-form-urlencoded")
-                        .body(encode_form(&[
-                            ("grant_type", "client_credentials"),
-                            ("audience", ARCHIVE),
-                        ]))
-                        .send()
-                        .await;
+                    let answer = post_archive_form(
+                        &http,
+                        &format!("{http_url}/t/{tenant}/oauth/token"),
+                        &client_id,
+                        WRONG_SECRET,
+                    )
+                    .await;
                     http_outcome(answer).await
                 } else {
                     let answer =
                         tollgate_proto::v1::token_service_client::TokenServiceClient::new(channel)
                             .issue_token(IssueTokenRequest {
-                                tenant: "acme".to_owned(),
+                                tenant,
                                 client_id,
                                 client_secret: WRONG_SECRET.to_owned(),
                                 audience: ARCHIVE.to_owned(),
-                                scopes: vec!["archive:read".to_owned()],
+                                scopes,
                             })
                             .await;
                     grpc_outcome(&answer)
@@ -152,7 +267,7 @@ async fn random_client_ids_cost_a_few_records() -> anyhow::Result<()> {
     let legitimate = legitimate.await??;
     let listed = trail
         .wait_for_occurrences(
-            "acme",
+            chain,
             &cursor,
             outcome.sent as i64,
             Duration::from_secs(10),
@@ -163,8 +278,9 @@ async fn random_client_ids_cost_a_few_records() -> anyhow::Result<()> {
     let size_after = process.database_size().await?;
     let memory_after = process.memory()?;
     let rows = rows_after - rows_before;
+    let label = names.label;
     report(&format!(
-        "random-id flood n={} in {:.1}s ({:.0}/s) denial records+={rows} (denials counted {}) db+={:.0}KiB (files as found {:.0}KiB, checkpointed {}) rss {:.0}→{:.0} MiB (peak {:.0}) legit n={} p50={} p99={} failures={} outcomes {:?}",
+        "{label} flood n={} in {:.1}s ({:.0}/s) denial records+={rows} (denials counted {}) db+={:.0}KiB (files as found {:.0}KiB, checkpointed {}) rss {:.0}→{:.0} MiB (peak {:.0}) legit n={} p50={} p99={} failures={} outcomes {:?}",
         outcome.sent,
         outcome.elapsed.as_secs_f64(),
         outcome.rate(),
@@ -190,136 +306,17 @@ async fn random_client_ids_cost_a_few_records() -> anyhow::Result<()> {
     }
     assert_eq!(
         listed.occurrences, outcome.sent as i64,
-        "every refusal is counted in the trail"
+        "every refusal is counted {}",
+        names.counted_in
     );
     assert!(
         rows <= MAX_FLOOD_RECORDS,
-        "{} random-id refusals wrote {rows} audit records (at most {MAX_FLOOD_RECORDS})",
+        "{} {label} refusals wrote {rows} audit records (at most {MAX_FLOOD_RECORDS})",
         outcome.sent
     );
     assert!(
         size_after.bytes.saturating_sub(size_before.bytes) < MAX_DATABASE_GROWTH,
-        "{} random-id refusals grew the database by {:.0} KiB",
-        outcome.sent,
-        kib_delta(size_before.bytes, size_after.bytes)
-    );
-    assert_legitimate_served(&legitimate);
-    process.stop().await
-}
-
-/// 50,000 token requests for random tenant names from one address, half over HTTP and
-/// half over gRPC: refused, and recorded in the `system` chain about once per source and
-/// second.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_tenants_cost_the_system_chain_a_few_records() -> anyhow::Result<()> {
-    let process = ServeProcess::start(&[], None).await?;
-    let mut trail = TrailReader::new(&process.server).await?;
-    let cursor = trail.cursor("system").await?;
-    let rows_before = process.denied_rows().await?;
-    let size_before = process.database_size().await?;
-    let fixture = Fixture::new(&process.server, "acme").await?;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let legitimate = tokio::spawn(legitimate_client(
-        &process,
-        &fixture,
-        FLOOD_LEGITIMATE_REQUESTS,
-        FLOOD_LEGITIMATE_INTERVAL,
-        Some(Arc::clone(&stop)),
-    ));
-
-    let http = reqwest::Client::new();
-    let http_url = process.server.http_url.clone();
-    let channel = process.server.channel();
-    let outcome = flood(
-        FLOOD_REQUESTS,
-        FLOOD_IN_FLIGHT,
-        FLOOD_BUDGET,
-        move |index| {
-            let http = http.clone();
-            let http_url = http_url.clone();
-            let channel = channel.clone();
-            async move {
-                let mut noise = Noise::new(index as u64);
-                let tenant = format!("t{:012x}", noise.next() >> 16);
-                let client_id = format!("app_{:016x}", noise.next());
-                if index % 2 == 0 {
-                    let answer = http
-                        .post(format!("{http_url}/t/{tenant}/oauth/token"))
-                        .basic_auth(&client_id, Some(WRONG_SECRET))
-                        .header("content-type", "application/x-www-form-urlencoded")
-                        .body(encode_form(&[
-                            ("grant_type", "client_credentials"),
-                            ("audience", ARCHIVE),
-                        ]))
-                        .send()
-                        .await;
-                    http_outcome(answer).await
-                } else {
-                    let answer =
-                        tollgate_proto::v1::token_service_client::TokenServiceClient::new(channel)
-                            .issue_token(IssueTokenRequest {
-                                tenant,
-                                client_id,
-                                client_secret: WRONG_SECRET.to_owned(),
-                                audience: ARCHIVE.to_owned(),
-                                scopes: Vec::new(),
-                            })
-                            .await;
-                    grpc_outcome(&answer)
-                }
-            }
-        },
-    )
-    .await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let legitimate = legitimate.await??;
-    let listed = trail
-        .wait_for_occurrences(
-            "system",
-            &cursor,
-            outcome.sent as i64,
-            Duration::from_secs(10),
-            |event| event.result == "denied",
-        )
-        .await?;
-    let rows = process.denied_rows().await? - rows_before;
-    let size_after = process.database_size().await?;
-    let memory = process.memory()?;
-    report(&format!(
-        "random-tenant flood n={} in {:.1}s ({:.0}/s) denial records+={rows} (denials counted {}) db+={:.0}KiB (files as found {:.0}KiB) rss {:.0} MiB (peak {:.0}) legit n={} p50={} p99={} failures={} outcomes {:?}",
-        outcome.sent,
-        outcome.elapsed.as_secs_f64(),
-        outcome.rate(),
-        listed.occurrences,
-        kib_delta(size_before.bytes, size_after.bytes),
-        kib_delta(size_before.raw, size_after.raw),
-        mib(memory.rss),
-        mib(memory.peak),
-        legitimate.len(),
-        ms(legitimate.percentile(50.0)),
-        ms(legitimate.percentile(99.0)),
-        legitimate.failures,
-        outcome.outcomes,
-    ));
-
-    for (answer, count) in &outcome.outcomes {
-        assert!(
-            is_clean_refusal(answer),
-            "{count} requests answered {answer}"
-        );
-    }
-    assert_eq!(
-        listed.occurrences, outcome.sent as i64,
-        "every refusal is counted in the system chain"
-    );
-    assert!(
-        rows <= MAX_FLOOD_RECORDS,
-        "{} random-tenant refusals wrote {rows} audit records (at most {MAX_FLOOD_RECORDS})",
-        outcome.sent
-    );
-    assert!(
-        size_after.bytes.saturating_sub(size_before.bytes) < MAX_DATABASE_GROWTH,
-        "{} random-tenant refusals grew the database by {:.0} KiB",
+        "{} {label} refusals grew the database by {:.0} KiB",
         outcome.sent,
         kib_delta(size_before.bytes, size_after.bytes)
     );
@@ -625,15 +622,14 @@ fn legitimate_client(
     stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 ) -> impl std::future::Future<Output = anyhow::Result<Latencies>> + Send + 'static {
     let grpc_url = process.server.grpc_url.clone();
-    let client_id = fixture.client_id.clone();
-    let client_secret = fixture.client_secret.clone();
+    let request = fixture.archive_request();
     let thread = std::thread::spawn(move || -> anyhow::Result<Latencies> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         runtime.block_on(async move {
             let channel = Channel::from_shared(grpc_url)?.connect().await?;
-            legitimate_loop(channel, &client_id, &client_secret, count, interval, stop).await
+            legitimate_loop(channel, &request, count, interval, stop).await
         })
     });
     async move {
@@ -643,11 +639,10 @@ fn legitimate_client(
     }
 }
 
-/// Asks for a token every `interval` over `channel`, at most `count` times or until `stop`.
+/// Makes `request` every `interval` over `channel`, at most `count` times or until `stop`.
 async fn legitimate_loop(
     channel: Channel,
-    client_id: &str,
-    client_secret: &str,
+    request: &IssueTokenRequest,
     count: usize,
     interval: Duration,
     stop: Option<Arc<std::sync::atomic::AtomicBool>>,
@@ -662,17 +657,9 @@ async fn legitimate_loop(
             break;
         }
         let started = Instant::now();
-        let answer = tokio::time::timeout(
-            Duration::from_secs(10),
-            client.issue_token(IssueTokenRequest {
-                tenant: "acme".to_owned(),
-                client_id: client_id.to_owned(),
-                client_secret: client_secret.to_owned(),
-                audience: ARCHIVE.to_owned(),
-                scopes: Vec::new(),
-            }),
-        )
-        .await;
+        let answer =
+            tokio::time::timeout(Duration::from_secs(10), client.issue_token(request.clone()))
+                .await;
         match answer {
             Ok(Ok(_)) => latencies.push(started.elapsed()),
             _ => latencies.failures += 1,

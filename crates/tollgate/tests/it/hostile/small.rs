@@ -134,43 +134,16 @@ async fn files_at_rest_are_private() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn introspection_reveals_nothing_to_the_unentitled() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
-    let mut fixture = Fixture::new(&server, "acme").await?;
-    let nosy = fixture
-        .admin_clients
-        .apps
-        .create_app(tollgate_proto::v1::CreateAppRequest {
-            tenant: "acme".to_owned(),
-            name: "nosy".to_owned(),
-            description: String::new(),
-            grants: Vec::new(),
-        })
-        .await?
-        .into_inner();
-    let nosy_id = nosy.app.context("no app")?.client_id;
-    let nosy_secret = nosy.client_secret;
-    let app_token = server
-        .issue(
-            "acme",
-            &fixture.client_id,
-            &fixture.client_secret,
-            ARCHIVE,
-            &[],
-        )
-        .await?
-        .access_token;
+    let fixture = Fixture::new(&server, "acme").await?;
+    let (nosy_id, nosy_secret) = fixture.create_app("nosy", Vec::new()).await?;
+    let app_token = fixture.archive_token(&server).await?.access_token;
     let admin_token = server.admin_token_for(&fixture.admin).await?;
-    let resource_server = fixture
-        .admin_clients
-        .apps
-        .create_app(tollgate_proto::v1::CreateAppRequest {
-            tenant: "acme".to_owned(),
-            name: "archive service".to_owned(),
-            description: String::new(),
-            grants: vec![crate::fixtures::grant(ARCHIVE, &["archive:read"])],
-        })
-        .await?
-        .into_inner();
-    let resource_server_id = resource_server.app.context("no app")?.client_id;
+    let (resource_server_id, resource_server_secret) = fixture
+        .create_app(
+            "archive service",
+            vec![crate::fixtures::grant(ARCHIVE, &["archive:read"])],
+        )
+        .await?;
     let introspect_as = |client_id: String, client_secret: String, token: String| {
         let tokens = server.tokens();
         async move {
@@ -194,13 +167,13 @@ async fn introspection_reveals_nothing_to_the_unentitled() -> anyhow::Result<()>
     .await?;
     let by_resource_server = introspect_as(
         resource_server_id.clone(),
-        resource_server.client_secret.clone(),
+        resource_server_secret.clone(),
         app_token.clone(),
     )
     .await?;
     let admin_by_resource_server = introspect_as(
         resource_server_id,
-        resource_server.client_secret.clone(),
+        resource_server_secret.clone(),
         admin_token.clone(),
     )
     .await?;
