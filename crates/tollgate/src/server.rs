@@ -201,6 +201,10 @@ pub async fn serve(
         mean_commit_micros = stats.commit_micros.checked_div(transactions).unwrap_or(0),
         "audit trail flushed"
     );
+    // Checkpoints an embedded database, so the file alone is a complete copy after a stop.
+    if let Err(error) = store.close().await {
+        tracing::warn!(error = %error, "the database was not closed cleanly");
+    }
     grpc.context("gRPC server task failed")??;
     http.context("HTTP server task failed")?
         .context("HTTP server failed")?;

@@ -480,13 +480,25 @@ async fn an_existing_data_dir_open_to_others_is_tightened() -> anyhow::Result<()
     assert_eq!(mode(&dir)?, 0o700, "data dir");
     assert_eq!(mode(&key)?, 0o600, "master.key");
     assert_eq!(mode(&dir.join("tollgate.db"))?, 0o600, "database");
+    // A clean exit checkpoints: the database file alone holds every committed write.
+    assert!(
+        !dir.join("tollgate.db-wal").exists()
+            || std::fs::metadata(dir.join("tollgate.db-wal"))?.len() == 0,
+        "migrate left a non-empty WAL"
+    );
 
     // Loosened again (a restore, a careless chmod), tightened at the next start.
     let database = dir.join("tollgate.db");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
     std::fs::set_permissions(&database, std::fs::Permissions::from_mode(0o644))?;
+    // A WAL left by the copy: created empty if there is none, never truncated (an
+    // existing one may hold committed writes).
     let wal = dir.join("tollgate.db-wal");
-    std::fs::write(&wal, b"")?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .append(true)
+        .open(&wal)?;
     std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o666))?;
     migrate(&dir).await?;
     assert_eq!(mode(&dir)?, 0o700, "data dir");
