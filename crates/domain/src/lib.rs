@@ -6,6 +6,7 @@
 //! Invariant: this crate does no I/O and knows nothing of gRPC, HTTP, SQL or cryptography.
 //! Values are parsed here once, at the edge; everything inside takes the parsed types.
 
+mod bearer;
 mod claims;
 mod clock;
 mod error;
@@ -15,9 +16,10 @@ mod request;
 mod revocation;
 mod secret;
 
+pub use bearer::bearer_token;
 pub use claims::{AccessTokenClaims, GRANT_TYPE_CLIENT_CREDENTIALS};
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
-pub use error::ErrorCode;
+pub use error::{ErrorCode, RateLimitState, ServiceError, UNAVAILABLE_RETRY_AFTER};
 pub use issuer::{IssuerTemplate, MANAGEMENT_API_SUFFIX};
 pub use names::{
     Algorithm, ApiIdentifier, ClientId, InvalidValue, Scope, ScopeSet, TenantName, TokenLifetime,

@@ -412,6 +412,12 @@ impl TokenLifetime {
     }
 }
 
+/// The longest any token of this server can live, in seconds: the longest lifetime an API can
+/// set ([`TokenLifetime::MAX_SECONDS`]) plus 60 s of leeway. A revocation whose tokens' expiry
+/// is unknown lasts this long and then expires with every token it could cover; a retired
+/// signing key stays published this long after it stops signing.
+pub const MAX_TOKEN_LIFETIME: i64 = TokenLifetime::MAX_SECONDS + 60;
+
 impl Default for TokenLifetime {
     fn default() -> Self {
         Self::DEFAULT

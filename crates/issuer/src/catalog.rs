@@ -353,11 +353,14 @@ impl Catalog {
         } = snapshot;
         let mut ring = Vec::with_capacity(keys.len());
         for record in keys {
-            let aad = key_aad(&tenant.id, &record.kid);
             let key = self
                 .master_key
-                .open(&record.private_key_sealed, aad.as_bytes())
-                .and_then(|pkcs8| SigningKey::from_pkcs8(record.alg, record.kid.clone(), &pkcs8))
+                .open_signing_key(
+                    &tenant.id,
+                    record.alg,
+                    &record.kid,
+                    &record.private_key_sealed,
+                )
                 .map_err(|source| CatalogError::UnusableKey {
                     tenant: tenant.name.clone(),
                     kid: record.kid.clone(),
@@ -453,12 +456,6 @@ impl ChangeListener for Catalog {
     fn tenant_changed(&self, tenant: &TenantName) {
         self.invalidate(tenant);
     }
-}
-
-/// The additional authenticated data that binds a sealed private key to its tenant and kid,
-/// so a sealed key copied to another row does not decrypt.
-pub fn key_aad(tenant_id: &str, kid: &str) -> String {
-    format!("tollgate signing key v1|{tenant_id}|{kid}")
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ mod revocation;
 
 pub use catalog::{
     ApiView, AppView, Catalog, CatalogError, InactiveToken, RingKey, SecretView, TenantView,
-    USAGE_RECORD_INTERVAL, key_aad,
+    USAGE_RECORD_INTERVAL,
 };
 pub use issue::{IssueError, Issuer, RateLimits};
-pub use revocation::{MAX_TOKEN_LIFETIME, RevocationError, Revocations};
+pub use revocation::{RevocationError, Revocations};

@@ -13,10 +13,6 @@ use tollgate_store::{AuditAppend, Store, StoreError, TenantRecord};
 
 use crate::catalog::{InactiveToken, TenantView};
 
-/// The longest a token can live; a revocation whose tokens' expiry is unknown lasts this
-/// long (plus leeway) and then expires with every token it could cover.
-pub const MAX_TOKEN_LIFETIME: i64 = tollgate_domain::TokenLifetime::MAX_SECONDS + 60;
-
 /// Why a revocation could not be recorded or checked.
 #[derive(Debug, thiserror::Error)]
 pub enum RevocationError {

@@ -14,9 +14,11 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::{hkdf, hmac};
 
-use crate::KeyError;
+use tollgate_domain::Algorithm;
+
 use crate::random::fill;
 use crate::secret::SecretHasher;
+use crate::{KeyError, SigningKey};
 
 /// Length of a master key in bytes.
 const KEY_LEN: usize = 32;
@@ -165,10 +167,42 @@ impl MasterKey {
         Ok(buffer)
     }
 
+    /// Seals a tenant's private signing key (PKCS#8) for storage, bound to the tenant's id and
+    /// the key's `kid` (see [`signing_key_aad`]): a sealed key copied to another row does not
+    /// open.
+    pub fn seal_signing_key(
+        &self,
+        tenant_id: &str,
+        kid: &str,
+        pkcs8: &[u8],
+    ) -> Result<Vec<u8>, KeyError> {
+        self.seal(pkcs8, signing_key_aad(tenant_id, kid).as_bytes())
+    }
+
+    /// Opens a key made by [`MasterKey::seal_signing_key`] for the same tenant id and `kid`,
+    /// and parses it as an `alg` key: [`KeyError::Decrypt`] if it was sealed for another row
+    /// or under another master key.
+    pub fn open_signing_key(
+        &self,
+        tenant_id: &str,
+        alg: Algorithm,
+        kid: &str,
+        sealed: &[u8],
+    ) -> Result<SigningKey, KeyError> {
+        let pkcs8 = self.open(sealed, signing_key_aad(tenant_id, kid).as_bytes())?;
+        SigningKey::from_pkcs8(alg, kid.to_owned(), &pkcs8)
+    }
+
     /// The hasher of client secrets, keyed with the pepper derived from this master key.
     pub fn secret_hasher(&self) -> SecretHasher {
         SecretHasher::new(self.pepper.clone())
     }
+}
+
+/// The additional authenticated data that binds a sealed private signing key to its tenant
+/// and kid. Part of the stored format: changing it makes every stored key unreadable.
+fn signing_key_aad(tenant_id: &str, kid: &str) -> String {
+    format!("tollgate signing key v1|{tenant_id}|{kid}")
 }
 
 /// Decodes hex the caller has already checked is `2 * KEY_LEN` hex digits.
@@ -335,6 +369,27 @@ mod tests {
         }
         // Fresh nonce each time: sealing the same input twice differs.
         assert_ne!(key.seal(b"same", b"")?, key.seal(b"same", b"")?);
+        Ok(())
+    }
+
+    #[test]
+    fn a_signing_key_opens_only_for_its_tenant_and_kid() -> Result<(), KeyError> {
+        let master = MasterKey::parse(KEY_HEX)?;
+        let (key, pkcs8) = SigningKey::generate(Algorithm::Es256, "key_1".to_owned())?;
+        let sealed = master.seal_signing_key("ten_1", "key_1", &pkcs8)?;
+        let opened = master.open_signing_key("ten_1", Algorithm::Es256, "key_1", &sealed)?;
+        assert_eq!(opened.public_jwk(), key.public_jwk());
+        // The stored format: the binding is this exact text, so keys sealed before still open.
+        assert_eq!(
+            master.open(&sealed, b"tollgate signing key v1|ten_1|key_1"),
+            Ok(pkcs8)
+        );
+        for (tenant_id, kid) in [("ten_2", "key_1"), ("ten_1", "key_2")] {
+            assert!(matches!(
+                master.open_signing_key(tenant_id, Algorithm::Es256, kid, &sealed),
+                Err(KeyError::Decrypt)
+            ));
+        }
         Ok(())
     }
 

@@ -4,8 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use tollgate_domain::{Algorithm, TenantName, UnixTime};
-use tollgate_issuer::MAX_TOKEN_LIFETIME;
+use tollgate_domain::{Algorithm, MAX_TOKEN_LIFETIME, TenantName, UnixTime};
 use tollgate_store::{SigningKeyRecord, TenantRecord};
 
 use crate::auth::Principal;

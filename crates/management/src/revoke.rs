@@ -1,7 +1,6 @@
 //! Revocation of outstanding tokens beyond one token: by secret, by app, by tenant.
 
-use tollgate_domain::{Revocation, RevocationTarget, TenantName};
-use tollgate_issuer::MAX_TOKEN_LIFETIME;
+use tollgate_domain::{MAX_TOKEN_LIFETIME, Revocation, RevocationTarget, TenantName};
 use tollgate_store::TenantRecord;
 
 use crate::auth::Principal;

@@ -4,7 +4,6 @@ use tollgate_domain::{
     Algorithm, ApiIdentifier, ClientId, ClientSecret, Scope, ScopeDefinition, ScopeSet, TenantName,
     TokenLifetime,
 };
-use tollgate_issuer::key_aad;
 use tollgate_keys::{SigningKey, generate_client_id, generate_client_secret, generate_id};
 use tollgate_store::{
     ApiRecord, AppRecord, GrantRecord, NewApp as NewAppRecords, NewTenant, SecretRecord,
@@ -305,9 +304,7 @@ impl Management {
                 })??
         };
         let (key, pkcs8) = generated;
-        let sealed = self
-            .master_key
-            .seal(&pkcs8, key_aad(tenant_id, &kid).as_bytes())?;
+        let sealed = self.master_key.seal_signing_key(tenant_id, &kid, &pkcs8)?;
         let now = self.clock.now();
         Ok(SigningKeyRecord {
             kid,
