@@ -22,7 +22,8 @@ pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use error::{ErrorCode, RateLimitState, ServiceError, UNAVAILABLE_RETRY_AFTER};
 pub use issuer::{IssuerTemplate, MANAGEMENT_API_SUFFIX};
 pub use names::{
-    Algorithm, ApiIdentifier, ClientId, InvalidValue, Scope, ScopeSet, TenantName, TokenLifetime,
+    Algorithm, ApiIdentifier, ClientId, InvalidValue, MAX_TOKEN_LIFETIME, Scope, ScopeSet,
+    TenantName, TokenLifetime,
 };
 pub use request::{
     IssuedToken, RequestOrigin, ScopeDefinition, TokenCallRequest, TokenRequest, TraceId, Transport,
