@@ -1,9 +1,12 @@
 //! Tollgate's gRPC API, generated from `proto/tollgate/v1/*.proto` (the single source of the
 //! API), plus the one translation of [`ErrorCode`](tollgate_domain::ErrorCode) into gRPC
-//! status codes ([`status`]) and conversions between wire and domain values ([`convert`]).
+//! status codes ([`status`]), conversions between wire and domain values ([`convert`]),
+//! and what servers and clients agree on beyond the messages ([`audit`], [`admin`]).
 //!
 //! Invariant: no business logic here; only shapes and their translation.
 
+pub mod admin;
+pub mod audit;
 pub mod convert;
 pub mod status;
 

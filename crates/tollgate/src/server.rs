@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tollgate_audit::{AuditConfig, AuditWriter};
 use tollgate_domain::{
-    AccessTokenClaims, ChangeListener, Clock, IssuedToken, SystemClock, TenantName,
+    AccessTokenClaims, ChangeListener, Clock, IssuedToken, TenantName,
     TokenCallRequest, TokenRequest,
 };
 use tollgate_gateway::listen::{Acceptor, GrpcConnectionLayer, Protocol};
@@ -34,8 +34,7 @@ use crate::message_limits::{
     MAX_MANAGEMENT_REQUEST_BYTES, MAX_TOKEN_REQUEST_BYTES, OversizedMessageLayer,
 };
 
-/// Name of the file, in the data dir, that receives the first admin credentials.
-pub const ADMIN_CREDENTIALS_FILE: &str = "admin-credentials.json";
+pub use tollgate_proto::admin::ADMIN_CREDENTIALS_FILE;
 
 /// The sockets `serve` accepts on.
 pub struct Listeners {
@@ -84,12 +83,13 @@ pub async fn serve(
     let connection_limits = config.connections.resolve(open_files, 2);
     let store = open_store(&config).await?;
     let master_key = Arc::new(config.load_master_key()?);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = Arc::clone(&config.clock);
+    let store = store.with_clock(Arc::clone(&clock));
     let state = match &config.redis_url {
-        Some(url) => SharedState::connect_redis(url)
+        Some(url) => SharedState::connect_redis_with_clock(url, Arc::clone(&clock))
             .await
             .context("cannot connect to TOLLGATE_REDIS_URL")?,
-        None => SharedState::in_process(),
+        None => SharedState::in_process_with_clock(Arc::clone(&clock)),
     };
     let catalog = Arc::new(Catalog::new(
         store.clone(),
@@ -97,7 +97,8 @@ pub async fn serve(
         config.issuer_template.clone(),
     ));
     // Every token request is recorded through this writer before it is answered.
-    let (audit, audit_task) = AuditWriter::start(store.clone(), AuditConfig::default());
+    let (audit, audit_task) =
+        AuditWriter::start_with_clock(store.clone(), AuditConfig::default(), Arc::clone(&clock));
     let issuer = Arc::new(Issuer::new(
         Arc::clone(&catalog),
         master_key.secret_hasher(),

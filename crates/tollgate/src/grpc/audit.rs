@@ -26,6 +26,7 @@ use tollgate_management::{
     AuditEntry, AuditListRequest, AuditOrder, AuditQuery, AuditTail, AuditTarget, MAX_EVENT_BYTES,
     Management, PageRequest, Principal,
 };
+use tollgate_proto::audit::{timestamp_of_ms, unix_ms};
 use tollgate_proto::status::{invalid_argument, to_status};
 use tollgate_proto::v1;
 use tollgate_proto::v1::audit_service_server::AuditService;
@@ -41,13 +42,11 @@ const STREAM_BUFFER: usize = 64;
 /// (4 MiB); a larger event is let through alone.
 const STREAM_BUFFER_BYTES: usize = 4 << 20;
 
-/// The largest message `AuditService` sends (17 MiB): the largest event returned whole
-/// (`tollgate_management::MAX_EVENT_BYTES`, 16 MiB by stored size, which is at least its
-/// encoded size) with room to spare for a page's tokens and framing. Pages of smaller
-/// events stay below 1 MiB. The server's encoding limit for the service, so that a
-/// miscount would fail the call rather than send a message clients refuse; and the
-/// decoding limit the CLI sets.
-pub const MAX_AUDIT_MESSAGE_BYTES: usize = (MAX_EVENT_BYTES as usize) + (1 << 20);
+pub use tollgate_proto::audit::MAX_AUDIT_MESSAGE_BYTES;
+
+// The largest event returned whole fits in a message, with 1 MiB to spare for a page's
+// tokens and framing.
+const _: () = assert!(MAX_EVENT_BYTES as usize + (1 << 20) <= MAX_AUDIT_MESSAGE_BYTES);
 
 /// A message of a stream and its share of [`STREAM_BUFFER_BYTES`], given back once the
 /// message has been taken for sending.
@@ -275,30 +274,6 @@ fn query(filter: Option<v1::AuditFilter>) -> Result<AuditQuery, InvalidValue> {
     })
 }
 
-/// A timestamp as Unix milliseconds, rounded up: events are stamped in whole milliseconds,
-/// so "at or after t" and "before t" both mean "at or after ⌈t⌉ ms".
-fn unix_ms(time: &prost_types::Timestamp, field: &'static str) -> Result<i64, InvalidValue> {
-    if !(0..1_000_000_000).contains(&time.nanos) {
-        return Err(InvalidValue::new(field, "has nanos out of range"));
-    }
-    time.seconds
-        .checked_mul(1_000)
-        .and_then(|ms| ms.checked_add(i64::from((time.nanos + 999_999) / 1_000_000)))
-        .ok_or_else(|| InvalidValue::new(field, "is out of range"))
-}
-
-/// Unix milliseconds as a timestamp; `None` outside the range a timestamp may hold
-/// (0001-01-01 to 9999-12-31).
-fn timestamp_of_ms(time_ms: i64) -> Option<prost_types::Timestamp> {
-    const MIN_SECONDS: i64 = -62_135_596_800;
-    const MAX_SECONDS: i64 = 253_402_300_799;
-    let seconds = time_ms.div_euclid(1_000);
-    let nanos = i32::try_from(time_ms.rem_euclid(1_000) * 1_000_000).ok()?;
-    (MIN_SECONDS..=MAX_SECONDS)
-        .contains(&seconds)
-        .then_some(prost_types::Timestamp { seconds, nanos })
-}
-
 /// A stored event on the wire, with its cursor.
 pub(crate) fn event_to_wire(entry: AuditEntry) -> v1::AuditEvent {
     let row = entry.row;
@@ -510,20 +485,9 @@ mod tests {
     }
 
     #[test]
-    fn times_convert_in_whole_milliseconds() {
-        let at = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
-        assert_eq!(unix_ms(&at(1, 0), "f"), Ok(1_000));
-        assert_eq!(unix_ms(&at(1, 1), "f"), Ok(1_001), "rounded up");
-        assert_eq!(unix_ms(&at(1, 999_000_000), "f"), Ok(1_999));
-        assert_eq!(unix_ms(&at(-1, 500_000_000), "f"), Ok(-500));
-        assert!(unix_ms(&at(1, -1), "f").is_err());
-        assert!(unix_ms(&at(i64::MAX, 0), "f").is_err());
-        assert_eq!(
-            timestamp_of_ms(1_700_000_000_123),
-            Some(at(1_700_000_000, 123_000_000))
-        );
-        assert_eq!(timestamp_of_ms(-1), Some(at(-1, 999_000_000)));
-        assert_eq!(timestamp_of_ms(i64::MAX), None);
+    fn the_wire_names_every_audit_action() {
+        let names: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(names, tollgate_proto::audit::AUDIT_ACTIONS);
     }
 
     #[test]
