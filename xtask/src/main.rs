@@ -1,18 +1,23 @@
 //! Development tasks, run as `cargo xtask <task>`:
 //!
-//! - `ci`: formatting check, clippy with warnings denied, then the whole test suite (the
-//!   server's `hostile` suite last, on its own, one test at a time). This is the README's
+//! - `ci`: formatting check, `tidy`, clippy with warnings denied, then the whole test suite
+//!   (the server's `hostile` suite last, on its own, one test at a time). This is the README's
 //!   test command and what `.ci/run` calls. PostgreSQL suites run when
 //!   `TOLLGATE_TEST_POSTGRES_URL` is set and skip loudly otherwise (with
 //!   `TOLLGATE_REQUIRE_BACKENDS=1` a skip fails the run).
 //! - `bench tokens`: builds the server and `tollgate-bench` in release, runs the token
 //!   benchmarks against a temporary server on loopback and prints the report behind the
 //!   performance targets; see [`bench`] and `cargo xtask bench tokens --help`.
+//! - `tidy`: every file opens with `//!`, the crate dependency arrows equal the table in
+//!   ARCHITECTURE.md, and only `tollgate-keys` (and the crates listed there, with their
+//!   reasons) uses ring; see [`tidy`]. `tidy --print-table` prints the table for the tree as
+//!   it is.
 //! - `demo`: builds the server and `tollgate-demo`, runs the archive scenario against a
 //!   throwaway `tollgate serve` and prints its narrative; see [`demo`].
 
 mod bench;
 mod demo;
+mod tidy;
 
 use std::process::Command;
 
@@ -25,9 +30,15 @@ fn main() -> anyhow::Result<()> {
         "ci" => ci(),
         "bench" => bench::bench(&args[1..]),
         "demo" => demo::demo(&args[1..]),
+        "tidy" => match args.get(1).map(String::as_str) {
+            None => tidy::tidy(),
+            Some("--print-table") => tidy::print_table(),
+            Some(other) => bail!("unknown option {other} (cargo xtask tidy [--print-table])"),
+        },
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | cargo xtask bench tokens [options] | cargo xtask demo"
+                "usage: cargo xtask ci | cargo xtask tidy [--print-table] | \
+                 cargo xtask bench tokens [options] | cargo xtask demo"
             );
             bail!("unknown task {task:?}")
         }
@@ -36,6 +47,8 @@ fn main() -> anyhow::Result<()> {
 
 fn ci() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
+    eprintln!("$ cargo xtask tidy");
+    tidy::tidy()?;
     cargo(&[
         "clippy",
         "--workspace",
