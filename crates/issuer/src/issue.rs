@@ -17,8 +17,12 @@ use tollgate_domain::{
 use tollgate_keys::{KeyError, SecretHasher, generate_jti};
 use tollgate_state::RateDecision;
 
-use crate::catalog::{AppView, Catalog, CatalogError, TenantView, USAGE_RECORD_INTERVAL};
-use crate::revocation::{RevocationError, Revocations};
+use tollgate_catalog::{
+    AppView, Catalog, CatalogError, RevocationError, Revocations, TenantView,
+    USAGE_RECORD_INTERVAL, verify_own_token,
+};
+use tollgate_state::SharedState;
+use tollgate_store::Store;
 
 /// Why a request failed. Messages are safe to return to the client.
 #[derive(Debug, thiserror::Error)]
@@ -101,12 +105,37 @@ impl Default for RateLimits {
     }
 }
 
+/// What an issuer is made of. The binary constructs each part (the catalog and revocations
+/// it also hands to management) and gives the issuer exactly these.
+pub struct IssuerParts {
+    /// The store: the tenant a token revocation is recorded for, and secrets' last uses.
+    pub store: Store,
+    /// The tenant read model every request reads.
+    pub catalog: Arc<Catalog>,
+    /// Where revocations are recorded and checked.
+    pub revocations: Arc<Revocations>,
+    /// The shared state: token-request and failed-authentication rate limits across
+    /// instances, and whether change notifications are heard.
+    pub shared: SharedState,
+    /// Checks client secrets.
+    pub hasher: SecretHasher,
+    /// Tells time.
+    pub clock: Arc<dyn Clock>,
+    /// Default rate limits.
+    pub limits: RateLimits,
+    /// Where every token request is recorded before it is answered.
+    pub audit: AuditWriter,
+}
+
 /// Issues access tokens from the catalog, and revokes and introspects them.
 pub struct Issuer {
+    store: Store,
     catalog: Arc<Catalog>,
     hasher: SecretHasher,
     clock: Arc<dyn Clock>,
     revocations: Arc<Revocations>,
+    /// Rate limits across instances; whether change notifications are heard.
+    shared: SharedState,
     limits: RateLimits,
     /// Last uses of secrets waiting to be written: (tenant id, secret id, time).
     usage: Mutex<Vec<(String, String, UnixTime)>>,
@@ -118,20 +147,25 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    /// An issuer reading `catalog`, checking secrets with `hasher`, telling time by `clock`.
-    pub fn new(
-        catalog: Arc<Catalog>,
-        hasher: SecretHasher,
-        clock: Arc<dyn Clock>,
-        revocations: Arc<Revocations>,
-        limits: RateLimits,
-        audit: AuditWriter,
-    ) -> Self {
+    /// An issuer of `parts`.
+    pub fn new(parts: IssuerParts) -> Self {
+        let IssuerParts {
+            store,
+            catalog,
+            revocations,
+            shared,
+            hasher,
+            clock,
+            limits,
+            audit,
+        } = parts;
         Self {
+            store,
             catalog,
             hasher,
             clock,
             revocations,
+            shared,
             limits,
             usage: Mutex::new(Vec::new()),
             audit,
@@ -139,14 +173,11 @@ impl Issuer {
         }
     }
 
-    /// The catalog this issuer reads.
-    pub fn catalog(&self) -> &Arc<Catalog> {
-        &self.catalog
-    }
-
-    /// The revocations this issuer checks.
-    pub fn revocations(&self) -> &Arc<Revocations> {
-        &self.revocations
+    /// Whether this instance hears change notifications (revocations on other instances)
+    /// as they happen; while it does not, a watcher must be re-sent the tenant's revocations
+    /// from time to time.
+    pub fn is_hearing_changes(&self) -> bool {
+        self.shared.is_listening()
     }
 
     /// Runs the client-credentials grant, and records it: a token is returned only once its
@@ -342,8 +373,7 @@ impl Issuer {
             return Ok(());
         }
         let tenant = self
-            .catalog
-            .store()
+            .store
             .find_tenant(&view.name)
             .await
             .map_err(RevocationError::from)?
@@ -394,21 +424,17 @@ impl Issuer {
                 now,
             )
             .await?;
-        let Ok(claims) = self
-            .revocations
-            .active_claims(&view, &request.token, None, now)
-            .await?
+        // Any of the tenant's audiences; an admin token also needs its live app.
+        let Ok(active) =
+            verify_own_token(&view, &self.revocations, &request.token, None, now).await?
         else {
             return Ok(None);
         };
-        let is_admin_token = claims.aud == view.management_audience;
-        if is_admin_token && view.live_app(&claims, now).is_err() {
+        let is_admin_token = active.admin_app.is_some();
+        if !may_see(&view, &request.client_id, &active.claims, is_admin_token) {
             return Ok(None);
         }
-        if !may_see(&view, &request.client_id, &claims, is_admin_token) {
-            return Ok(None);
-        }
-        Ok(Some(claims))
+        Ok(Some(active.claims))
     }
 
     /// Authenticates an app of `tenant` for a call that needs no more than being one (such
@@ -472,7 +498,7 @@ impl Issuer {
         if uses.is_empty() {
             return Ok(());
         }
-        self.catalog.store().touch_secrets(&uses).await
+        self.store.touch_secrets(&uses).await
     }
 
     /// Authenticates a client by its secret. Every failure is [`IssueError::InvalidClient`]
@@ -520,8 +546,7 @@ impl Issuer {
     ) -> IssueError {
         let limits = &self.limits;
         let by_client = self
-            .revocations
-            .state()
+            .shared
             .check_rate(
                 &format!("fail:client:{tenant}:{client_id}"),
                 limits.failures_per_second,
@@ -533,8 +558,7 @@ impl Issuer {
         }
         if let Some(source) = source {
             let by_source = self
-                .revocations
-                .state()
+                .shared
                 .check_rate(
                     &format!("fail:ip:{source}"),
                     limits.failures_per_second,
@@ -554,7 +578,7 @@ impl Issuer {
         view: &TenantView,
         app: &AppView,
     ) -> Result<(), IssueError> {
-        let state = self.revocations.state();
+        let state = &self.shared;
         let app_rate = app
             .rate_limit_per_second
             .map_or(self.limits.app_per_second, |rate| rate as f64);

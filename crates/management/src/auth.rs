@@ -1,7 +1,8 @@
 //! Who is calling, and what they may do.
 
+use tollgate_catalog::{CatalogError, InactiveToken, verify_own_token};
 use tollgate_domain::{Scope, ScopeSet, TenantName};
-use tollgate_verify::unverified_claim;
+use tollgate_verify::{VerifyError, unverified_claim};
 
 use crate::{ManageError, Management};
 
@@ -119,7 +120,7 @@ impl Management {
                 // The token may be fine: the caller is told to retry (UNAVAILABLE), not that
                 // its token is bad.
                 match error {
-                    tollgate_issuer::CatalogError::Store(error) => ManageError::Store(error),
+                    CatalogError::Store(error) => ManageError::Store(error),
                     _ => ManageError::Unauthenticated(
                         "admin token cannot be checked now".to_owned(),
                     ),
@@ -127,19 +128,28 @@ impl Management {
             })?
             .ok_or_else(|| unauthenticated("unknown issuer"))?;
         let now = self.clock.now();
-        let claims = self
-            .revocations
-            .active_claims(&view, token, Some(&view.management_audience), now)
-            .await
-            .map_err(|error| {
-                tracing::error!(error = %error, "cannot check an admin token's revocation");
-                // Fail closed, as UNAVAILABLE: the check, not the token, failed.
-                ManageError::Revocation(error)
-            })?
-            .map_err(|inactive| unauthenticated(&inactive.to_string()))?;
-        let app = view
-            .live_app(&claims, now)
-            .map_err(|inactive| unauthenticated(&inactive.to_string()))?;
+        let active = verify_own_token(
+            &view,
+            &self.revocations,
+            token,
+            Some(&view.management_audience),
+            now,
+        )
+        .await
+        .map_err(|error| {
+            tracing::error!(error = %error, "cannot check an admin token's revocation");
+            // Fail closed, as UNAVAILABLE: the check, not the token, failed.
+            ManageError::Revocation(error)
+        })?
+        .map_err(|inactive| unauthenticated(&inactive.to_string()))?;
+        // Checked for the Management API's audience, an active token has its live app.
+        let (claims, app) = match active.admin_app {
+            Some(app) => (active.claims, app),
+            None => {
+                let wrong = InactiveToken::Invalid(VerifyError::WrongAudience);
+                return Err(unauthenticated(&wrong.to_string()));
+            }
+        };
         let held = view
             .granted_scopes(app, &view.management_audience)
             .unwrap_or_default();

@@ -27,8 +27,8 @@ mod trail;
 
 use std::sync::Arc;
 
+use tollgate_catalog::{Catalog, Revocations};
 use tollgate_domain::{ChangeListener, Clock, ErrorCode, InvalidValue, IssuerTemplate};
-use tollgate_issuer::{Catalog, Issuer, Revocations};
 use tollgate_keys::{KeyError, MasterKey, SecretHasher};
 use tollgate_store::{Store, StoreError};
 
@@ -74,7 +74,7 @@ pub enum ManageError {
     Keys(#[from] KeyError),
     /// A revocation could not be recorded.
     #[error("revocation unavailable")]
-    Revocation(#[from] tollgate_issuer::RevocationError),
+    Revocation(#[from] tollgate_catalog::RevocationError),
 }
 
 impl ManageError {
@@ -163,6 +163,27 @@ pub struct Management {
     keys: KeyPolicy,
 }
 
+/// What management is made of. The binary constructs each part (the store, catalog and
+/// revocations it also hands to the issuer) and gives management exactly these.
+pub struct ManagementParts {
+    /// Where every change is written.
+    pub store: Store,
+    /// The tenant read model, whose views check admin tokens.
+    pub catalog: Arc<Catalog>,
+    /// Where revocations are recorded, and admin tokens checked against them.
+    pub revocations: Arc<Revocations>,
+    /// Told of every committed change.
+    pub listener: Arc<dyn ChangeListener>,
+    /// Issuer URLs and Management API audiences of tenants.
+    pub issuer_template: IssuerTemplate,
+    /// Seals new signing keys; derives the client-secret hasher.
+    pub master_key: Arc<MasterKey>,
+    /// Tells time.
+    pub clock: Arc<dyn Clock>,
+    /// How signing keys are rotated.
+    pub keys: KeyPolicy,
+}
+
 /// How signing keys are rotated.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyPolicy {
@@ -177,19 +198,18 @@ impl Management {
         self.clock.now()
     }
 
-    /// Wires the services over the issuer's store, catalog (whose public keys check admin
-    /// tokens) and revocations. `listener` is told of every committed change.
-    pub fn new(
-        issuer: &Issuer,
-        listener: Arc<dyn ChangeListener>,
-        issuer_template: IssuerTemplate,
-        master_key: Arc<MasterKey>,
-        clock: Arc<dyn Clock>,
-        keys: KeyPolicy,
-    ) -> Self {
-        let catalog = Arc::clone(issuer.catalog());
-        let store = catalog.store().clone();
-        let revocations = Arc::clone(issuer.revocations());
+    /// The management services of `parts`.
+    pub fn new(parts: ManagementParts) -> Self {
+        let ManagementParts {
+            store,
+            catalog,
+            revocations,
+            listener,
+            issuer_template,
+            master_key,
+            clock,
+            keys,
+        } = parts;
         let hasher = master_key.secret_hasher();
         Self {
             store,

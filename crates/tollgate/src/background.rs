@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
+use tollgate_catalog::{Catalog, Revocations};
 use tollgate_domain::{ChangeListener, Clock, TenantName};
-use tollgate_issuer::{Catalog, Issuer};
+use tollgate_issuer::Issuer;
 use tollgate_management::Management;
 use tollgate_state::{ChangeEvent, SharedState};
+use tollgate_store::Store;
 
 /// How often the change log is polled: the worst-case staleness when a notification is lost.
 const CHANGE_POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -53,9 +55,13 @@ impl ChangeListener for Broadcaster {
 
 /// Everything the loops need.
 pub struct Background {
+    /// The store (the change log, purges).
+    pub store: Store,
     /// The catalog to invalidate.
     pub catalog: Arc<Catalog>,
-    /// Issuance (revocations, usage).
+    /// Revocations (repopulation of the shared copy, purge).
+    pub revocations: Arc<Revocations>,
+    /// Issuance (secrets' last uses, aggregated refusals).
     pub issuer: Arc<Issuer>,
     /// Management (key rotation).
     pub management: Arc<Management>,
@@ -109,7 +115,7 @@ impl Background {
     async fn poll_change_log(self: Arc<Self>, stop: watch::Receiver<bool>) {
         every(CHANGE_POLL_INTERVAL, stop, || async {
             let since = self.clock.now() - CHANGE_POLL_LOOKBACK;
-            match self.catalog.store().changed_tenants_since(since).await {
+            match self.store.changed_tenants_since(since).await {
                 Ok(changed) => {
                     for tenant in changed {
                         if self.catalog.is_cached(&tenant) {
@@ -126,8 +132,7 @@ impl Background {
     async fn repopulate_revocations(self: Arc<Self>, stop: watch::Receiver<bool>) {
         every(REPOPULATE_INTERVAL, stop, || async {
             if let Err(error) = self
-                .issuer
-                .revocations()
+                .revocations
                 .repopulate_if_needed(self.clock.now())
                 .await
             {
@@ -153,15 +158,15 @@ impl Background {
     async fn purge(self: Arc<Self>, stop: watch::Receiver<bool>) {
         every(PURGE_INTERVAL, stop, || async {
             let now = self.clock.now();
-            if let Err(error) = self.issuer.revocations().purge(now).await {
+            if let Err(error) = self.revocations.purge(now).await {
                 tracing::warn!(error = %error, "cannot purge expired revocations");
             }
-            if let Err(error) = self.catalog.store().purge_change_log(now - 3_600).await {
+            if let Err(error) = self.store.purge_change_log(now - 3_600).await {
                 tracing::warn!(error = %error, "cannot purge the change log");
             }
             if let Some(retention) = self.audit_retention {
                 let before_ms = tollgate_audit::now_ms().saturating_sub(retention * 1_000);
-                match self.catalog.store().purge_audit_before(before_ms).await {
+                match self.store.purge_audit_before(before_ms).await {
                     Ok(0) => {}
                     Ok(deleted) => tracing::info!(deleted, "audit records past retention purged"),
                     Err(error) => tracing::warn!(error = %error, "cannot purge old audit records"),

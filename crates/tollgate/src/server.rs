@@ -9,14 +9,15 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tollgate_audit::{AuditConfig, AuditWriter};
+use tollgate_catalog::{Catalog, Revocations};
 use tollgate_domain::{
-    AccessTokenClaims, ChangeListener, Clock, IssuedToken, TenantName,
-    TokenCallRequest, TokenRequest,
+    AccessTokenClaims, ChangeListener, Clock, IssuedToken, TenantName, TokenCallRequest,
+    TokenRequest,
 };
 use tollgate_gateway::listen::{Acceptor, GrpcConnectionLayer, Protocol};
 use tollgate_gateway::{BackendError, ConnectionLimits, GatewayConfig, TenantKeys, TokenBackend};
-use tollgate_issuer::{Catalog, Issuer, Revocations};
-use tollgate_management::{AdminCredentials, KeyPolicy, Management};
+use tollgate_issuer::{Issuer, IssuerParts};
+use tollgate_management::{AdminCredentials, KeyPolicy, Management, ManagementParts};
 use tollgate_proto::v1::api_service_server::ApiServiceServer;
 use tollgate_proto::v1::app_service_server::AppServiceServer;
 use tollgate_proto::v1::audit_service_server::AuditServiceServer;
@@ -99,28 +100,33 @@ pub async fn serve(
     // Every token request is recorded through this writer before it is answered.
     let (audit, audit_task) =
         AuditWriter::start_with_clock(store.clone(), AuditConfig::default(), Arc::clone(&clock));
-    let issuer = Arc::new(Issuer::new(
-        Arc::clone(&catalog),
-        master_key.secret_hasher(),
-        Arc::clone(&clock),
-        Arc::new(Revocations::new(store.clone(), state.clone())),
-        config.rate_limits,
+    let revocations = Arc::new(Revocations::new(store.clone(), state.clone()));
+    let issuer = Arc::new(Issuer::new(IssuerParts {
+        store: store.clone(),
+        catalog: Arc::clone(&catalog),
+        revocations: Arc::clone(&revocations),
+        shared: state.clone(),
+        hasher: master_key.secret_hasher(),
+        clock: Arc::clone(&clock),
+        limits: config.rate_limits,
         audit,
-    ));
+    }));
     let listener: Arc<dyn ChangeListener> = Arc::new(Broadcaster {
         catalog: Arc::clone(&catalog),
         state: state.clone(),
     });
-    let management = Arc::new(Management::new(
-        &issuer,
+    let management = Arc::new(Management::new(ManagementParts {
+        store: store.clone(),
+        catalog: Arc::clone(&catalog),
+        revocations: Arc::clone(&revocations),
         listener,
-        config.issuer_template.clone(),
-        Arc::clone(&master_key),
-        Arc::clone(&clock),
-        KeyPolicy {
+        issuer_template: config.issuer_template.clone(),
+        master_key: Arc::clone(&master_key),
+        clock: Arc::clone(&clock),
+        keys: KeyPolicy {
             propagation_delay: config.key_propagation_delay,
         },
-    ));
+    }));
     if let Some(credentials) = management.bootstrap().await? {
         announce_admin_credentials(&config.data_dir, &credentials)?;
     }
@@ -131,7 +137,9 @@ pub async fn serve(
         let _ = stop_sender.send(true);
     });
     let background = Arc::new(Background {
+        store: store.clone(),
         catalog: Arc::clone(&catalog),
+        revocations,
         issuer: Arc::clone(&issuer),
         management: Arc::clone(&management),
         state: state.clone(),

@@ -263,7 +263,7 @@ async fn follow_revocations(
             () = sender.closed() => return,
             _ = heartbeat.tick() => Some(Ok(message(false, Vec::new()))),
             _ = resync.tick() => {
-                if issuer.revocations().state().is_listening() {
+                if issuer.is_hearing_changes() {
                     None
                 } else {
                     match issuer.live_revocations(&tenant_id).await {

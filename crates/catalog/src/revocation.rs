@@ -6,12 +6,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tollgate_domain::{AccessTokenClaims, Revocation, TokenFacts, UnixTime};
+use tollgate_domain::{Revocation, TokenFacts, UnixTime};
 use tollgate_keys::generate_id;
 use tollgate_state::{RevocationStatus, SharedState};
 use tollgate_store::{AuditAppend, Store, StoreError, TenantRecord};
-
-use crate::catalog::{InactiveToken, TenantView};
 
 /// Why a revocation could not be recorded or checked.
 #[derive(Debug, thiserror::Error)]
@@ -46,11 +44,6 @@ impl Revocations {
         }
     }
 
-    /// The shared state.
-    pub fn state(&self) -> &SharedState {
-        &self.state
-    }
-
     /// Records `revocation` in the database, with its audit events in the same transaction,
     /// then in the shared state. Succeeds once the database has it: if the shared state is
     /// down, checks fail closed meanwhile and the copy is repaired by the next repopulation.
@@ -79,7 +72,8 @@ impl Revocations {
         Ok(())
     }
 
-    /// Whether the token is revoked.
+    /// Whether the token is revoked: the shared state answers, or the database when the
+    /// shared state cannot vouch for its contents. An error when neither can be read.
     pub async fn is_revoked(
         &self,
         token: &TokenFacts<'_>,
@@ -102,34 +96,6 @@ impl Revocations {
                 Ok(matching.iter().any(|revocation| revocation.covers(token)))
             }
         }
-    }
-
-    /// The claims of `token` if it is one of `view`'s own tokens (for `audience`, or any, see
-    /// [`TenantView::verify_own`]: no leeway) and is not revoked at `now`. The one check of
-    /// the server's own tokens, behind introspection and admin-token authentication; the outer
-    /// error is revocation state that cannot be read (the caller fails closed).
-    pub async fn active_claims(
-        &self,
-        view: &TenantView,
-        token: &str,
-        audience: Option<&str>,
-        now: UnixTime,
-    ) -> Result<Result<AccessTokenClaims, InactiveToken>, RevocationError> {
-        let claims = match view.verify_own(token, audience) {
-            Ok(claims) => claims,
-            Err(inactive) => return Ok(Err(inactive)),
-        };
-        let facts = TokenFacts {
-            tenant_id: &claims.cid,
-            jti: &claims.jti,
-            sid: &claims.sid,
-            client_id: &claims.client_id,
-            iat: claims.iat,
-        };
-        if self.is_revoked(&facts, now).await? {
-            return Ok(Err(InactiveToken::Revoked));
-        }
-        Ok(Ok(claims))
     }
 
     /// Copies every live revocation from the database to the shared state when the shared

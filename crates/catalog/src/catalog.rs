@@ -1,6 +1,6 @@
-//! The in-memory read model of each tenant's configuration that issuance needs: APIs, apps
-//! with their grants and secret hashes, and parsed signing keys. Loaded from the store on
-//! first use, dropped when management reports a change.
+//! The in-memory read model of each tenant's configuration that issuance and management's
+//! admin-token checks need: APIs, apps with their grants and secret hashes, and parsed signing
+//! keys. Loaded from the store on first use, dropped when a change is reported.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -8,18 +8,18 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 use tollgate_domain::{
-    AccessTokenClaims, Algorithm, ApiIdentifier, ChangeListener, ClientId, IssuerTemplate,
-    ScopeSet, TenantName, TokenLifetime, UnixTime,
+    Algorithm, ApiIdentifier, ChangeListener, ClientId, IssuerTemplate, ScopeSet, TenantName,
+    TokenLifetime, UnixTime,
 };
 use tollgate_keys::{MasterKey, SigningKey, jwks_json};
 use tollgate_store::{Store, StoreError, TenantSnapshot};
-use tollgate_verify::{Expectations, KeySet, VerifyError, unverified_claim, verify};
+use tollgate_verify::KeySet;
 
 /// Beyond this many cached "no such tenant" answers, they are all forgotten, so that probing
 /// random tenant names cannot grow memory without bound.
 const MAX_ABSENT_ENTRIES: usize = 10_000;
 
-/// An API as issuance sees it.
+/// An API as the catalog holds it.
 #[derive(Debug)]
 pub struct ApiView {
     /// Database id, the key of grants.
@@ -50,7 +50,7 @@ pub struct SecretView {
 /// Seconds between two last-used records of one secret.
 pub const USAGE_RECORD_INTERVAL: i64 = 30;
 
-/// An app as issuance sees it.
+/// An app as the catalog holds it.
 pub struct AppView {
     /// The client id.
     pub client_id: ClientId,
@@ -64,7 +64,7 @@ pub struct AppView {
     pub rate_limit_per_second: Option<i64>,
 }
 
-/// Everything issuance needs about one tenant, immutable once built.
+/// Everything issuance and admin-token checks need about one tenant, immutable once built.
 pub struct TenantView {
     /// The tenant's id (`cid`).
     pub id: String,
@@ -127,95 +127,6 @@ impl TenantView {
                 .filter(|ring_key| ring_key.remove_at.is_none_or(|remove_at| now < remove_at))
                 .map(|ring_key| &ring_key.public_jwk),
         )
-    }
-}
-
-/// Why a token the tenant issued is not active for the one who presents it. Messages are safe
-/// to return to the token's holder (they name no secret and no other party).
-#[derive(Debug, thiserror::Error)]
-pub enum InactiveToken {
-    /// Not a valid token of this tenant for that audience: malformed, unknown key, bad
-    /// signature, wrong `typ`, `iss` or `aud`, expired or not yet valid.
-    #[error("{0}")]
-    Invalid(#[from] VerifyError),
-    /// Signed by this tenant's keys but naming another tenant's id (`cid`).
-    #[error("token was issued to another tenant")]
-    ForeignTenant,
-    /// Revoked: by itself, its secret, its app or its tenant.
-    #[error("token has been revoked")]
-    Revoked,
-    /// The app it was issued to has been deleted.
-    #[error("the app it was issued to no longer exists")]
-    UnknownApp,
-    /// The app it was issued to is blocked.
-    #[error("the app it was issued to is blocked")]
-    BlockedApp,
-    /// The client secret that obtained it (`sid`) has ended or been removed.
-    #[error("the client secret that obtained it has ended")]
-    SecretEnded,
-}
-
-impl TenantView {
-    /// Verifies a token this tenant signed: a `kid` of its ring, the key's algorithm, `typ`,
-    /// `iss`, `aud` = `audience` (or, with `None`, whatever audience the token names: read
-    /// unverified only to say what to expect, then covered by the signature), `exp` and `nbf`
-    /// **with no leeway** (the server judges its own tokens by its own clock; leeway is for
-    /// other parties' clocks), and `cid` = this tenant. Revocation is checked by
-    /// [`crate::Revocations::active_claims`], which calls this.
-    pub fn verify_own(
-        &self,
-        token: &str,
-        audience: Option<&str>,
-    ) -> Result<AccessTokenClaims, InactiveToken> {
-        let audience = match audience {
-            Some(audience) => audience.to_owned(),
-            None => unverified_claim(token, "aud").ok_or(VerifyError::Malformed)?,
-        };
-        let expected = Expectations {
-            issuer: self.issuer.clone(),
-            audience,
-            leeway_seconds: 0,
-        };
-        let claims = verify(token, &self.key_set, &expected)?;
-        if claims.cid != self.id {
-            return Err(InactiveToken::ForeignTenant);
-        }
-        Ok(claims)
-    }
-
-    /// The app holding `claims`, if it may still use them at `now`: it exists, is not
-    /// blocked, and the secret that obtained the token (`sid`) is still live.
-    pub fn live_app(
-        &self,
-        claims: &AccessTokenClaims,
-        now: UnixTime,
-    ) -> Result<&AppView, InactiveToken> {
-        let app = ClientId::parse(&claims.client_id)
-            .ok()
-            .and_then(|client_id| self.apps.get(&client_id))
-            .ok_or(InactiveToken::UnknownApp)?;
-        if app.is_blocked {
-            return Err(InactiveToken::BlockedApp);
-        }
-        let is_secret_live = app.secrets.iter().any(|secret| {
-            secret.id == claims.sid && secret.expires_at.is_none_or(|expires_at| now < expires_at)
-        });
-        if !is_secret_live {
-            return Err(InactiveToken::SecretEnded);
-        }
-        Ok(app)
-    }
-
-    /// The scopes `app` holds on the API `audience` now: its grant, less any scope the API no
-    /// longer defines. `None` when it holds no grant there (or the API does not exist); a
-    /// grant without scopes is `Some` of an empty set.
-    pub fn granted_scopes(&self, app: &AppView, audience: &str) -> Option<ScopeSet> {
-        let api = ApiIdentifier::parse(audience)
-            .ok()
-            .and_then(|identifier| self.apis.get(&identifier))?;
-        app.grants
-            .get(&api.id)
-            .map(|granted| granted.intersection(&api.scopes))
     }
 }
 
@@ -303,11 +214,6 @@ impl Catalog {
             entries.insert(name.clone(), entry);
         }
         Ok(view)
-    }
-
-    /// The store the catalog reads.
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 
     /// Forgets everything cached (a change notification may have been missed).
@@ -455,148 +361,5 @@ impl Catalog {
 impl ChangeListener for Catalog {
     fn tenant_changed(&self, tenant: &TenantName) {
         self.invalidate(tenant);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    //! The checks of the server's own tokens, on a hand-built view: no leeway on `exp`, the
-    //! tenant's `cid`, and the app behind a token (deleted, blocked, secret ended).
-
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    use super::*;
-
-    type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
-
-    const ISSUER: &str = "http://acme.hub.localhost:8080/";
-    const MANAGE: &str = "http://acme.hub.localhost:8080/manage";
-
-    fn now() -> UnixTime {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_secs() as i64)
-    }
-
-    /// A view of tenant `ten_1` with one ES256 key and one app `app1` whose secret `sec_1`
-    /// ends at `secret_end`, blocked or not; and the key, to sign with.
-    fn view(
-        is_blocked: bool,
-        secret_end: Option<UnixTime>,
-    ) -> TestResult<(TenantView, Arc<SigningKey>)> {
-        let (key, _) = SigningKey::generate(Algorithm::Es256, "k1".to_owned())?;
-        let key = Arc::new(key);
-        let public_jwk = key.public_jwk();
-        let key_set = KeySet::from_jwks(std::slice::from_ref(&public_jwk))?;
-        let client_id = ClientId::parse("app1")?;
-        let app = AppView {
-            client_id: client_id.clone(),
-            is_blocked,
-            secrets: vec![SecretView {
-                id: "sec_1".to_owned(),
-                hash: String::new(),
-                expires_at: secret_end,
-                last_recorded: AtomicI64::new(0),
-            }],
-            grants: HashMap::new(),
-            rate_limit_per_second: None,
-        };
-        let view = TenantView {
-            id: "ten_1".to_owned(),
-            audit_id: tollgate_audit::Identifier::parse("ten_1")?,
-            name: TenantName::parse("acme")?,
-            issuer: ISSUER.to_owned(),
-            management_audience: MANAGE.to_owned(),
-            signing_alg: Algorithm::Es256,
-            apis: HashMap::new(),
-            apps: HashMap::from([(client_id, app)]),
-            keys: vec![RingKey {
-                key: Arc::clone(&key),
-                public_jwk,
-                activate_at: 0,
-                retire_at: None,
-                remove_at: None,
-            }],
-            key_set,
-            rate_limit_per_second: None,
-        };
-        Ok((view, key))
-    }
-
-    /// An admin token of `app1` (secret `sec_1`) of tenant `cid`, expiring at `exp`.
-    fn token(key: &SigningKey, cid: &str, exp: UnixTime) -> TestResult<String> {
-        let claims = AccessTokenClaims {
-            iss: ISSUER.to_owned(),
-            sub: "app1@client".to_owned(),
-            aud: MANAGE.to_owned(),
-            iat: exp - 300,
-            nbf: exp - 300,
-            exp,
-            jti: "jti1".to_owned(),
-            cid: cid.to_owned(),
-            sid: "sec_1".to_owned(),
-            scp: vec!["apps:read".to_owned()],
-            scope: "apps:read".to_owned(),
-            client_id: "app1".to_owned(),
-            gty: "client_credentials".to_owned(),
-        };
-        Ok(key.sign_token(&claims)?)
-    }
-
-    #[test]
-    fn own_tokens_get_no_leeway_after_exp() -> TestResult {
-        let (view, key) = view(false, None)?;
-        let live = token(&key, "ten_1", now() + 60)?;
-        assert_eq!(view.verify_own(&live, Some(MANAGE))?.jti, "jti1");
-        assert_eq!(view.verify_own(&live, None)?.aud, MANAGE);
-        // Five seconds past exp: a foreign verifier's 30 s of leeway would still accept it.
-        let expired = token(&key, "ten_1", now() - 5)?;
-        assert!(matches!(
-            view.verify_own(&expired, Some(MANAGE)),
-            Err(InactiveToken::Invalid(VerifyError::Expired))
-        ));
-        assert!(matches!(
-            view.verify_own(&live, Some("https://archive.example.com/")),
-            Err(InactiveToken::Invalid(VerifyError::WrongAudience))
-        ));
-        assert!(matches!(
-            view.verify_own(&token(&key, "ten_2", now() + 60)?, None),
-            Err(InactiveToken::ForeignTenant)
-        ));
-        Ok(())
-    }
-
-    #[test]
-    fn own_tokens_need_a_live_app_and_secret() -> TestResult {
-        let now = now();
-        let (view, key) = view(false, Some(now + 10))?;
-        let claims = view.verify_own(&token(&key, "ten_1", now + 60)?, None)?;
-        assert!(view.live_app(&claims, now).is_ok());
-        assert!(matches!(
-            view.live_app(&claims, now + 10),
-            Err(InactiveToken::SecretEnded)
-        ));
-        let other_secret = AccessTokenClaims {
-            sid: "sec_2".to_owned(),
-            ..claims.clone()
-        };
-        assert!(matches!(
-            view.live_app(&other_secret, now),
-            Err(InactiveToken::SecretEnded)
-        ));
-        let deleted = AccessTokenClaims {
-            client_id: "app2".to_owned(),
-            ..claims.clone()
-        };
-        assert!(matches!(
-            view.live_app(&deleted, now),
-            Err(InactiveToken::UnknownApp)
-        ));
-        let (blocked, _) = self::view(true, None)?;
-        assert!(matches!(
-            blocked.live_app(&claims, now),
-            Err(InactiveToken::BlockedApp)
-        ));
-        Ok(())
     }
 }
