@@ -305,7 +305,7 @@ pub struct AuditEvent {
     pub tenant_id: Identifier,
     /// The tenant's name at the time.
     pub tenant_name: TenantName,
-    /// When it happened, in Unix milliseconds ([`crate::now_ms`]).
+    /// When it happened, in Unix milliseconds ([`crate::AuditWriter::now_ms`]).
     pub time_ms: i64,
     /// What happened.
     pub action: AuditAction,

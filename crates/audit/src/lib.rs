@@ -78,15 +78,3 @@ pub use event::{
 };
 pub use tollgate_domain::Transport;
 pub use writer::{AuditConfig, AuditStats, AuditWriter};
-
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// The current time in Unix milliseconds, for [`AuditEvent::time_ms`]; 0 if the system
-/// clock is before 1970.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
-}

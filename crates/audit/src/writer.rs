@@ -23,6 +23,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
+use tollgate_domain::{Clock, SystemClock};
 use tollgate_keys::sha256;
 use tollgate_store::{AuditHead, AuditRow, Store};
 
@@ -103,6 +104,7 @@ enum Command {
 pub struct AuditWriter {
     commands: mpsc::Sender<Command>,
     counters: Arc<Counters>,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for AuditWriter {
@@ -116,8 +118,18 @@ impl fmt::Debug for AuditWriter {
 impl AuditWriter {
     /// Starts the writer task on the current Tokio runtime. It ends after
     /// [`AuditWriter::shutdown`], or once every handle is dropped, in both cases after
-    /// committing everything queued.
+    /// committing everything queued. Events are stamped by the system clock
+    /// ([`AuditWriter::now_ms`]).
     pub fn start(store: Store, config: AuditConfig) -> (AuditWriter, JoinHandle<()>) {
+        Self::start_with_clock(store, config, Arc::new(SystemClock))
+    }
+
+    /// [`AuditWriter::start`], with events stamped by `clock`.
+    pub fn start_with_clock(
+        store: Store,
+        config: AuditConfig,
+        clock: Arc<dyn Clock>,
+    ) -> (AuditWriter, JoinHandle<()>) {
         let config = AuditConfig {
             max_batch: config.max_batch.max(1),
             queue_capacity: config.queue_capacity.max(1),
@@ -126,7 +138,23 @@ impl AuditWriter {
         let (commands, receiver) = mpsc::channel(config.queue_capacity);
         let counters = Arc::new(Counters::default());
         let task = tokio::spawn(run(store, config, receiver, Arc::clone(&counters)));
-        (AuditWriter { commands, counters }, task)
+        let writer = AuditWriter {
+            commands,
+            counters,
+            clock,
+        };
+        (writer, task)
+    }
+
+    /// The current time of the writer's clock in Unix milliseconds: the
+    /// [`AuditEvent::time_ms`] of an event happening now.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The clock events are stamped by.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Records `event`, returning once the transaction holding it has committed.

@@ -18,7 +18,7 @@ mod secret;
 
 pub use bearer::bearer_token;
 pub use claims::{AccessTokenClaims, GRANT_TYPE_CLIENT_CREDENTIALS};
-pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
+pub use clock::{Clock, ManualClock, SystemClock, TestClock, UnixTime};
 pub use error::{ErrorCode, RateLimitState, ServiceError, UNAVAILABLE_RETRY_AFTER};
 pub use issuer::{IssuerTemplate, MANAGEMENT_API_SUFFIX};
 pub use names::{

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tollgate_audit::{
     AuditAction, AuditError, AuditEvent, AuditWriter, ChangeEvents, CountedBy, DenialCounter,
-    Identifier, Outcome, now_ms,
+    Identifier, Outcome,
 };
 
 use tollgate_domain::{
@@ -202,6 +202,7 @@ impl Issuer {
                     secret_id.as_deref(),
                     AuditAction::TokenIssued,
                     Outcome::Granted,
+                    self.clock.now_ms(),
                 );
                 event.jti = Identifier::parse(&jti).ok();
                 event.set_scopes_granted(issued.scopes.iter().map(|s| s.as_str()));
@@ -323,7 +324,14 @@ impl Issuer {
         } else {
             CountedBy::Source
         };
-        let mut event = token_event(view, request, secret_id, action, Outcome::Denied);
+        let mut event = token_event(
+            view,
+            request,
+            secret_id,
+            action,
+            Outcome::Denied,
+            self.clock.now_ms(),
+        );
         event.error = Some(error.code());
         if unknown_tenant {
             event.resource = Identifier::parse(&format!("tenant/{}", request.tenant)).ok();
@@ -341,7 +349,7 @@ impl Issuer {
         let due = if is_final {
             self.denials.take_all()
         } else {
-            self.denials.take_due(now_ms())
+            self.denials.take_due(self.clock.now_ms())
         };
         let count = due.len();
         self.audit.record_all(due).await?;
@@ -381,7 +389,7 @@ impl Issuer {
         let mut event = AuditEvent::new(
             view.audit_id.clone(),
             view.name.clone(),
-            now_ms(),
+            self.clock.now_ms(),
             AuditAction::TokenRevoked,
             Outcome::Ok,
         );
@@ -653,19 +661,20 @@ impl Issuer {
 }
 
 /// A token request's event, before its outcome's details: the tenant, the client as actor,
-/// what it asked for, and where the request came from. Values that could not be recorded
-/// (say, an audience holding something that looks like a secret) are left out.
+/// what it asked for, and where the request came from, at `time_ms`. Values that could not be
+/// recorded (say, an audience holding something that looks like a secret) are left out.
 fn token_event(
     view: &TenantView,
     request: &TokenRequest,
     secret_id: Option<&str>,
     action: AuditAction,
     result: Outcome,
+    time_ms: i64,
 ) -> AuditEvent {
     let mut event = AuditEvent::new(
         view.audit_id.clone(),
         view.name.clone(),
-        now_ms(),
+        time_ms,
         action,
         result,
     );

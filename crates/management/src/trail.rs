@@ -4,9 +4,8 @@
 //! Invariant: a change event names the fields a change touched, never their values, and no
 //! secret or hash of one (the event types refuse them anyway).
 
-use tollgate_audit::{
-    AuditAction, AuditEvent, ChangeEvents, FieldName, Identifier, Outcome, now_ms,
-};
+use tollgate_audit::{AuditAction, AuditEvent, ChangeEvents, FieldName, Identifier, Outcome};
+use tollgate_domain::{Clock, SystemClock};
 use tollgate_store::TenantRecord;
 
 use crate::ManageError;
@@ -58,7 +57,8 @@ impl Change {
         let mut event = AuditEvent::new(
             tenant_id,
             tenant.name.clone(),
-            now_ms(),
+            // Not yet the service's injected clock: `Change::new` has no way to it.
+            SystemClock.now_ms(),
             action,
             Outcome::Ok,
         );

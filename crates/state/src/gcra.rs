@@ -10,8 +10,10 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tollgate_domain::Clock;
 
 use crate::RateDecision;
 
@@ -115,7 +117,8 @@ pub(crate) fn decide(stored: Option<u64>, now: u64, limit: Limit) -> (Outcome, O
 pub(crate) struct LocalLimiter {
     shards: Vec<Mutex<Shard>>,
     hasher: RandomState,
-    anchor: Instant,
+    /// Whose monotonic reading is the limiter's time.
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Default)]
@@ -125,17 +128,18 @@ struct Shard {
 }
 
 impl LocalLimiter {
-    pub(crate) fn new() -> Self {
+    /// A limiter timed by `clock`'s monotonic reading.
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
-            anchor: Instant::now(),
+            clock,
         }
     }
 
     /// Microseconds on this limiter's monotonic clock.
     pub(crate) fn now_us(&self) -> u64 {
-        u64::try_from(self.anchor.elapsed().as_micros()).unwrap_or(u64::MAX)
+        u64::try_from(self.clock.monotonic().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Checks and consumes one unit of `key` now.
@@ -232,7 +236,7 @@ mod tests {
     #[test]
     fn burst_then_steady_rate() {
         let limit = Limit::new(2.0, 3); // one unit every 500 ms, three at once
-        let limiter = LocalLimiter::new();
+        let limiter = LocalLimiter::new(Arc::new(tollgate_domain::SystemClock));
         let t0 = 1_000 * SECOND;
         let first = limiter.check_at("k", limit, t0);
         assert_eq!(
@@ -281,7 +285,7 @@ mod tests {
     #[test]
     fn sustained_rate_is_enforced() {
         let limit = Limit::new(10.0, 5);
-        let limiter = LocalLimiter::new();
+        let limiter = LocalLimiter::new(Arc::new(tollgate_domain::SystemClock));
         // 100 requests per second for 10 s: 5 of burst + 10/s × 10 s.
         let admitted = (0..1_000u64)
             .filter(|i| limiter.check_at("k", limit, i * SECOND / 100).allowed)
@@ -292,7 +296,7 @@ mod tests {
     #[test]
     fn full_buckets_are_pruned() {
         let limit = Limit::new(1.0, 2);
-        let limiter = LocalLimiter::new();
+        let limiter = LocalLimiter::new(Arc::new(tollgate_domain::SystemClock));
         for i in 0..1_000 {
             limiter.check_at(&format!("key-{i}"), limit, 0);
         }

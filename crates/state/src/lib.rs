@@ -168,9 +168,10 @@ impl SharedState {
         Self::in_process_with_clock(SystemClock)
     }
 
-    /// In-process backend whose revocations expire by `clock` (tests move a
-    /// [`ManualClock`](tollgate_domain::ManualClock)). Rate limits always use the monotonic
-    /// clock.
+    /// In-process backend timed by `clock`: revocations expire by its wall time, rate
+    /// limits refill by its monotonic reading (tests move a
+    /// [`ManualClock`](tollgate_domain::ManualClock) or a
+    /// [`TestClock`](tollgate_domain::TestClock)).
     pub fn in_process_with_clock(clock: impl Clock) -> SharedState {
         SharedState {
             backend: Arc::new(Backend::Memory(MemoryBackend::new(Arc::new(clock)))),
@@ -180,7 +181,7 @@ impl SharedState {
     /// Redis backend (`redis://host:port/db`). Connects eagerly (a command connection and the
     /// change subscription) and fails if Redis is unreachable at start.
     pub async fn connect_redis(url: &str) -> Result<SharedState, StateError> {
-        Self::connect_redis_with_prefix(url, keys::DEFAULT_PREFIX).await
+        Self::connect_redis_with_clock(url, Arc::new(SystemClock)).await
     }
 
     /// [`connect_redis`](Self::connect_redis) with every key and the channel under `prefix`
@@ -189,7 +190,28 @@ impl SharedState {
         url: &str,
         prefix: &str,
     ) -> Result<SharedState, StateError> {
-        let backend = RedisBackend::connect(url, prefix).await?;
+        Self::connect_redis_with(url, prefix, Arc::new(SystemClock)).await
+    }
+
+    /// [`connect_redis`](Self::connect_redis) timed by `clock`, as
+    /// [`connect_redis_with`](Self::connect_redis_with) says.
+    pub async fn connect_redis_with_clock(
+        url: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<SharedState, StateError> {
+        Self::connect_redis_with(url, keys::DEFAULT_PREFIX, clock).await
+    }
+
+    /// [`connect_redis_with_prefix`](Self::connect_redis_with_prefix) whose fallback rate
+    /// limiter (deciding while Redis is unreachable) and outage back-off are timed by
+    /// `clock`'s monotonic reading. Rate limits decided by Redis are timed by the Redis
+    /// server's clock, which no [`Clock`] moves.
+    pub async fn connect_redis_with(
+        url: &str,
+        prefix: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<SharedState, StateError> {
+        let backend = RedisBackend::connect(url, prefix, clock).await?;
         Ok(SharedState {
             backend: Arc::new(Backend::Redis(backend)),
         })

@@ -39,10 +39,10 @@ struct Entry {
 impl MemoryBackend {
     pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
         Self {
-            clock,
             keys: KeySpace::bare(),
             revocations: RwLock::default(),
-            limiter: LocalLimiter::new(),
+            limiter: LocalLimiter::new(Arc::clone(&clock)),
+            clock,
             changes: broadcast::channel(crate::CHANGE_CHANNEL_CAPACITY).0,
         }
     }

@@ -13,7 +13,7 @@ use redis::{RedisError, RedisResult, Script};
 use tokio::sync::broadcast;
 use tokio::time::timeout;
 use tokio_stream::StreamExt;
-use tollgate_domain::{Revocation, RevocationTarget, TenantName, TokenFacts, UnixTime};
+use tollgate_domain::{Clock, Revocation, RevocationTarget, TenantName, TokenFacts, UnixTime};
 
 use crate::gcra::{Limit, LocalLimiter};
 use crate::keys::KeySpace;
@@ -106,7 +106,11 @@ impl Drop for RedisBackend {
 }
 
 impl RedisBackend {
-    pub(crate) async fn connect(url: &str, prefix: &str) -> Result<Self, StateError> {
+    pub(crate) async fn connect(
+        url: &str,
+        prefix: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StateError> {
         let keys = KeySpace::new(prefix)?;
         let client = redis::Client::open(url).map_err(StateError::InvalidUrl)?;
         // One attempt per reconnection: a command during an outage should fail fast (the
@@ -140,7 +144,7 @@ impl RedisBackend {
             keys,
             add_script: Script::new(ADD_REVOCATIONS_LUA),
             gcra_script: Script::new(GCRA_LUA),
-            fallback: LocalLimiter::new(),
+            fallback: LocalLimiter::new(clock),
             bypass_until_us: AtomicU64::new(0),
             next_warning_us: AtomicU64::new(0),
             degraded: AtomicBool::new(false),

@@ -165,7 +165,7 @@ impl Background {
                 tracing::warn!(error = %error, "cannot purge the change log");
             }
             if let Some(retention) = self.audit_retention {
-                let before_ms = tollgate_audit::now_ms().saturating_sub(retention * 1_000);
+                let before_ms = self.clock.now_ms().saturating_sub(retention * 1_000);
                 match self.store.purge_audit_before(before_ms).await {
                     Ok(0) => {}
                     Ok(deleted) => tracing::info!(deleted, "audit records past retention purged"),

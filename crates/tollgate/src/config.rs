@@ -580,6 +580,9 @@ pub struct Config {
     /// The secret an edge gateway presents with the caller addresses it forwards; `None`:
     /// forwarded addresses are ignored (see [`GatewaySecretArgs`]).
     pub gateway_secret: Option<tollgate_keys::SharedSecret>,
+    /// What the server tells time by: the system clock, unless a test put its own here (it is
+    /// not configurable from outside).
+    pub clock: std::sync::Arc<dyn tollgate_domain::Clock>,
 }
 
 impl std::fmt::Debug for Config {
@@ -600,7 +603,7 @@ impl std::fmt::Debug for Config {
             .field("rate_limits", &self.rate_limits)
             .field("connections", &self.connections)
             .field("gateway_secret", &self.gateway_secret)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -720,6 +723,7 @@ impl Config {
             },
             connections,
             gateway_secret,
+            clock: std::sync::Arc::new(tollgate_domain::SystemClock),
         })
     }
 

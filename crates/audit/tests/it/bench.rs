@@ -34,7 +34,7 @@ fn grant(
     let mut event = AuditEvent::new(
         Identifier::parse(&format!("ten_{tenant}"))?,
         TenantName::parse("acme")?,
-        tollgate_audit::now_ms(),
+        tollgate_domain::Clock::now_ms(&tollgate_domain::SystemClock),
         AuditAction::TokenIssued,
         Outcome::Granted,
     );

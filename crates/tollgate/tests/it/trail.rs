@@ -768,7 +768,7 @@ async fn retention_purges_old_records_and_the_rest_still_verifies() -> anyhow::R
     // (as a clock that was wrong, or a restored backup, would leave them), then a grant.
     let (writer, task) =
         tollgate_audit::AuditWriter::start(store.clone(), tollgate_audit::AuditConfig::default());
-    let year_ago = tollgate_audit::now_ms() - 365 * 86_400 * 1_000;
+    let year_ago = writer.now_ms() - 365 * 86_400 * 1_000;
     for n in 0..3 {
         writer
             .record(tollgate_audit::AuditEvent::new(
