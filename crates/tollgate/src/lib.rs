@@ -1,9 +1,10 @@
-//! The Tollgate server and its admin CLI: configuration, wiring, gRPC adapters, health and
-//! reflection. `main.rs` only parses the command line and calls in here, so tests can run
-//! the real [`serve`](server::serve) on ephemeral ports.
+//! The Tollgate server: configuration, wiring, gRPC adapters, health and reflection, and
+//! the one command line ([`commands`]) that runs it and the admin CLI (`tollgate-cli`).
+//! `main.rs` only parses the command line and calls in here, so tests can run the real
+//! [`serve`](server::serve) on ephemeral ports.
 
 mod background;
-pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod fd_limit;
 mod files;

@@ -1,4 +1,4 @@
-//! The `tollgate` binary: parses the command line and runs it; see [`tollgate::cli`].
+//! The `tollgate` binary: parses the command line and runs it; see [`tollgate::commands`].
 //!
 //! Exit status: 0 on success, 1 on failure (`error: …` on standard error), 2 on a usage
 //! error. A reader that closed standard output early (`tollgate audit export | head -1`)
@@ -7,7 +7,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tollgate::cli::{Cli, describe_error, is_output_closed, note, run};
+use tollgate::commands::{Cli, run};
+use tollgate_cli::{describe_error, is_output_closed, note};
 
 /// The process's allocator. Under token load glibc's malloc and free took about 14 % of the
 /// server's CPU (a token request allocates and frees across the runtime's threads and the

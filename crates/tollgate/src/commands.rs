@@ -1,55 +1,20 @@
-//! The `tollgate` command line: `serve` and `migrate` run the server side; `tenant`, `api`,
-//! `app` and `key` manage a running server over gRPC with admin credentials, and `audit`
-//! reads, follows, exports and verifies its audit trail; `token` asks
-//! for, introspects and revokes access tokens with an app's own credentials (and revokes
-//! them more widely with admin credentials).
-//!
-//! Commands are noun–verb (`tollgate tenant create acme`). Everything is driven by flags and
-//! environment variables, never by prompts, so scripts and tests can run every command.
-//!
-//! Output goes to standard output, as `key: value` text (the default) or, with
-//! `--output json`, as the response message in the canonical protobuf JSON mapping with the
-//! proto field names (`client_id`, not `clientId`). Notes for people go to standard error.
-//! A failure prints `error: …` to standard error and exits with status 1; a usage error exits
-//! with status 2. A reader that closes standard output early (`… | head -1`) ends the
-//! command quietly with status 0; nothing written to standard error can make it panic.
+//! The `tollgate` command line: the server commands `serve`, `migrate` and `gateway`, and
+//! the admin and token commands of `tollgate-cli` ([`AdminCommand`]), flattened into one
+//! list so that the line reads as one program. See `tollgate_cli` for the conventions every
+//! command follows (output, exit status).
 
-mod api;
-mod app;
-mod audit;
-mod auth;
-mod channel;
-mod flags;
-mod key;
-mod output;
-mod serve;
-mod tenant;
-mod token;
+use std::future::Future;
+use std::io::IsTerminal;
 
-use std::path::PathBuf;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tollgate_audit::{ChainBreak, ChainReport, ChainVerifier};
+use tollgate_cli::{AdminCommand, ExportVerifier, GlobalOptions};
+use tollgate_proto::v1;
 
-use clap::{Args, Parser, Subcommand};
-
-use crate::config::{GatewayArgs, ServeArgs};
-
-pub use api::ApiSubcommand;
-pub use app::AppSubcommand;
-pub use audit::{AuditSubcommand, FilterArgs};
-pub use auth::{
-    AdminCredentials, AdminSession, CredentialSource, ENV_ADMIN_CLIENT_ID, ENV_ADMIN_CLIENT_SECRET,
-    ENV_ADMIN_TENANT, find_credentials,
-};
-pub use flags::{parse_grant, parse_scope, parse_scope_definition};
-pub use key::KeySubcommand;
-pub use output::{
-    OutputClosed, OutputFormat, ProtoMessage, describe_error, is_output_closed, note, to_json,
-    to_text,
-};
-pub use tenant::TenantSubcommand;
-pub use token::{IntrospectArgs, IssueArgs, Revocation, RevokeArgs, TokenSubcommand};
-
-/// The default gRPC endpoint of the admin and token commands.
-pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
+use crate::config::{Config, GatewayArgs, GatewayOnlyConfig, ServeArgs};
+use crate::grpc::{event_from_wire, verify_response};
+use crate::server::{self, Listeners};
 
 /// The `tollgate` command line.
 #[derive(Debug, Parser)]
@@ -78,134 +43,160 @@ pub enum Command {
     /// Runs the HTTP gateway alone, in front of a Tollgate server's gRPC API (for the edge:
     /// no database credentials, no key material).
     Gateway(GatewayArgs),
-    /// Manages tenants (needs admin credentials of the `system` tenant).
-    #[command(subcommand)]
-    Tenant(TenantSubcommand),
-    /// Manages a tenant's APIs (resource servers).
-    #[command(subcommand)]
-    Api(ApiSubcommand),
-    /// Manages a tenant's M2M apps (clients): grants, blocking, secrets and their rotation.
-    #[command(subcommand)]
-    App(AppSubcommand),
-    /// Manages a tenant's signing keys: rotation and their states.
-    #[command(subcommand)]
-    Key(KeySubcommand),
-    /// Gets, introspects and revokes access tokens with an app's own client credentials;
-    /// `token revoke` also revokes by jti, secret, app or tenant with admin credentials.
-    #[command(subcommand)]
-    Token(TokenSubcommand),
-    /// Reads, follows, exports and verifies the audit trail (scope `audit:read`).
-    #[command(subcommand)]
-    Audit(AuditSubcommand),
-}
-
-/// Where the server is, how to print its answers and where the admin credentials are.
-/// Global: they may appear before or after the command (`tollgate --output json tenant
-/// list` or `tollgate tenant list --output json`).
-///
-/// Admin credentials are looked up in this order: the environment variables
-/// `TOLLGATE_ADMIN_TENANT`, `TOLLGATE_ADMIN_CLIENT_ID` and `TOLLGATE_ADMIN_CLIENT_SECRET`
-/// (all three); else the `--credentials` file; else `admin-credentials.json` in the data dir.
-#[derive(Debug, Clone, Args)]
-pub struct GlobalOptions {
-    /// The Tollgate gRPC endpoint (`http://host:port`) of the admin and token commands.
-    #[arg(
-        long,
-        global = true,
-        help_heading = "Global options",
-        env = "TOLLGATE_ENDPOINT",
-        default_value = DEFAULT_ENDPOINT,
-        value_name = "URL"
-    )]
-    pub endpoint: String,
-    /// How the admin and token commands print results.
-    #[arg(
-        long,
-        global = true,
-        help_heading = "Global options",
-        value_enum,
-        default_value_t = OutputFormat::Text,
-        value_name = "FORMAT"
-    )]
-    pub output: OutputFormat,
-    /// JSON file with the admin app's `tenant`, `client_id`, `client_secret` and optional
-    /// `audience`, used when the TOLLGATE_ADMIN_* variables are not set.
-    #[arg(
-        long,
-        global = true,
-        help_heading = "Global options",
-        value_name = "FILE"
-    )]
-    pub credentials: Option<PathBuf>,
-    /// The data dir; the admin commands use its `admin-credentials.json` when neither the
-    /// TOLLGATE_ADMIN_* variables nor `--credentials` are given.
-    #[arg(
-        long,
-        global = true,
-        help_heading = "Global options",
-        env = "TOLLGATE_DATA_DIR",
-        default_value = "./tollgate-data",
-        value_name = "DIR"
-    )]
-    pub data_dir: PathBuf,
-}
-
-/// Paging of the `list` commands.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ListArgs {
-    /// At most this many results per page (server default 50, at most 500).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=500))]
-    pub page_size: Option<i32>,
-    /// Starts at this page: the `next_page_token` of a previous page.
-    #[arg(long, value_name = "TOKEN", conflicts_with = "all")]
-    pub page_token: Option<String>,
-    /// Fetches every page and prints them as one list.
-    #[arg(long)]
-    pub all: bool,
+    #[command(flatten)]
+    Admin(AdminCommand),
 }
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::serve(args).await,
-        Command::Migrate(args) => serve::migrate(args).await,
-        Command::Gateway(args) => serve::gateway(args).await,
-        Command::Tenant(command) => tenant::run(&cli.options, command).await,
-        Command::Api(command) => api::run(&cli.options, command).await,
-        Command::App(command) => app::run(&cli.options, command).await,
-        Command::Key(command) => key::run(&cli.options, command).await,
-        Command::Token(command) => token::run(&cli.options, command).await,
-        Command::Audit(command) => audit::run(&cli.options, command).await,
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => migrate(args).await,
+        Command::Gateway(args) => gateway(args).await,
+        Command::Admin(command) => tollgate_cli::run(&cli.options, command, export_verifier).await,
     }
 }
 
-/// Fetches one page, or with `--all` every page from the first requested one, through
-/// `fetch(page_token)`, which returns a page and the next page token. Returns the items and
-/// the last next page token (empty after `--all`).
-async fn collect_pages<T, F, Fut>(args: &ListArgs, mut fetch: F) -> anyhow::Result<(Vec<T>, String)>
-where
-    F: FnMut(String) -> Fut,
-    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
-{
-    let mut token = args.page_token.clone().unwrap_or_default();
-    let mut items = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    loop {
-        let (page, next) = fetch(token).await?;
-        items.extend(page);
-        if !args.all || next.is_empty() {
-            return Ok((items, next));
-        }
-        if !seen.insert(next.clone()) {
-            anyhow::bail!("the server returned the same page token twice; stopping");
-        }
-        token = next;
+/// The audit trail's chain verifier, for `audit verify --file`: each exported event is
+/// hashed as the stored record it stands for.
+fn export_verifier() -> Box<dyn ExportVerifier> {
+    Box::new(ExportChain(ChainVerifier::new()))
+}
+
+/// [`ChainVerifier`] over exported events.
+struct ExportChain(ChainVerifier);
+
+impl ExportVerifier for ExportChain {
+    fn push(&mut self, event: v1::AuditEvent) -> Result<(), v1::ChainBreak> {
+        self.0
+            .push(&event_from_wire(event))
+            .map_err(|broken| v1::ChainBreak {
+                seq: broken.seq,
+                reason: broken.reason,
+            })
     }
+
+    fn report(&self, outcome: Result<(), v1::ChainBreak>) -> v1::VerifyChainResponse {
+        verify_response(ChainReport {
+            checked: self.0.checked(),
+            first_seq: self.0.first_seq(),
+            last_seq: self.0.last_seq(),
+            // An export carries no head: what was cut from its end cannot be told.
+            head: None,
+            outcome: outcome.map_err(|broken| ChainBreak {
+                seq: broken.seq,
+                reason: broken.reason,
+            }),
+        })
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let config = Config::from_args(args)?;
+    let shutdown = shutdown_signal()?;
+    let listeners = Listeners::bind(&config).await?;
+    server::serve(config, listeners, shutdown).await
+}
+
+/// Runs the HTTP gateway alone until SIGINT or SIGTERM.
+async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let config = GatewayOnlyConfig::from_args(args)?;
+    let shutdown = shutdown_signal()?;
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on TOLLGATE_HTTP_ADDR {}", config.http_addr))?;
+    server::serve_gateway(config, listener, shutdown).await
+}
+
+/// Connects to the database, applies pending migrations and says so.
+async fn migrate(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let default_database = args.database_url.is_none();
+    let config = Config::from_args(args)?;
+    let store = server::open_store(&config).await?;
+    let backend = store.backend_name();
+    store.close().await.context("cannot close the database")?;
+    // The URL is not echoed: it may hold a password.
+    let database = if default_database {
+        format!(
+            "the {backend} database {}",
+            config.data_dir.join("tollgate.db").display()
+        )
+    } else {
+        format!("the {backend} database of TOLLGATE_DATABASE_URL")
+    };
+    tollgate_cli::emit(&format!(
+        "Applied all pending migrations: {database} is up to date.\n"
+    ))
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` (default `info`). A log line that cannot
+/// be written (standard error is a pipe nobody reads any more) is dropped: the server keeps
+/// serving.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Fails only if a subscriber is already installed, which is then kept.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Otherwise a failed write is reported with `eprintln!` to the same standard
+        // error, which panics when that is a closed pipe.
+        .log_internal_errors(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Completes on the first SIGINT or SIGTERM. A second signal exits at once, without
+/// waiting for the drain.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(
+            signal = name,
+            "shutting down; send it again to exit at once"
+        );
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::warn!("second signal: exiting without draining");
+            std::process::exit(130);
+        });
+    })
+}
+
+/// Completes on the first Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use clap::CommandFactory;
+    use tollgate_cli::{
+        AppSubcommand, AuditSubcommand, KeySubcommand, OutputFormat, TenantSubcommand,
+    };
 
     use super::*;
 
@@ -251,7 +242,7 @@ mod tests {
             assert_eq!(cli.options.endpoint, "http://h:1", "{args:?}");
             assert!(matches!(
                 cli.command,
-                Command::Tenant(TenantSubcommand::List(_))
+                Command::Admin(AdminCommand::Tenant(TenantSubcommand::List(_)))
             ));
         }
         let cli = parse(&["--credentials", "c.json", "app", "list", "--tenant", "acme"])?;
@@ -476,11 +467,11 @@ mod tests {
             "c1",
             "--revoke-tokens",
         ])?;
-        let Command::App(AppSubcommand::Block {
+        let Command::Admin(AdminCommand::App(AppSubcommand::Block {
             tenant,
             client_id,
             revoke_tokens,
-        }) = cli.command
+        })) = cli.command
         else {
             anyhow::bail!("not app block");
         };
@@ -490,7 +481,7 @@ mod tests {
         let cli = parse(&["app", "unblock", "--tenant", "acme", "--client-id", "c1"])?;
         assert!(matches!(
             cli.command,
-            Command::App(AppSubcommand::Unblock { .. })
+            Command::Admin(AdminCommand::App(AppSubcommand::Unblock { .. }))
         ));
 
         // `app update --block` keeps working, now with --revoke-tokens and --rate-limit.
@@ -506,13 +497,13 @@ mod tests {
             "--rate-limit",
             "0",
         ])?;
-        let Command::App(AppSubcommand::Update {
+        let Command::Admin(AdminCommand::App(AppSubcommand::Update {
             block,
             revoke_tokens,
             unblock,
             rate_limit,
             ..
-        }) = cli.command
+        })) = cli.command
         else {
             anyhow::bail!("not app update");
         };
@@ -535,10 +526,10 @@ mod tests {
         ])?;
         assert!(matches!(
             cli.command,
-            Command::App(AppSubcommand::RotateSecret {
+            Command::Admin(AdminCommand::App(AppSubcommand::RotateSecret {
                 overlap: Some(0),
                 ..
-            })
+            }))
         ));
         let cli = parse(&[
             "app",
@@ -550,7 +541,10 @@ mod tests {
         ])?;
         assert!(matches!(
             cli.command,
-            Command::App(AppSubcommand::RotateSecret { overlap: None, .. })
+            Command::Admin(AdminCommand::App(AppSubcommand::RotateSecret {
+                overlap: None,
+                ..
+            }))
         ));
         let cli = parse(&[
             "app",
@@ -564,26 +558,26 @@ mod tests {
         ])?;
         assert!(matches!(
             cli.command,
-            Command::App(AppSubcommand::RevokeSecret {
+            Command::Admin(AdminCommand::App(AppSubcommand::RevokeSecret {
                 revoke_tokens: false,
                 ..
-            })
+            }))
         ));
         for verb in ["secrets", "list-secrets"] {
             let cli = parse(&["app", verb, "--tenant", "acme", "--client-id", "c1"])?;
             assert!(matches!(
                 cli.command,
-                Command::App(AppSubcommand::Secrets { .. })
+                Command::Admin(AdminCommand::App(AppSubcommand::Secrets { .. }))
             ));
         }
 
         let cli = parse(&["key", "rotate", "--tenant", "acme"])?;
         assert!(matches!(
             cli.command,
-            Command::Key(KeySubcommand::Rotate {
+            Command::Admin(AdminCommand::Key(KeySubcommand::Rotate {
                 propagation_delay: None,
                 ..
-            })
+            }))
         ));
         let cli = parse(&[
             "key",
@@ -595,15 +589,15 @@ mod tests {
         ])?;
         assert!(matches!(
             cli.command,
-            Command::Key(KeySubcommand::Rotate {
+            Command::Admin(AdminCommand::Key(KeySubcommand::Rotate {
                 propagation_delay: Some(0),
                 ..
-            })
+            }))
         ));
         let cli = parse(&["key", "list", "--tenant", "acme", "--output", "json"])?;
         assert!(matches!(
             cli.command,
-            Command::Key(KeySubcommand::List { .. })
+            Command::Admin(AdminCommand::Key(KeySubcommand::List { .. }))
         ));
 
         let cli = parse(&[
@@ -622,7 +616,9 @@ mod tests {
             "--limit",
             "1000",
         ])?;
-        let Command::Audit(AuditSubcommand::List { filter, limit, .. }) = cli.command else {
+        let Command::Admin(AdminCommand::Audit(AuditSubcommand::List { filter, limit, .. })) =
+            cli.command
+        else {
             anyhow::bail!("not audit list");
         };
         assert_eq!(filter.tenant.as_deref(), Some("acme"));
@@ -639,7 +635,7 @@ mod tests {
             &["audit", "tail", "--after", "seq.ten_1.3"][..],
         ] {
             assert!(
-                matches!(parse(args)?.command, Command::Audit(_)),
+                matches!(parse(args)?.command, Command::Admin(AdminCommand::Audit(_))),
                 "{args:?}"
             );
         }
@@ -647,10 +643,10 @@ mod tests {
         let cli = parse(&["tenant", "update", "acme", "--rate-limit", "5000"])?;
         assert!(matches!(
             cli.command,
-            Command::Tenant(TenantSubcommand::Update {
+            Command::Admin(AdminCommand::Tenant(TenantSubcommand::Update {
                 rate_limit: Some(5000),
                 ..
-            })
+            }))
         ));
         Ok(())
     }

@@ -390,8 +390,9 @@ pub async fn run(options: &GlobalOptions, command: TokenSubcommand) -> anyhow::R
 mod tests {
     use clap::Parser;
 
-    use super::super::{Cli, Command};
     use super::*;
+    use crate::AdminCommand as Command;
+    use crate::testing::Cli;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("tollgate").chain(args.iter().copied()))

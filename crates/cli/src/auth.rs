@@ -27,7 +27,7 @@ use tonic::transport::Endpoint;
 
 use super::GlobalOptions;
 use super::channel::GrpcChannel;
-use crate::server::ADMIN_CREDENTIALS_FILE;
+use tollgate_proto::admin::ADMIN_CREDENTIALS_FILE;
 
 /// Environment variable with the admin app's tenant.
 pub const ENV_ADMIN_TENANT: &str = "TOLLGATE_ADMIN_TENANT";

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use prost_types::Timestamp;
-use tollgate_audit::{AuditAction, ChainBreak, ChainReport, ChainVerifier};
+use tollgate_proto::audit::{AUDIT_ACTIONS, MAX_AUDIT_MESSAGE_BYTES};
 use tollgate_proto::v1;
 use tollgate_proto::v1::audit_service_client::AuditServiceClient;
 use tonic::Code;
@@ -19,7 +19,6 @@ use tonic::Code;
 use super::GlobalOptions;
 use super::auth::{AdminChannel, AdminSession};
 use super::output::{OutputFormat, emit, from_json, print, to_json_line};
-use crate::grpc::{MAX_AUDIT_MESSAGE_BYTES, event_from_wire, verify_response};
 
 /// The largest page the server returns, in events. (Pages are also bounded in bytes, so
 /// they may hold fewer: only an empty `next_page_token` ends a listing.)
@@ -27,6 +26,21 @@ const MAX_PAGE_SIZE: u32 = 500;
 
 /// How many times in a row `tail` reconnects after its stream ends before giving up.
 const TAIL_MAX_RETRIES: u32 = 5;
+
+/// Verifies an exported chain record by record, oldest first, for `audit verify --file`.
+/// The chain's format belongs to the server's audit trail, so the binary supplies it
+/// ([`NewExportVerifier`]): this crate holds no server code.
+pub trait ExportVerifier {
+    /// Checks the next event of the export: `Err` names the first record that does not
+    /// verify, and every later call returns it again.
+    fn push(&mut self, event: v1::AuditEvent) -> Result<(), v1::ChainBreak>;
+    /// The report on the events pushed so far, ending with `outcome`. An export carries no
+    /// head, so the report has none.
+    fn report(&self, outcome: Result<(), v1::ChainBreak>) -> v1::VerifyChainResponse;
+}
+
+/// Makes a verifier that has seen nothing.
+pub type NewExportVerifier = fn() -> Box<dyn ExportVerifier>;
 
 /// The audit verbs.
 #[derive(Debug, Subcommand)]
@@ -172,16 +186,18 @@ fn parse_time_at(text: &str, now: SystemTime) -> Result<Timestamp, String> {
 }
 
 fn parse_action(text: &str) -> Result<String, String> {
-    AuditAction::parse(text)
-        .map(|action| action.as_str().to_owned())
-        .ok_or_else(|| {
-            let names: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
-            format!("unknown action; one of {}", names.join(", "))
-        })
+    AUDIT_ACTIONS
+        .contains(&text)
+        .then(|| text.to_owned())
+        .ok_or_else(|| format!("unknown action; one of {}", AUDIT_ACTIONS.join(", ")))
 }
 
 /// Runs an `audit` command.
-pub async fn run(options: &GlobalOptions, command: AuditSubcommand) -> anyhow::Result<()> {
+pub async fn run(
+    options: &GlobalOptions,
+    command: AuditSubcommand,
+    new_export_verifier: NewExportVerifier,
+) -> anyhow::Result<()> {
     let format = options.output;
     match command {
         AuditSubcommand::List {
@@ -197,7 +213,7 @@ pub async fn run(options: &GlobalOptions, command: AuditSubcommand) -> anyhow::R
         } => export(options, tenant, since, until).await,
         AuditSubcommand::Verify {
             file: Some(path), ..
-        } => verify_file(format, &path),
+        } => verify_file(format, &path, new_export_verifier()),
         AuditSubcommand::Verify {
             tenant: Some(tenant),
             ..
@@ -545,10 +561,13 @@ impl Export {
 }
 
 /// Verifies an export, oldest record first, without the server.
-fn verify_file(format: OutputFormat, path: &Path) -> anyhow::Result<()> {
+fn verify_file(
+    format: OutputFormat,
+    path: &Path,
+    mut verifier: Box<dyn ExportVerifier>,
+) -> anyhow::Result<()> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot read the audit export {}", path.display()))?;
-    let mut verifier = ChainVerifier::new();
     let mut outcome = Ok(());
     let mut records = 0_u64;
     for (index, line) in BufReader::new(file).lines().enumerate() {
@@ -566,7 +585,7 @@ fn verify_file(format: OutputFormat, path: &Path) -> anyhow::Result<()> {
         records += 1;
         if let Some(bytes) = event.elided_bytes {
             // Its content was cut on the way out: it cannot match its hash here.
-            outcome = Err(ChainBreak {
+            outcome = Err(v1::ChainBreak {
                 seq: event.seq,
                 reason: format!(
                     "the record was exported elided ({bytes} bytes stored, too large to be \
@@ -575,7 +594,7 @@ fn verify_file(format: OutputFormat, path: &Path) -> anyhow::Result<()> {
             });
             break;
         }
-        if let Err(broken) = verifier.push(&event_from_wire(event)) {
+        if let Err(broken) = verifier.push(event) {
             outcome = Err(broken);
             break;
         }
@@ -583,14 +602,7 @@ fn verify_file(format: OutputFormat, path: &Path) -> anyhow::Result<()> {
     if records == 0 {
         bail!("the audit export {} holds no events", path.display());
     }
-    let response = verify_response(ChainReport {
-        checked: verifier.checked(),
-        first_seq: verifier.first_seq(),
-        last_seq: verifier.last_seq(),
-        // An export carries no head: what was cut from its end cannot be told.
-        head: None,
-        outcome,
-    });
+    let response = verifier.report(outcome);
     report(
         format,
         &format!("the audit export {}", path.display()),
