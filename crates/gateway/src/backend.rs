@@ -5,7 +5,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use tollgate_domain::{
-    AccessTokenClaims, ErrorCode, IssuedToken, TenantName, TokenCallRequest, TokenRequest,
+    AccessTokenClaims, ErrorCode, IssuedToken, ServiceError, TenantName, TokenCallRequest,
+    TokenRequest,
 };
 
 /// How the gateway reaches issuance and public keys: in the all-in-one server an in-process
@@ -83,6 +84,22 @@ impl BackendError {
         }
     }
 
+    /// The one translation of a service's error for the gateway: its code and message, its
+    /// retry hint ([`ServiceError::retry_after`]) and the state of the rate limit that
+    /// refused it. Which of these the client sees is the renderer's decision (by code).
+    pub fn from_service<E: ServiceError + ?Sized>(error: &E) -> Self {
+        Self {
+            code: error.code(),
+            message: error.to_string(),
+            retry_after: error.retry_after(),
+            rate_limit: error.rate_limit().map(|limit| RateLimitInfo {
+                limit: limit.limit,
+                remaining: limit.remaining,
+                reset: limit.reset_after,
+            }),
+        }
+    }
+
     /// Sets [`BackendError::retry_after`].
     #[must_use]
     pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
@@ -108,4 +125,76 @@ pub struct RateLimitInfo {
     pub remaining: u32,
     /// Until the quota is fully restored (`RateLimit-Reset`, whole seconds rounded up).
     pub reset: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use tollgate_domain::{RateLimitState, UNAVAILABLE_RETRY_AFTER};
+
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{message}")]
+    struct TestError {
+        code: ErrorCode,
+        message: &'static str,
+        rate_limit: Option<RateLimitState>,
+    }
+
+    impl ServiceError for TestError {
+        fn code(&self) -> ErrorCode {
+            self.code
+        }
+
+        fn rate_limit(&self) -> Option<RateLimitState> {
+            self.rate_limit
+        }
+    }
+
+    #[test]
+    fn service_errors_keep_their_code_message_and_retry_hints() {
+        let limit = RateLimitState {
+            limit: 20,
+            remaining: 0,
+            retry_after: Duration::from_millis(300),
+            reset_after: Duration::from_secs(2),
+        };
+        let refused = BackendError::from_service(&TestError {
+            code: ErrorCode::ResourceExhausted,
+            message: "too many requests; retry in 1 s",
+            rate_limit: Some(limit),
+        });
+        assert_eq!(
+            refused,
+            BackendError::new(
+                ErrorCode::ResourceExhausted,
+                "too many requests; retry in 1 s"
+            )
+            .with_retry_after(Duration::from_millis(300))
+            .with_rate_limit(RateLimitInfo {
+                limit: 20,
+                remaining: 0,
+                reset: Duration::from_secs(2),
+            })
+        );
+        let outage = BackendError::from_service(&TestError {
+            code: ErrorCode::Unavailable,
+            message: "database unavailable",
+            rate_limit: None,
+        });
+        assert_eq!(
+            outage,
+            BackendError::new(ErrorCode::Unavailable, "database unavailable")
+                .with_retry_after(UNAVAILABLE_RETRY_AFTER)
+        );
+        let rejected = BackendError::from_service(&TestError {
+            code: ErrorCode::InvalidClient,
+            message: "client authentication failed",
+            rate_limit: None,
+        });
+        assert_eq!(
+            rejected,
+            BackendError::new(ErrorCode::InvalidClient, "client authentication failed")
+        );
+    }
 }

@@ -10,12 +10,12 @@ use tollgate_audit::{
 };
 
 use tollgate_domain::{
-    AccessTokenClaims, Algorithm, ApiIdentifier, ClientId, ClientSecret, Clock, ErrorCode,
-    GRANT_TYPE_CLIENT_CREDENTIALS, IssuedToken, RequestOrigin, Revocation, RevocationTarget, Scope,
-    ScopeSet, TenantName, TokenCallRequest, TokenRequest, UnixTime,
+    AccessTokenClaims, Algorithm, ApiIdentifier, ClientId, ClientSecret, Clock,
+    GRANT_TYPE_CLIENT_CREDENTIALS, IssuedToken, RateLimitState, RequestOrigin, Revocation,
+    RevocationTarget, Scope, ScopeSet, ServiceError, TenantName, TokenCallRequest, TokenRequest,
+    UnixTime,
 };
 use tollgate_keys::{KeyError, SecretHasher, generate_jti};
-use tollgate_state::RateDecision;
 
 use tollgate_catalog::{
     AppView, Catalog, CatalogError, RevocationError, Revocations, TenantView,
@@ -41,7 +41,7 @@ pub enum IssueError {
     ScopeNotHeld(Scope),
     /// Too many requests (or too many failed authentications); retry later.
     #[error("too many requests; retry in {} s", .0.retry_after.as_secs().max(1))]
-    RateLimited(RateDecision),
+    RateLimited(RateLimitState),
     /// The tenant does not exist (for public-key lookups, where existence is not secret).
     #[error("tenant {0} not found")]
     UnknownTenant(TenantName),
@@ -60,25 +60,6 @@ pub enum IssueError {
     /// The audit record could not be written: nothing is granted unrecorded (fail closed).
     #[error("audit trail unavailable")]
     Audit(#[from] AuditError),
-}
-
-impl IssueError {
-    /// The caller-visible outcome.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            IssueError::InvalidClient => ErrorCode::InvalidClient,
-            IssueError::UnknownAudience(_) => ErrorCode::InvalidTarget,
-            IssueError::NoGrant(_) => ErrorCode::UnauthorizedClient,
-            IssueError::ScopeNotHeld(_) => ErrorCode::InvalidScope,
-            IssueError::RateLimited(_) => ErrorCode::ResourceExhausted,
-            IssueError::UnknownTenant(_) => ErrorCode::NotFound,
-            IssueError::NoSigningKey(_)
-            | IssueError::Catalog(_)
-            | IssueError::Crypto(_)
-            | IssueError::Revocation(_)
-            | IssueError::Audit(_) => ErrorCode::Unavailable,
-        }
-    }
 }
 
 /// Default rate limits; apps and tenants may set their own request rates.
@@ -562,7 +543,7 @@ impl Issuer {
             )
             .await;
         if !by_client.allowed {
-            return IssueError::RateLimited(by_client);
+            return IssueError::rate_limited(&by_client);
         }
         if let Some(source) = source {
             let by_source = self
@@ -574,7 +555,7 @@ impl Issuer {
                 )
                 .await;
             if !by_source.allowed {
-                return IssueError::RateLimited(by_source);
+                return IssueError::rate_limited(&by_source);
             }
         }
         IssueError::InvalidClient
@@ -598,7 +579,7 @@ impl Issuer {
             )
             .await;
         if !decision.allowed {
-            return Err(IssueError::RateLimited(decision));
+            return Err(IssueError::rate_limited(&decision));
         }
         let tenant_rate = view
             .rate_limit_per_second
@@ -611,7 +592,7 @@ impl Issuer {
             )
             .await;
         if !decision.allowed {
-            return Err(IssueError::RateLimited(decision));
+            return Err(IssueError::rate_limited(&decision));
         }
         Ok(())
     }

@@ -12,5 +12,6 @@
 //! Revocation checks fail closed.
 
 mod issue;
+mod service_error;
 
 pub use issue::{IssueError, Issuer, IssuerParts, RateLimits};

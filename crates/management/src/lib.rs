@@ -22,13 +22,14 @@ mod auth;
 mod keys;
 mod revoke;
 mod secrets;
+mod service_error;
 mod tenants;
 mod trail;
 
 use std::sync::Arc;
 
 use tollgate_catalog::{Catalog, Revocations};
-use tollgate_domain::{ChangeListener, Clock, ErrorCode, InvalidValue, IssuerTemplate};
+use tollgate_domain::{ChangeListener, Clock, InvalidValue, IssuerTemplate};
 use tollgate_keys::{KeyError, MasterKey, SecretHasher};
 use tollgate_store::{Store, StoreError};
 
@@ -78,20 +79,6 @@ pub enum ManageError {
 }
 
 impl ManageError {
-    /// The caller-visible outcome.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            ManageError::Invalid(_) => ErrorCode::InvalidRequest,
-            ManageError::Unauthenticated(_) => ErrorCode::Unauthenticated,
-            ManageError::PermissionDenied(_) => ErrorCode::PermissionDenied,
-            ManageError::NotFound(_) => ErrorCode::NotFound,
-            ManageError::AlreadyExists(_) => ErrorCode::AlreadyExists,
-            ManageError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
-            ManageError::Store(error) => error.code(),
-            ManageError::Keys(_) | ManageError::Revocation(_) => ErrorCode::Unavailable,
-        }
-    }
-
     /// Maps a store error, naming `entity` where the store's answer is about it.
     fn from_store(error: StoreError, entity: impl FnOnce() -> String) -> Self {
         match error {

@@ -1,10 +1,12 @@
-//! The single translation between [`ErrorCode`] and gRPC [`tonic::Status`]. The OAuth-style
-//! reason travels in `google.rpc.ErrorInfo.reason` (domain `tollgate`) so clients can tell
-//! `invalid_scope` from `unauthorized_client` although both are PERMISSION_DENIED.
+//! The single translation between [`ErrorCode`] and gRPC [`tonic::Status`], and of a
+//! service's error into a status ([`service_status`]). The OAuth-style reason travels in
+//! `google.rpc.ErrorInfo.reason` (domain `tollgate`) so clients can tell `invalid_scope`
+//! from `unauthorized_client` although both are PERMISSION_DENIED; a retry hint travels as
+//! `google.rpc.RetryInfo`.
 
 use std::collections::HashMap;
 
-use tollgate_domain::{ErrorCode, InvalidValue};
+use tollgate_domain::{ErrorCode, InvalidValue, ServiceError};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -45,6 +47,17 @@ pub fn to_status_with_retry(
     let mut details = ErrorDetails::with_error_info(code.reason(), ERROR_DOMAIN, HashMap::new());
     details.set_retry_info(Some(retry_after));
     Status::with_error_details(grpc_code(code), message, details)
+}
+
+/// The status of a service's error: its code, its message, and its retry hint
+/// ([`ServiceError::retry_after`]: a rate limit's delay, or a second for an outage) as
+/// `RetryInfo`. The error's `source`, its internal cause, is left out: the caller logs it.
+pub fn service_status<E: ServiceError + ?Sized>(error: &E) -> Status {
+    let code = error.code();
+    match error.retry_after() {
+        Some(retry_after) => to_status_with_retry(code, error.to_string(), retry_after),
+        None => to_status(code, error.to_string()),
+    }
 }
 
 /// A malformed request field: INVALID_ARGUMENT naming the field.
@@ -108,6 +121,45 @@ mod tests {
             Some(std::time::Duration::from_secs(3))
         );
         assert_eq!(error_code(&status).0, ErrorCode::ResourceExhausted);
+    }
+
+    #[derive(Debug)]
+    struct TestError(ErrorCode, &'static str);
+
+    impl std::fmt::Display for TestError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.1)
+        }
+    }
+
+    impl std::error::Error for TestError {}
+
+    impl ServiceError for TestError {
+        fn code(&self) -> ErrorCode {
+            self.0
+        }
+    }
+
+    #[test]
+    fn service_errors_keep_code_message_and_retry_hint() {
+        let retry_delay = |status: &Status| {
+            status
+                .get_details_retry_info()
+                .and_then(|info| info.retry_delay)
+        };
+        let outage = service_status(&TestError(ErrorCode::Unavailable, "database unavailable"));
+        assert_eq!(outage.code(), Code::Unavailable);
+        assert_eq!(outage.message(), "database unavailable");
+        assert_eq!(
+            retry_delay(&outage),
+            Some(tollgate_domain::UNAVAILABLE_RETRY_AFTER)
+        );
+        let refused = service_status(&TestError(ErrorCode::InvalidScope, "scope x"));
+        assert_eq!(
+            error_code(&refused),
+            (ErrorCode::InvalidScope, "scope x".to_owned())
+        );
+        assert_eq!(retry_delay(&refused), None);
     }
 
     #[test]

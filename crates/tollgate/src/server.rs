@@ -30,7 +30,7 @@ use tollgate_store::Store;
 
 use crate::background::{Background, Broadcaster};
 use crate::config::{Config, GatewayOnlyConfig};
-use crate::grpc::{AuditAdapter, HasCode, ManagementAdapter, TokenAdapter, log_if_internal};
+use crate::grpc::{AuditAdapter, ManagementAdapter, TokenAdapter, log_if_internal};
 use crate::message_limits::{
     MAX_MANAGEMENT_REQUEST_BYTES, MAX_TOKEN_REQUEST_BYTES, OversizedMessageLayer,
 };
@@ -383,17 +383,9 @@ impl TokenBackend for InProcessBackend {
     }
 }
 
+/// The issuer's error for the gateway, through the one service-error translation; internal
+/// causes are logged here, as the gRPC adapters log theirs.
 fn backend_error(error: tollgate_issuer::IssueError) -> BackendError {
     log_if_internal(&error);
-    let code = error.code();
-    let mut backend_error = BackendError::new(code, error.to_string());
-    if let tollgate_issuer::IssueError::RateLimited(decision) = &error {
-        backend_error.retry_after = error.retry_after();
-        backend_error.rate_limit = Some(tollgate_gateway::RateLimitInfo {
-            limit: decision.limit,
-            remaining: decision.remaining,
-            reset: decision.reset_after,
-        });
-    }
-    backend_error
+    BackendError::from_service(&error)
 }

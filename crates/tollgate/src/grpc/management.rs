@@ -14,7 +14,7 @@ use tollgate_proto::v1::tenant_service_server::TenantService;
 use tollgate_proto::v1::*;
 use tonic::{Request, Response, Status};
 
-use super::{convert, into_status};
+use super::{bearer_token, convert, into_status};
 
 /// Serves the management services over one [`Management`].
 #[derive(Clone)]
@@ -33,18 +33,8 @@ impl ManagementAdapter {
     }
 
     async fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        let bearer = request
-            .metadata()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .map(str::trim);
         self.management
-            .authenticate(bearer)
+            .authenticate(bearer_token(request.metadata()))
             .await
             .map_err(into_status)
     }
