@@ -5,7 +5,7 @@
 
 use tollgate_domain::TokenFacts;
 use tollgate_domain::{AccessTokenClaims, ApiIdentifier, ClientId, ScopeSet, UnixTime};
-use tollgate_verify::{Expectations, VerifyError, unverified_claim, verify};
+use tollgate_verify::{Expectations, VerifyError, unverified_claim, verify_at};
 
 use crate::catalog::{AppView, TenantView};
 use crate::revocation::{RevocationError, Revocations};
@@ -45,9 +45,9 @@ pub struct ActiveToken<'v> {
     pub admin_app: Option<&'v AppView>,
 }
 
-/// The check of a token `view`'s tenant issued, in this order: [`TenantView::verify_own`]
-/// (for `audience`, or with `None` whatever audience the token names; no leeway), then
-/// revocation at `now` by `revocations`, then, for an admin token only,
+/// The check of a token `view`'s tenant issued at `now`, in this order:
+/// [`TenantView::verify_own`] (for `audience`, or with `None` whatever audience the token
+/// names; no leeway), then revocation by `revocations`, then, for an admin token only,
 /// [`TenantView::live_app`]. The first failure is the inner error. The outer error is
 /// revocation state that cannot be read: the caller fails closed.
 ///
@@ -60,7 +60,7 @@ pub async fn verify_own_token<'v>(
     audience: Option<&str>,
     now: UnixTime,
 ) -> Result<Result<ActiveToken<'v>, InactiveToken>, RevocationError> {
-    let claims = match view.verify_own(token, audience) {
+    let claims = match view.verify_own(token, audience, now) {
         Ok(claims) => claims,
         Err(inactive) => return Ok(Err(inactive)),
     };
@@ -89,13 +89,14 @@ impl TenantView {
     /// Verifies a token this tenant signed: a `kid` of its ring, the key's algorithm, `typ`,
     /// `iss`, `aud` = `audience` (or, with `None`, whatever audience the token names: read
     /// unverified only to say what to expect, then covered by the signature), `exp` and `nbf`
-    /// **with no leeway** (the server judges its own tokens by its own clock; leeway is for
-    /// other parties' clocks), and `cid` = this tenant. No revocation check: that is
+    /// at `now` **with no leeway** (the server judges its own tokens by its own clock; leeway
+    /// is for other parties' clocks), and `cid` = this tenant. No revocation check: that is
     /// [`verify_own_token`], which calls this.
     pub fn verify_own(
         &self,
         token: &str,
         audience: Option<&str>,
+        now: UnixTime,
     ) -> Result<AccessTokenClaims, InactiveToken> {
         let audience = match audience {
             Some(audience) => audience.to_owned(),
@@ -106,7 +107,7 @@ impl TenantView {
             audience,
             leeway_seconds: 0,
         };
-        let claims = verify(token, &self.key_set, &expected)?;
+        let claims = verify_at(token, &self.key_set, &expected, now)?;
         if claims.cid != self.id {
             return Err(InactiveToken::ForeignTenant);
         }
@@ -173,6 +174,8 @@ mod tests {
     const ISSUER: &str = "http://acme.hub.localhost:8080/";
     const MANAGE: &str = "http://acme.hub.localhost:8080/manage";
 
+    // A plausible present for the tokens of these tests; nothing here waits on it.
+    #[allow(clippy::disallowed_methods)]
     fn now() -> UnixTime {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -252,21 +255,22 @@ mod tests {
     #[test]
     fn own_tokens_get_no_leeway_after_exp() -> TestResult {
         let (view, key) = view(false, None)?;
-        let live = token(&key, "ten_1", now() + 60)?;
-        assert_eq!(view.verify_own(&live, Some(MANAGE))?.jti, "jti1");
-        assert_eq!(view.verify_own(&live, None)?.aud, MANAGE);
+        let now = now();
+        let live = token(&key, "ten_1", now + 60)?;
+        assert_eq!(view.verify_own(&live, Some(MANAGE), now)?.jti, "jti1");
+        assert_eq!(view.verify_own(&live, None, now)?.aud, MANAGE);
         // Five seconds past exp: a foreign verifier's 30 s of leeway would still accept it.
-        let expired = token(&key, "ten_1", now() - 5)?;
+        let expired = token(&key, "ten_1", now - 5)?;
         assert!(matches!(
-            view.verify_own(&expired, Some(MANAGE)),
+            view.verify_own(&expired, Some(MANAGE), now),
             Err(InactiveToken::Invalid(VerifyError::Expired))
         ));
         assert!(matches!(
-            view.verify_own(&live, Some("https://archive.example.com/")),
+            view.verify_own(&live, Some("https://archive.example.com/"), now),
             Err(InactiveToken::Invalid(VerifyError::WrongAudience))
         ));
         assert!(matches!(
-            view.verify_own(&token(&key, "ten_2", now() + 60)?, None),
+            view.verify_own(&token(&key, "ten_2", now + 60)?, None, now),
             Err(InactiveToken::ForeignTenant)
         ));
         Ok(())
@@ -276,7 +280,7 @@ mod tests {
     fn own_tokens_need_a_live_app_and_secret() -> TestResult {
         let now = now();
         let (view, key) = view(false, Some(now + 10))?;
-        let claims = view.verify_own(&token(&key, "ten_1", now + 60)?, None)?;
+        let claims = view.verify_own(&token(&key, "ten_1", now + 60)?, None, now)?;
         assert!(view.live_app(&claims, now).is_ok());
         assert!(matches!(
             view.live_app(&claims, now + 10),

@@ -355,7 +355,7 @@ impl Issuer {
                 now,
             )
             .await?;
-        let Some(claims) = verified_claims(&view, &request.token) else {
+        let Some(claims) = verified_claims(&view, &request.token, now) else {
             return Ok(());
         };
         if claims.client_id != request.client_id.as_str() {
@@ -686,10 +686,10 @@ fn burst(rate_per_second: f64) -> u32 {
     (rate_per_second * 2.0).clamp(1.0, f64::from(u32::MAX)) as u32
 }
 
-/// The claims of `token` if the tenant signed it and it is within its lifetime, for any of
-/// the tenant's audiences.
-fn verified_claims(view: &TenantView, token: &str) -> Option<AccessTokenClaims> {
-    view.verify_own(token, None).ok()
+/// The claims of `token` if the tenant signed it and it is within its lifetime at `now`, for
+/// any of the tenant's audiences.
+fn verified_claims(view: &TenantView, token: &str, now: UnixTime) -> Option<AccessTokenClaims> {
+    view.verify_own(token, None, now).ok()
 }
 
 /// Whether the app `caller` may introspect the token `claims` describes: it is the app the

@@ -47,7 +47,7 @@ use std::collections::HashMap;
 
 use jsonwebtoken::{DecodingKey, Validation, errors::ErrorKind};
 use serde_json::Value;
-use tollgate_domain::AccessTokenClaims;
+use tollgate_domain::{AccessTokenClaims, UnixTime};
 
 mod claims;
 mod rejection;
@@ -280,11 +280,34 @@ pub fn unverified_claim(token: &str, name: &str) -> Option<String> {
     claims.get(name)?.as_str().map(str::to_owned)
 }
 
-/// Verifies `token` against `keys` and returns its claims.
+/// Verifies `token` against `keys` and returns its claims; `exp` and `nbf` are judged by the
+/// system clock.
 pub fn verify(
     token: &str,
     keys: &KeySet,
     expected: &Expectations,
+) -> Result<AccessTokenClaims, VerifyError> {
+    verify_with(token, keys, expected, None)
+}
+
+/// [`verify`], judging `exp` and `nbf` at `now` instead of by the system clock: for the issuer,
+/// which judges its own tokens by the clock it issues them by. The checks and their order are
+/// [`verify`]'s: signature, then `exp`, `nbf`, `iss` and `aud`.
+pub fn verify_at(
+    token: &str,
+    keys: &KeySet,
+    expected: &Expectations,
+    now: UnixTime,
+) -> Result<AccessTokenClaims, VerifyError> {
+    verify_with(token, keys, expected, Some(now))
+}
+
+/// [`verify`] with `exp` and `nbf` judged at `now`, or by jsonwebtoken's system clock.
+fn verify_with(
+    token: &str,
+    keys: &KeySet,
+    expected: &Expectations,
+    now: Option<UnixTime>,
 ) -> Result<AccessTokenClaims, VerifyError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
     let is_access_token = header.typ.as_deref().is_some_and(|typ| {
@@ -305,6 +328,13 @@ pub fn verify(
     validation.set_issuer(&[expected.issuer.as_str()]);
     validation.set_audience(&[expected.audience.as_str()]);
     validation.set_required_spec_claims(&["exp", "iat", "nbf", "iss", "aud", "sub"]);
+    if now.is_some() {
+        // Checked below against `now`, in jsonwebtoken's order, after the signature.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.iss = None;
+        validation.validate_aud = false;
+    }
     let data = jsonwebtoken::decode::<AccessTokenClaims>(token, &key.key, &validation).map_err(
         |error| match error.kind() {
             ErrorKind::InvalidSignature => VerifyError::BadSignature,
@@ -316,7 +346,23 @@ pub fn verify(
             _ => VerifyError::Malformed,
         },
     )?;
-    Ok(data.claims)
+    let claims = data.claims;
+    if let Some(now) = now {
+        let leeway = i64::try_from(expected.leeway_seconds).unwrap_or(i64::MAX);
+        if claims.exp < now.saturating_sub(leeway) {
+            return Err(VerifyError::Expired);
+        }
+        if claims.nbf > now.saturating_add(leeway) {
+            return Err(VerifyError::NotYetValid);
+        }
+        if claims.iss != expected.issuer {
+            return Err(VerifyError::WrongIssuer);
+        }
+        if claims.aud != expected.audience {
+            return Err(VerifyError::WrongAudience);
+        }
+    }
+    Ok(claims)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use crate::VerifyError::{
     AlgorithmMismatch, BadSignature, Expired, Malformed, NotYetValid, UnknownKey, WrongAudience,
     WrongIssuer, WrongType,
 };
-use crate::{Claims, Expectations, KeySet, Policy, VerifyError, verify, verify_claims};
+use crate::{Claims, Expectations, KeySet, Policy, VerifyError, verify, verify_at, verify_claims};
 
 type Fallible<T> = Result<T, Box<dyn Error>>;
 type TestResult = Fallible<()>;
@@ -57,6 +57,8 @@ const CLAIM_NAMES: [&str; 13] = [
 ];
 
 /// The system clock, which is also what jsonwebtoken checks `exp` and `nbf` against.
+// jsonwebtoken reads the system clock itself: these tests must too.
+#[allow(clippy::disallowed_methods)]
 fn now() -> i64 {
     let elapsed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -341,6 +343,7 @@ fn check<'a>(prefix: &str, cases: impl IntoIterator<Item = Case<'a>>) {
 }
 
 /// Verifies each case's token and reports every case whose result is not the expected one.
+/// [`verify_at`] the system clock's time must return the same.
 ///
 /// Every case also goes through [`verify_claims`], the generic verifier, with the policy a
 /// resource server would set for Tollgate tokens ([`tollgate_policy`]): it must come to the
@@ -360,6 +363,12 @@ fn check_with<'a>(
         if actual != expected {
             failures.push(format!(
                 "{prefix}{case}: expected {expected:?}, got {actual:?}\n    token {token:?}"
+            ));
+        }
+        let at_now = verify_at(&token, keys, expectations, now());
+        if at_now != expected {
+            failures.push(format!(
+                "{prefix}{case} (at now): expected {expected:?}, got {at_now:?}\n    token {token:?}"
             ));
         }
         let name = format!("{prefix}{case}");
@@ -507,6 +516,32 @@ fn valid_tokens_of_every_algorithm_yield_their_exact_claims() -> TestResult {
         ("unknown header member", es.sign(&es.header_with("x-a", "1"), &p)?, Ok(&claims)),
     ];
     check("", cases);
+    Ok(())
+}
+
+#[test]
+fn verify_at_judges_time_by_the_clock_it_is_given() -> TestResult {
+    let issued_at = now();
+    let claims = claims_at(issued_at);
+    let token = fixture().es.issue(&claims)?;
+    let keys = &fixture().keys;
+    let mut expectations = Expectations::new(ISSUER, AUDIENCE);
+    expectations.leeway_seconds = 0;
+    let at = |time: i64| verify_at(&token, keys, &expectations, time);
+    assert_eq!(at(issued_at).as_ref(), Ok(&claims));
+    assert_eq!(at(claims.exp).as_ref(), Ok(&claims));
+    assert_eq!(at(claims.exp + 1), Err(Expired));
+    assert_eq!(at(issued_at - 1), Err(NotYetValid));
+    // Expired and for another audience: the time is judged first, as `verify` does.
+    expectations.audience = "https://other.example.com/".to_owned();
+    assert_eq!(
+        verify_at(&token, keys, &expectations, claims.exp + 1),
+        Err(Expired)
+    );
+    assert_eq!(
+        verify_at(&token, keys, &expectations, issued_at),
+        Err(WrongAudience)
+    );
     Ok(())
 }
 
