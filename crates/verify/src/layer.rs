@@ -129,8 +129,9 @@ fn is_grpc<B>(request: &Request<B>) -> bool {
         .is_some_and(|value| value.starts_with("application/grpc"))
 }
 
-/// The bearer token of `request`: exactly one `Authorization` header, scheme `Bearer`
-/// (case-insensitive, RFC 6750 §2.1), and a non-empty token.
+/// The bearer token of `request`: exactly one `Authorization` header, read by
+/// [`tollgate_domain::bearer_token`] (scheme `Bearer` in any case, RFC 6750 §2.1, and a
+/// non-empty token).
 pub fn bearer_token<B>(request: &Request<B>) -> Result<&str, AuthError> {
     let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
@@ -141,12 +142,7 @@ pub fn bearer_token<B>(request: &Request<B>) -> Result<&str, AuthError> {
         });
     };
     let value = value.to_str().map_err(|_| AuthError::MalformedHeader)?;
-    let (scheme, token) = value.split_once(' ').ok_or(AuthError::MalformedHeader)?;
-    let token = token.trim_start_matches(' ');
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
-        return Err(AuthError::MalformedHeader);
-    }
-    Ok(token)
+    tollgate_domain::bearer_token(value).ok_or(AuthError::MalformedHeader)
 }
 
 async fn authorize(

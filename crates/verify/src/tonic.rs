@@ -74,11 +74,7 @@ impl BearerInterceptor {
             });
         };
         let value = value.to_str().map_err(|_| AuthError::MalformedHeader)?;
-        let (scheme, token) = value.split_once(' ').ok_or(AuthError::MalformedHeader)?;
-        let token = token.trim_start_matches(' ');
-        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
-            return Err(AuthError::MalformedHeader);
-        }
+        let token = tollgate_domain::bearer_token(value).ok_or(AuthError::MalformedHeader)?;
         let claims = self.verifier.verify_cached(token)?;
         if !claims.has_scopes(&self.required) {
             return Err(AuthError::InsufficientScope {
