@@ -10,6 +10,9 @@
 //!
 //! Only loopback targets are accepted, and every load loop is bounded by time and by count.
 
+// A load generator measures real latency and paces real requests.
+#![allow(clippy::disallowed_methods)]
+
 mod client;
 mod fixture;
 mod load;

@@ -176,6 +176,8 @@ mod tests {
 
     // A plausible present for the tokens of these tests; nothing here waits on it.
     #[allow(clippy::disallowed_methods)]
+    // A plausible present for the tokens of these tests; nothing here waits on it.
+    #[allow(clippy::disallowed_methods)]
     fn now() -> UnixTime {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -2,6 +2,9 @@
 //! `cargo bench -p tollgate-client`. The source is in-process (no network), so only the cache
 //! is measured: one call on one task, and the same with many tasks sharing the client.
 
+// A benchmark measures real elapsed time.
+#![allow(clippy::disallowed_methods)]
+
 use std::error::Error;
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -395,6 +395,8 @@ impl Management {
     /// `after` (empty: after the newest event now, so only events that commit from now on).
     /// `bearer` is the admin token `principal` was authenticated from: the tail
     /// authenticates it again every [`TAIL_RECHECK_INTERVAL`].
+    // The tail's re-check interval paces database reads: real time.
+    #[allow(clippy::disallowed_methods)]
     pub async fn start_audit_tail(
         &self,
         principal: &Principal,
@@ -423,6 +425,8 @@ impl Management {
     /// else as soon as one commits. Never returns an empty batch; cancel the future to stop
     /// waiting. An error ends the tail: `Unauthenticated` once its admin token has expired
     /// or been revoked, `NotFound` once its tenant is gone, `Store` when the database fails.
+    // The tail's re-check interval paces database reads: real time.
+    #[allow(clippy::disallowed_methods)]
     pub async fn next_audit_events(
         &self,
         tail: &mut AuditTail,

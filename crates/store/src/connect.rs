@@ -135,6 +135,8 @@ async fn open_postgres(url: &str) -> Result<DatabaseConnection, StoreError> {
         .connect_lazy_with(options);
     // One connection now, so that a wrong URL or password stops the start; a database that
     // does not answer yet gets several acquire timeouts' worth of patience.
+    // Patience with a database that does not answer yet is real time.
+    #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
     loop {
         match pool.acquire().await {

@@ -116,6 +116,8 @@ impl Shared {
 
     /// Takes in one message. `is_stream_synced` tells whether this stream already sent its
     /// snapshot; returns whether it has now.
+    // When the stream was last heard from is real time: silence is about the connection.
+    #[allow(clippy::disallowed_methods)]
     fn apply(&self, message: WatchRevocationsResponse, is_stream_synced: bool) -> bool {
         let now = self.clock.now();
         let is_synced = is_stream_synced || message.is_snapshot;
@@ -383,6 +385,8 @@ async fn follow(shared: Arc<Shared>, mut source: Source) {
 
 /// Opens one stream and applies its messages until it fails, ends or falls silent. Returns
 /// whether it delivered a snapshot, and why it stopped.
+// The snapshot and silence deadlines are about the connection: real time.
+#[allow(clippy::disallowed_methods)]
 async fn follow_stream(shared: &Shared, source: &mut Source) -> (bool, String) {
     let request = WatchRevocationsRequest {
         tenant: shared.tenant.clone(),

@@ -6,6 +6,9 @@
 //! with anyone else. Tests that must flush, stop or restart Redis start their own throwaway
 //! `redis-server` on a free loopback port (and skip loudly without the binary).
 
+// Tests bound their waits for real I/O and report latencies in real time; what they test of time runs on injected clocks.
+#![allow(clippy::disallowed_methods)]
+
 mod changes;
 mod rate;
 mod restart;
