@@ -158,9 +158,10 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Arc;
     use std::sync::atomic::AtomicI64;
-    use std::time::{SystemTime, UNIX_EPOCH};
 
-    use tollgate_domain::{Algorithm, Revocation, RevocationTarget, TenantName};
+    use tollgate_domain::{
+        Algorithm, Clock, Revocation, RevocationTarget, SystemClock, TenantName,
+    };
     use tollgate_keys::SigningKey;
     use tollgate_state::SharedState;
     use tollgate_store::Store;
@@ -174,14 +175,9 @@ mod tests {
     const ISSUER: &str = "http://acme.hub.localhost:8080/";
     const MANAGE: &str = "http://acme.hub.localhost:8080/manage";
 
-    // A plausible present for the tokens of these tests; nothing here waits on it.
-    #[allow(clippy::disallowed_methods)]
-    // A plausible present for the tokens of these tests; nothing here waits on it.
-    #[allow(clippy::disallowed_methods)]
+    /// The real time: the in-process shared state reads it to expire revocations.
     fn now() -> UnixTime {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_secs() as i64)
+        SystemClock.now()
     }
 
     /// A view of tenant `ten_1` with one ES256 key and one app `app1` whose secret `sec_1`

@@ -9,6 +9,7 @@ use tollgate_keys::generate_id;
 use tollgate_store::ApiRecord;
 
 use crate::auth::Principal;
+use crate::error::{Denial, Entity, Precondition};
 use crate::trail::{Actor, Change, changed};
 use crate::{ManageError, Management, Page, PageRequest, paginate};
 use tollgate_audit::AuditAction;
@@ -113,9 +114,7 @@ impl Management {
         self.store
             .create_api(&tenant_record, &api, &audit)
             .await
-            .map_err(|error| {
-                ManageError::from_store(error, || format!("api {}", api.identifier))
-            })?;
+            .map_err(|error| ManageError::from_store(error, Entity::Api, &api.identifier))?;
         self.listener.tenant_changed(tenant);
         Ok(api)
     }
@@ -132,7 +131,7 @@ impl Management {
         self.store
             .find_api(&tenant_record, identifier)
             .await?
-            .ok_or_else(|| ManageError::NotFound(format!("api {identifier}")))
+            .ok_or_else(|| ManageError::not_found(Entity::Api, identifier))
     }
 
     /// Lists APIs by identifier.
@@ -172,21 +171,17 @@ impl Management {
             .store
             .find_api(&tenant_record, identifier)
             .await?
-            .ok_or_else(|| ManageError::NotFound(format!("api {identifier}")))?;
+            .ok_or_else(|| ManageError::not_found(Entity::Api, identifier))?;
         if api.is_system {
             // Its token lifetime is every admin token's: only a full admin of the tenant may
             // change the built-in Management API at all.
             let defined: ScopeSet = api.scopes.iter().map(|scope| scope.value.clone()).collect();
-            principal.require_held(&defined, |missing| {
-                format!(
-                    "the built-in Management API can be changed only by an admin holding all its scopes; the admin token lacks {missing}"
-                )
-            })?;
+            principal.require_held(&defined, Denial::BuiltInApiNeedsAllScopes)?;
         }
         let before = api.clone();
         if api.is_system && (update.scopes.is_some() || update.signing_alg.is_some()) {
             return Err(ManageError::FailedPrecondition(
-                "the scopes and algorithm of the built-in Management API cannot change".to_owned(),
+                Precondition::BuiltInApiFixed,
             ));
         }
         if let Some(name) = update.name {
@@ -227,7 +222,7 @@ impl Management {
         self.store
             .update_api(&tenant_record, &api, &audit)
             .await
-            .map_err(|error| ManageError::from_store(error, || format!("api {identifier}")))?;
+            .map_err(|error| ManageError::from_store(error, Entity::Api, identifier))?;
         self.listener.tenant_changed(tenant);
         Ok(api)
     }
@@ -245,10 +240,10 @@ impl Management {
             .store
             .find_api(&tenant_record, identifier)
             .await?
-            .ok_or_else(|| ManageError::NotFound(format!("api {identifier}")))?;
+            .ok_or_else(|| ManageError::not_found(Entity::Api, identifier))?;
         if api.is_system {
             return Err(ManageError::FailedPrecondition(
-                "the built-in Management API cannot be deleted".to_owned(),
+                Precondition::BuiltInApiUndeletable,
             ));
         }
         let audit = Change::new(

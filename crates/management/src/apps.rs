@@ -2,13 +2,12 @@
 
 use std::collections::HashSet;
 
-use tollgate_domain::{
-    ApiIdentifier, ClientId, ClientSecret, InvalidValue, Scope, ScopeSet, TenantName,
-};
+use tollgate_domain::{ApiIdentifier, ClientId, ClientSecret, InvalidValue, ScopeSet, TenantName};
 use tollgate_store::{AppWithGrants, GrantRecord, TenantRecord};
 
 use crate::apis::check_name;
 use crate::auth::Principal;
+use crate::error::{Denial, Entity, Precondition};
 use crate::trail::{Actor, Change, changed};
 use crate::{ManageError, Management, Page, PageRequest, paginate};
 use tollgate_audit::AuditAction;
@@ -51,11 +50,6 @@ fn check_description(description: &str) -> Result<(), InvalidValue> {
     Ok(())
 }
 
-/// The refusal of a grant of a management scope the caller lacks.
-fn cannot_grant(missing: &Scope) -> String {
-    format!("the admin token cannot grant the scope {missing}, which it lacks")
-}
-
 impl Management {
     /// Creates an app; returns it with its client secret, shown this once.
     pub async fn create_app(
@@ -69,7 +63,10 @@ impl Management {
         check_description(&input.description)?;
         let tenant_record = self.find_tenant(tenant).await?;
         let grants = self.resolve_grants(&tenant_record, input.grants).await?;
-        principal.require_held(&self.management_scopes(tenant, &grants), cannot_grant)?;
+        principal.require_held(
+            &self.management_scopes(tenant, &grants),
+            Denial::CannotGrant,
+        )?;
         let (app, secret, client_secret) =
             self.new_app_records(input.name, input.description, false)?;
         let audit = Change::new(
@@ -89,7 +86,7 @@ impl Management {
         self.store
             .create_app(&tenant_record, &app, &secret, &grants, &audit)
             .await
-            .map_err(|error| ManageError::from_store(error, || format!("app {}", app.client_id)))?;
+            .map_err(|error| ManageError::from_store(error, Entity::App, &app.client_id))?;
         self.listener.tenant_changed(tenant);
         tracing::info!(tenant = %tenant, client_id = %app.client_id, "app created");
         Ok((AppWithGrants { app, grants }, client_secret))
@@ -146,7 +143,7 @@ impl Management {
         let before = app.clone();
         if app.is_system && (update.grants.is_some() || update.blocked == Some(true)) {
             return Err(ManageError::FailedPrecondition(
-                "the built-in admin app cannot be blocked or have its grants changed".to_owned(),
+                Precondition::BuiltInAppFixed,
             ));
         }
         if let Some(name) = update.name {
@@ -168,7 +165,10 @@ impl Management {
                 let resolved = self.resolve_grants(&tenant_record, requested).await?;
                 // What the app held is held by the caller (checked above), so this refuses
                 // exactly the scopes being added that the caller lacks.
-                principal.require_held(&self.management_scopes(tenant, &resolved), cannot_grant)?;
+                principal.require_held(
+                    &self.management_scopes(tenant, &resolved),
+                    Denial::CannotGrant,
+                )?;
                 Some(resolved)
             }
             None => None,
@@ -205,7 +205,7 @@ impl Management {
         self.store
             .update_app(&tenant_record, &app, new_grants.as_deref(), &audit)
             .await
-            .map_err(|error| ManageError::from_store(error, || format!("app {client_id}")))?;
+            .map_err(|error| ManageError::from_store(error, Entity::App, client_id))?;
         self.listener.tenant_changed(tenant);
         if update.blocked == Some(true) {
             tracing::info!(tenant = %tenant, client_id = %client_id, "app blocked");
@@ -237,7 +237,7 @@ impl Management {
         self.require_may_change(principal, tenant, client_id, &app.grants)?;
         if app.app.is_system {
             return Err(ManageError::FailedPrecondition(
-                "the built-in admin app cannot be deleted".to_owned(),
+                Precondition::BuiltInAppUndeletable,
             ));
         }
         // Deleting an app ends its tokens: revoked first (if this fails, nothing is deleted
@@ -291,8 +291,11 @@ impl Management {
         client_id: &ClientId,
         grants: &[GrantRecord],
     ) -> Result<(), ManageError> {
-        principal.require_held(&self.management_scopes(tenant, grants), |missing| {
-            format!("app {client_id} holds the scope {missing}, which the admin token lacks")
+        principal.require_held(&self.management_scopes(tenant, grants), |scope| {
+            Denial::AppHoldsMore {
+                client_id: client_id.clone(),
+                scope,
+            }
         })
     }
 
@@ -304,7 +307,7 @@ impl Management {
         self.store
             .find_app(tenant, client_id)
             .await?
-            .ok_or_else(|| ManageError::NotFound(format!("app {client_id}")))
+            .ok_or_else(|| ManageError::not_found(Entity::App, client_id))
     }
 
     /// Checks each grant names an API of the tenant, once, with scopes the API defines.

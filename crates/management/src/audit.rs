@@ -57,6 +57,7 @@ use tollgate_store::{
 };
 
 use crate::auth::Principal;
+use crate::error::Denial;
 use crate::{ManageError, Management, PageRequest};
 
 /// The scope that reads the audit trail.
@@ -437,9 +438,7 @@ impl Management {
                 let scope = self.audit_scope(&principal, &tail.target).await?;
                 if scope != tail.scope {
                     // The tenant was deleted and its name taken again.
-                    return Err(ManageError::NotFound(
-                        "the tenant whose audit events this stream followed".to_owned(),
-                    ));
+                    return Err(ManageError::FollowedTenantGone);
                 }
                 tail.checked_at = Instant::now();
             }
@@ -505,10 +504,8 @@ impl Management {
             }
             AuditTarget::AllTenants => {
                 if !principal.tenant.is_system() {
-                    return Err(ManageError::PermissionDenied(format!(
-                        "an admin token of tenant {} reads its own tenant's audit events only: \
-                         name the tenant",
-                        principal.tenant
+                    return Err(ManageError::PermissionDenied(Denial::OwnAuditOnly(
+                        principal.tenant.clone(),
                     )));
                 }
                 principal.require_scope(AUDIT_READ_SCOPE)?;

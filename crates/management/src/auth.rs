@@ -4,6 +4,7 @@ use tollgate_catalog::{CatalogError, InactiveToken, verify_own_token};
 use tollgate_domain::{Scope, ScopeSet, TenantName};
 use tollgate_verify::{VerifyError, unverified_claim};
 
+use crate::error::{AdminTokenRefusal, Denial};
 use crate::{ManageError, Management};
 
 /// The scopes of every tenant's Management API.
@@ -42,10 +43,10 @@ impl Principal {
     /// Checks that this principal may use `scope` on `target`.
     pub(crate) fn require(&self, target: &TenantName, scope: &str) -> Result<(), ManageError> {
         if !self.tenant.is_system() && self.tenant != *target {
-            return Err(ManageError::PermissionDenied(format!(
-                "an admin token of tenant {} cannot act on tenant {target}",
-                self.tenant
-            )));
+            return Err(ManageError::PermissionDenied(Denial::OtherTenant {
+                tenant: self.tenant.clone(),
+                target: target.clone(),
+            }));
         }
         self.require_scope(scope)
     }
@@ -55,23 +56,23 @@ impl Principal {
         if self.scopes.iter().any(|held| held.as_str() == scope) {
             Ok(())
         } else {
-            Err(ManageError::PermissionDenied(format!(
-                "the admin token lacks the scope {scope}"
+            Err(ManageError::PermissionDenied(Denial::LacksScope(
+                scope.to_owned(),
             )))
         }
     }
 
     /// Checks that this principal holds every scope of `scopes`: the management scopes an app
     /// would receive, or already holds when the principal is about to change it. Nobody hands
-    /// out, takes away or takes over more than they hold. `refusal` words the answer for the
+    /// out, takes away or takes over more than they hold. `refusal` names the answer for the
     /// first scope missing.
     pub(crate) fn require_held(
         &self,
         scopes: &ScopeSet,
-        refusal: impl FnOnce(&Scope) -> String,
+        refusal: impl FnOnce(Scope) -> Denial,
     ) -> Result<(), ManageError> {
         match scopes.first_missing_from(&self.scopes) {
-            Some(missing) => Err(ManageError::PermissionDenied(refusal(missing))),
+            Some(missing) => Err(ManageError::PermissionDenied(refusal(missing.clone()))),
             None => Ok(()),
         }
     }
@@ -79,9 +80,7 @@ impl Principal {
     /// Checks that this is a `system` admin holding `scope`.
     pub(crate) fn require_system(&self, scope: &str) -> Result<(), ManageError> {
         if !self.tenant.is_system() {
-            return Err(ManageError::PermissionDenied(
-                "only the system tenant's admins manage tenants".to_owned(),
-            ));
+            return Err(ManageError::PermissionDenied(Denial::SystemOnly));
         }
         self.require_scope(scope)
     }
@@ -98,19 +97,13 @@ impl Management {
     /// still holds on the Management API, so a narrowed grant narrows every token at once.
     /// Every instance sees a change within about a second (the catalog's invalidation).
     pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, ManageError> {
-        let token = bearer.ok_or_else(|| {
-            ManageError::Unauthenticated(
-                "missing admin token: send authorization: Bearer <token>".to_owned(),
-            )
-        })?;
-        let unauthenticated =
-            |reason: &str| ManageError::Unauthenticated(format!("admin token rejected: {reason}"));
-        let issuer =
-            unverified_claim(token, "iss").ok_or_else(|| unauthenticated("malformed token"))?;
+        let token = bearer.ok_or(ManageError::Unauthenticated(AdminTokenRefusal::Missing))?;
+        let refused = ManageError::Unauthenticated;
+        let issuer = unverified_claim(token, "iss").ok_or(refused(AdminTokenRefusal::Malformed))?;
         let tenant = self
             .issuer_template
             .tenant_of_issuer(&issuer)
-            .ok_or_else(|| unauthenticated("unknown issuer"))?;
+            .ok_or(refused(AdminTokenRefusal::UnknownIssuer))?;
         let view = self
             .catalog
             .tenant(&tenant)
@@ -121,12 +114,10 @@ impl Management {
                 // its token is bad.
                 match error {
                     CatalogError::Store(error) => ManageError::Store(error),
-                    _ => ManageError::Unauthenticated(
-                        "admin token cannot be checked now".to_owned(),
-                    ),
+                    _ => refused(AdminTokenRefusal::Uncheckable),
                 }
             })?
-            .ok_or_else(|| unauthenticated("unknown issuer"))?;
+            .ok_or(refused(AdminTokenRefusal::UnknownIssuer))?;
         let now = self.clock.now();
         let active = verify_own_token(
             &view,
@@ -141,20 +132,20 @@ impl Management {
             // Fail closed, as UNAVAILABLE: the check, not the token, failed.
             ManageError::Revocation(error)
         })?
-        .map_err(|inactive| unauthenticated(&inactive.to_string()))?;
+        .map_err(|inactive| refused(AdminTokenRefusal::Inactive(inactive)))?;
         // Checked for the Management API's audience, an active token has its live app.
         let (claims, app) = match active.admin_app {
             Some(app) => (active.claims, app),
             None => {
                 let wrong = InactiveToken::Invalid(VerifyError::WrongAudience);
-                return Err(unauthenticated(&wrong.to_string()));
+                return Err(refused(AdminTokenRefusal::Inactive(wrong)));
             }
         };
         let held = view
             .granted_scopes(app, &view.management_audience)
             .unwrap_or_default();
         let presented = ScopeSet::parse_all(claims.scp.iter().map(String::as_str))
-            .map_err(|_| unauthenticated("malformed scopes"))?;
+            .map_err(|_| refused(AdminTokenRefusal::MalformedScopes))?;
         Ok(Principal {
             tenant,
             subject: claims.sub,

@@ -19,6 +19,7 @@ mod apis;
 mod apps;
 mod audit;
 mod auth;
+mod error;
 mod keys;
 mod revoke;
 mod secrets;
@@ -30,8 +31,8 @@ use std::sync::Arc;
 
 use tollgate_catalog::{Catalog, Revocations};
 use tollgate_domain::{ChangeListener, Clock, InvalidValue, IssuerTemplate};
-use tollgate_keys::{KeyError, MasterKey, SecretHasher};
-use tollgate_store::{Store, StoreError};
+use tollgate_keys::{MasterKey, SecretHasher};
+use tollgate_store::Store;
 
 pub use apis::{ApiUpdate, NewApi};
 pub use apps::{AppUpdate, NewApp};
@@ -40,60 +41,11 @@ pub use audit::{
     AuditTarget, MAX_EVENT_BYTES, MAX_PAGE_BYTES, TAIL_POLL_INTERVAL, TAIL_RECHECK_INTERVAL,
 };
 pub use auth::{MANAGEMENT_SCOPES, Principal, SYSTEM_ONLY_SCOPES};
+pub use error::{AdminTokenRefusal, Denial, Entity, ManageError, Precondition};
 pub use keys::{KeyState, key_state};
 pub use secrets::{DEFAULT_SECRET_OVERLAP, RotatedSecret};
 pub use tenants::{AdminCredentials, NewTenantInput, TenantUpdate};
 pub use trail::{BOOTSTRAP_ACTOR, SCHEDULER_ACTOR};
-
-/// Why a management call failed. Messages are lowercase, name the entity and are safe to
-/// return; internal causes are kept as sources for the log.
-#[derive(Debug, thiserror::Error)]
-pub enum ManageError {
-    /// Malformed input; names the field.
-    #[error(transparent)]
-    Invalid(#[from] InvalidValue),
-    /// No, malformed, expired or foreign admin token.
-    #[error("{0}")]
-    Unauthenticated(String),
-    /// The admin token lacks a scope or targets another tenant.
-    #[error("{0}")]
-    PermissionDenied(String),
-    /// The named resource does not exist.
-    #[error("{0} not found")]
-    NotFound(String),
-    /// Name or identifier taken.
-    #[error("{0} already exists")]
-    AlreadyExists(String),
-    /// Not allowed in this state (built-in resources).
-    #[error("{0}")]
-    FailedPrecondition(String),
-    /// The store failed.
-    #[error("storage unavailable")]
-    Store(#[source] StoreError),
-    /// Key generation or randomness failed.
-    #[error("key material unavailable")]
-    Keys(#[from] KeyError),
-    /// A revocation could not be recorded.
-    #[error("revocation unavailable")]
-    Revocation(#[from] tollgate_catalog::RevocationError),
-}
-
-impl ManageError {
-    /// Maps a store error, naming `entity` where the store's answer is about it.
-    fn from_store(error: StoreError, entity: impl FnOnce() -> String) -> Self {
-        match error {
-            StoreError::AlreadyExists { .. } => ManageError::AlreadyExists(entity()),
-            StoreError::NotFound { .. } => ManageError::NotFound(entity()),
-            other => ManageError::Store(other),
-        }
-    }
-}
-
-impl From<StoreError> for ManageError {
-    fn from(error: StoreError) -> Self {
-        ManageError::Store(error)
-    }
-}
 
 /// A page of results and the token of the next one.
 #[derive(Debug, Clone)]

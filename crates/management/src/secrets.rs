@@ -6,6 +6,7 @@ use tollgate_keys::{generate_client_secret, generate_id};
 use tollgate_store::{AppWithGrants, SecretRecord};
 
 use crate::auth::Principal;
+use crate::error::{Entity, Precondition};
 use crate::trail::{Actor, Change};
 use crate::{ManageError, Management};
 use tollgate_audit::AuditAction;
@@ -55,9 +56,12 @@ impl Management {
             .filter(|secret| secret.expires_at.is_none_or(|expires_at| now < expires_at))
             .collect();
         if live.len() >= MAX_LIVE_SECRETS {
-            return Err(ManageError::FailedPrecondition(format!(
-                "app {client_id} already has {MAX_LIVE_SECRETS} live secrets; revoke one first"
-            )));
+            return Err(ManageError::FailedPrecondition(
+                Precondition::TooManySecrets {
+                    client_id: client_id.clone(),
+                    live: MAX_LIVE_SECRETS,
+                },
+            ));
         }
         let ends_at = now + overlap;
         let expire: Vec<(String, i64)> = live
@@ -137,7 +141,7 @@ impl Management {
             .expire_secret(&tenant_record, &app, secret_id, now, &audit)
             .await?;
         if !is_found {
-            return Err(ManageError::NotFound(format!("secret {secret_id}")));
+            return Err(ManageError::not_found(Entity::Secret, secret_id));
         }
         self.listener.tenant_changed(tenant);
         tracing::info!(tenant = %tenant, client_id = %client_id, secret_id = %secret_id, "secret revoked");

@@ -11,6 +11,7 @@ use tollgate_store::{
 };
 
 use crate::auth::{MANAGEMENT_SCOPES, Principal, SYSTEM_ONLY_SCOPES};
+use crate::error::{Entity, Precondition};
 use crate::trail::{Actor, BOOTSTRAP_ACTOR, Change, changed};
 use crate::{ManageError, Management, Page, PageRequest, paginate};
 use tollgate_audit::{AuditAction, ChangeEvents};
@@ -66,7 +67,7 @@ impl Management {
             .await
         {
             Ok((_, credentials)) => Ok(Some(credentials)),
-            Err(ManageError::AlreadyExists(_)) => Ok(None),
+            Err(ManageError::AlreadyExists { .. }) => Ok(None),
             Err(error) => Err(error),
         }
     }
@@ -144,7 +145,7 @@ impl Management {
         self.store
             .update_tenant(&tenant, &audit)
             .await
-            .map_err(|error| ManageError::from_store(error, || format!("tenant {name}")))?;
+            .map_err(|error| ManageError::from_store(error, Entity::Tenant, name))?;
         self.listener.tenant_changed(name);
         Ok(tenant)
     }
@@ -158,7 +159,7 @@ impl Management {
         principal.require_system("tenants:write")?;
         if name.is_system() {
             return Err(ManageError::FailedPrecondition(
-                "the system tenant cannot be deleted".to_owned(),
+                Precondition::SystemTenantUndeletable,
             ));
         }
         let tenant = self.find_tenant(name).await?;
@@ -170,7 +171,7 @@ impl Management {
         if deleted {
             Ok(())
         } else {
-            Err(ManageError::NotFound(format!("tenant {name}")))
+            Err(ManageError::not_found(Entity::Tenant, name))
         }
     }
 
@@ -178,7 +179,7 @@ impl Management {
         self.store
             .find_tenant(name)
             .await?
-            .ok_or_else(|| ManageError::NotFound(format!("tenant {name}")))
+            .ok_or_else(|| ManageError::not_found(Entity::Tenant, name))
     }
 
     /// The record of a change to `tenant` itself: in the system tenant's trail (tenants are
@@ -281,7 +282,7 @@ impl Management {
         self.store
             .create_tenant(&new_tenant, &audit)
             .await
-            .map_err(|error| ManageError::from_store(error, || format!("tenant {}", input.name)))?;
+            .map_err(|error| ManageError::from_store(error, Entity::Tenant, &input.name))?;
         self.listener.tenant_changed(&input.name);
         tracing::info!(tenant = %input.name, "tenant created");
         Ok((tenant, credentials))
@@ -300,7 +301,7 @@ impl Management {
             tokio::task::spawn_blocking(move || SigningKey::generate(alg, kid))
                 .await
                 .map_err(|_| {
-                    ManageError::FailedPrecondition("key generation was interrupted".to_owned())
+                    ManageError::FailedPrecondition(Precondition::KeyGenerationInterrupted)
                 })??
         };
         let (key, pkcs8) = generated;
