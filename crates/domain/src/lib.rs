@@ -32,7 +32,8 @@ pub use revocation::{Revocation, RevocationTarget, TokenFacts};
 pub use secret::ClientSecret;
 
 /// Told when a tenant's configuration changes (APIs, apps, grants, keys), so caches of it
-/// can be dropped. Implemented by the issuer's catalog; called by management after commit.
+/// can be dropped. Implemented by the catalog (`tollgate-catalog`); called by management after
+/// commit.
 pub trait ChangeListener: Send + Sync {
     /// Something of `tenant` changed, or the tenant was created or deleted.
     fn tenant_changed(&self, tenant: &TenantName);
