@@ -43,6 +43,7 @@ pub enum Command {
     /// Runs the HTTP gateway alone, in front of a Tollgate server's gRPC API (for the edge:
     /// no database credentials, no key material).
     Gateway(GatewayArgs),
+    // The admin and token commands of `tollgate-cli`, listed after the server's.
     #[command(flatten)]
     Admin(AdminCommand),
 }
