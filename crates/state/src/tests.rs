@@ -241,6 +241,31 @@ async fn rate_limit_burst_and_retry_after() -> TestResult {
 }
 
 #[tokio::test]
+async fn rate_limits_refill_by_the_injected_clock() -> TestResult {
+    let (state, clock) = state();
+    // Two a second, two at once.
+    assert!(state.check_rate("app:1", 2.0, 2).await.allowed);
+    assert!(state.check_rate("app:1", 2.0, 2).await.allowed);
+    let denied = state.check_rate("app:1", 2.0, 2).await;
+    assert!(!denied.allowed);
+    // The clock stands still: exactly one interval to wait, however long the test takes.
+    assert_eq!(denied.retry_after, Duration::from_millis(500));
+    assert_eq!(denied.reset_after, Duration::from_secs(1));
+    clock.advance_by(Duration::from_millis(499));
+    assert!(!state.check_rate("app:1", 2.0, 2).await.allowed);
+    clock.advance_by(Duration::from_millis(1));
+    let refilled = state.check_rate("app:1", 2.0, 2).await;
+    assert!(refilled.allowed);
+    assert_eq!(refilled.remaining, 0);
+    // A wall-clock step back does not move the monotonic reading: no extra refill, no lock-out.
+    clock.advance(-3_600);
+    assert!(!state.check_rate("app:1", 2.0, 2).await.allowed);
+    clock.advance_by(Duration::from_secs(1));
+    assert_eq!(state.check_rate("app:1", 2.0, 2).await.remaining, 1);
+    Ok(())
+}
+
+#[tokio::test]
 async fn changes_reach_every_subscriber() -> TestResult {
     let (state, _) = state();
     let mut first = state.subscribe_changes();

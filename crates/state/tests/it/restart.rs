@@ -4,9 +4,10 @@
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tollgate_domain::{Revocation, RevocationTarget, TenantName, TokenFacts};
+use tollgate_domain::{Revocation, RevocationTarget, TenantName, TestClock, TokenFacts};
 use tollgate_state::{ChangeEvent, RevocationStatus, SharedState};
 
 use crate::{TestResult, backends_required, next_change, now, raw, redis_url};
@@ -128,8 +129,9 @@ async fn flush_outage_and_restart() -> TestResult {
         return Ok(());
     };
     let url = server.url();
-    // The default prefix: this server is ours alone.
-    let state = SharedState::connect_redis(&url).await?;
+    // The default prefix: this server is ours alone. The outage back-off runs on `clock`.
+    let clock = TestClock::new();
+    let state = SharedState::connect_redis_with_clock(&url, Arc::new(clock.clone())).await?;
     let other = SharedState::connect_redis(&url).await?;
     let mut changes = state.subscribe_changes();
     let now = now();
@@ -226,8 +228,9 @@ async fn flush_outage_and_restart() -> TestResult {
         RevocationStatus::Revoked
     );
 
-    // Rate limiting goes back to Redis once the 1 s bypass is over.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // Rate limiting goes back to Redis once the 1 s bypass is over (on the state's clock;
+    // the retries below wait for the reconnection, real I/O).
+    clock.advance(Duration::from_millis(1_100));
     let mut shared = false;
     for _ in 0..10 {
         if !state.check_rate("app:3", 100.0, 100).await.degraded {
