@@ -115,8 +115,9 @@ pub struct Issuer {
     hasher: SecretHasher,
     clock: Arc<dyn Clock>,
     revocations: Arc<Revocations>,
-    /// Rate limits across instances; whether change notifications are heard.
-    shared: SharedState,
+    /// Rate limits across instances; change notifications (the revocation watch's, in
+    /// `watch.rs`) and whether they are heard.
+    pub(crate) shared: SharedState,
     limits: RateLimits,
     /// Last uses of secrets waiting to be written: (tenant id, secret id, time).
     usage: Mutex<Vec<(String, String, UnixTime)>>,

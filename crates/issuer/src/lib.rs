@@ -13,5 +13,7 @@
 
 mod issue;
 mod service_error;
+mod watch;
 
 pub use issue::{IssueError, Issuer, IssuerParts, RateLimits};
+pub use watch::{WATCH_HEARTBEAT, WATCH_RESYNC_WHILE_DEAF, WatchEvent};

@@ -156,7 +156,6 @@ pub async fn serve(
         listeners.grpc,
         TokenAdapter::new(
             Arc::clone(&issuer),
-            state.clone(),
             stop_receiver.clone(),
             config.gateway_secret.clone(),
         ),

@@ -4,6 +4,7 @@
 
 mod audit;
 mod convert;
+mod forward;
 mod management;
 #[cfg(test)]
 mod proptests;

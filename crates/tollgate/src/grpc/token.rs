@@ -8,15 +8,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use std::time::Duration;
-
-use tokio::sync::{broadcast, mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::watch;
 use tollgate_domain::{
     ClientId, ClientSecret, RequestOrigin, Revocation, TenantName, TokenRequest, TraceId, Transport,
 };
 use tollgate_gateway::{FORWARDED_FOR_METADATA, GATEWAY_SECRET_METADATA};
-use tollgate_issuer::Issuer;
+use tollgate_issuer::{Issuer, WATCH_HEARTBEAT, WatchEvent};
 use tollgate_keys::SharedSecret;
 use tollgate_proto::status::invalid_argument;
 use tollgate_proto::v1::token_service_server::TokenService;
@@ -25,23 +22,21 @@ use tollgate_proto::v1::{
     IssueTokenRequest, IssueTokenResponse, RevocationEntry, RevokeTokenRequest,
     RevokeTokenResponse, WatchRevocationsRequest, WatchRevocationsResponse,
 };
-use tollgate_state::{ChangeEvent, SharedState};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
+use super::forward::{Buffer, Forwarded, forward};
 use super::{into_status, token_call};
 
-/// Seconds between heartbeats on a revocation watch.
-const WATCH_HEARTBEAT: Duration = Duration::from_secs(5);
-/// How often a watch re-reads its tenant's revocations from the database while this
-/// instance does not hear of new ones (its Redis subscription is down): a revocation made
-/// meanwhile, on any instance, reaches watchers within about this long.
-const WATCH_RESYNC_WHILE_DEAF: Duration = Duration::from_secs(1);
+/// Messages of a revocation watch waiting for a slow watcher.
+const WATCH_BUFFER: Buffer = Buffer {
+    messages: 16,
+    bytes: None,
+};
 
 /// Serves token issuance, public keys and revocation watches.
 pub struct TokenAdapter {
     issuer: Arc<Issuer>,
-    state: SharedState,
     /// Turns true when the server stops: open watches end (with UNAVAILABLE, so watchers
     /// reconnect elsewhere) instead of holding up graceful shutdown.
     shutdown: watch::Receiver<bool>,
@@ -55,18 +50,15 @@ pub struct TokenAdapter {
 }
 
 impl TokenAdapter {
-    /// Serves `issuer`; watches follow revocations published through `state` and end when
-    /// `shutdown` turns true. With `gateway_secret`, callers presenting it may forward the
-    /// address of the client they act for.
+    /// Serves `issuer`; watches end when `shutdown` turns true. With `gateway_secret`,
+    /// callers presenting it may forward the address of the client they act for.
     pub fn new(
         issuer: Arc<Issuer>,
-        state: SharedState,
         shutdown: watch::Receiver<bool>,
         gateway_secret: Option<SharedSecret>,
     ) -> Self {
         Self {
             issuer,
-            state,
             shutdown,
             gateway_secret,
             has_warned_of_untrusted_forwarding: AtomicBool::new(false),
@@ -125,7 +117,7 @@ impl TokenAdapter {
 
 #[tonic::async_trait]
 impl TokenService for TokenAdapter {
-    type WatchRevocationsStream = ReceiverStream<Result<WatchRevocationsResponse, Status>>;
+    type WatchRevocationsStream = Forwarded<WatchRevocationsResponse>;
 
     async fn watch_revocations(
         &self,
@@ -136,28 +128,17 @@ impl TokenService for TokenAdapter {
         let tenant = TenantName::parse(&request.tenant).map_err(invalid_argument)?;
         let client_id = ClientId::parse(&request.client_id).map_err(invalid_argument)?;
         let secret = ClientSecret::new(request.client_secret);
-        let tenant_id = self
+        let events = self
             .issuer
-            .authenticate_app(&tenant, &client_id, &secret, &origin)
+            .watch_revocations(&tenant, &client_id, &secret, &origin)
             .await
             .map_err(into_status)?;
-        // Subscribed before the snapshot is read, so nothing falls between the two.
-        let changes = self.state.subscribe_changes();
-        let snapshot = self
-            .issuer
-            .live_revocations(&tenant_id)
-            .await
-            .map_err(into_status)?;
-        let (sender, receiver) = mpsc::channel(16);
-        tokio::spawn(follow_revocations(
-            Arc::clone(&self.issuer),
-            tenant_id,
-            snapshot,
-            changes,
-            sender,
+        Ok(Response::new(forward(
+            events,
+            watch_message,
+            WATCH_BUFFER,
             self.shutdown.clone(),
-        ));
-        Ok(Response::new(ReceiverStream::new(receiver)))
+        )))
     }
 
     async fn issue_token(
@@ -217,84 +198,13 @@ impl TokenService for TokenAdapter {
     }
 }
 
-/// Feeds one watch: the snapshot, then the tenant's new revocations, a heartbeat when idle,
-/// and a fresh snapshot whenever events may have been missed, and every
-/// [`WATCH_RESYNC_WHILE_DEAF`] while they are being missed (the shared state does not
-/// listen). Ends when the watcher goes away, or with UNAVAILABLE when the server stops or
-/// the database cannot be read.
-async fn follow_revocations(
-    issuer: Arc<Issuer>,
-    tenant_id: String,
-    snapshot: Vec<Revocation>,
-    mut changes: broadcast::Receiver<ChangeEvent>,
-    sender: mpsc::Sender<Result<WatchRevocationsResponse, Status>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let message = |is_snapshot: bool, revocations: Vec<Revocation>| WatchRevocationsResponse {
-        is_snapshot,
-        revocations: revocations.into_iter().map(entry).collect(),
+/// A watch's event on the wire.
+fn watch_message(event: WatchEvent) -> WatchRevocationsResponse {
+    WatchRevocationsResponse {
+        is_snapshot: event.is_snapshot,
+        revocations: event.revocations.into_iter().map(entry).collect(),
         heartbeat_seconds: WATCH_HEARTBEAT.as_secs() as i64,
-    };
-    let mut next = Some(Ok(message(true, snapshot)));
-    let mut heartbeat = tokio::time::interval(WATCH_HEARTBEAT);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    heartbeat.tick().await;
-    let mut resync = tokio::time::interval(WATCH_RESYNC_WHILE_DEAF);
-    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        if let Some(item) = next.take() {
-            let is_error = item.is_err();
-            tokio::select! {
-                sent = sender.send(item) => {
-                    if sent.is_err() || is_error {
-                        return;
-                    }
-                }
-                () = stopping(&mut shutdown) => return,
-            }
-            heartbeat.reset();
-        }
-        next = tokio::select! {
-            () = stopping(&mut shutdown) => {
-                // Never wait on a watcher that does not read: shutdown must not hang.
-                let _ = sender.try_send(Err(Status::unavailable("server shutting down")));
-                return;
-            }
-            () = sender.closed() => return,
-            _ = heartbeat.tick() => Some(Ok(message(false, Vec::new()))),
-            _ = resync.tick() => {
-                if issuer.is_hearing_changes() {
-                    None
-                } else {
-                    match issuer.live_revocations(&tenant_id).await {
-                        Ok(all) => Some(Ok(message(true, all))),
-                        Err(error) => Some(Err(into_status(error))),
-                    }
-                }
-            }
-            change = changes.recv() => match change {
-                Ok(ChangeEvent::Revoked(revocation)) if revocation.tenant_id == tenant_id => {
-                    Some(Ok(message(false, vec![revocation])))
-                }
-                Ok(ChangeEvent::Revoked(_) | ChangeEvent::Tenant(_)) => None,
-                Ok(ChangeEvent::All) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    match issuer.live_revocations(&tenant_id).await {
-                        Ok(all) => Some(Ok(message(true, all))),
-                        Err(error) => Some(Err(into_status(error))),
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    Some(Err(Status::unavailable("server shutting down")))
-                }
-            },
-        };
     }
-}
-
-/// Completes when `shutdown` turns true (or its sender is gone).
-async fn stopping(shutdown: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is dropped here, before the caller's next await.
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// A revocation on the wire.
