@@ -5,6 +5,10 @@
 //! Backend selection: PostgreSQL suites read `TOLLGATE_TEST_POSTGRES_URL`; unset, they skip
 //! loudly, and with `TOLLGATE_REQUIRE_BACKENDS=1` (as in CI) a skip is a failure.
 //!
+//! Time: every [`TestServer`] tells time by a [`TestClock`] ([`TestServer::clock`]): the
+//! real clock until a test moves it forward instead of sleeping; instances joining one share
+//! its clock.
+//!
 //! [`RedisServer`] runs a throwaway `redis-server` per test (`serve` has no setting for a
 //! Redis key prefix, so parallel tests cannot share one), which a test may also kill and
 //! restart empty.
@@ -12,6 +16,9 @@
 //! [`PostgresServer`] runs a throwaway PostgreSQL cluster (`initdb` in a temporary
 //! directory) that a test may stop and start again, where the shared PostgreSQL must stay
 //! up for the tests running beside it; [`TestOptions::database_url`] points a server at it.
+
+// Fixtures wait for real processes and sockets (start-up deadlines): real time.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +29,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tollgate::config::{Config, ServeArgs};
 use tollgate::server::{ADMIN_CREDENTIALS_FILE, Listeners, serve};
+pub use tollgate_domain::TestClock;
 use tollgate_proto::v1::api_service_client::ApiServiceClient;
 use tollgate_proto::v1::app_service_client::AppServiceClient;
 use tollgate_proto::v1::tenant_service_client::TenantServiceClient;
@@ -122,6 +130,8 @@ pub struct Joined {
     pub master_key: String,
     /// The admin credentials the first one bootstrapped.
     pub admin: AdminCredentials,
+    /// The first one's clock, which the joining one reads too (moving it moves both).
+    pub clock: TestClock,
 }
 
 impl Default for TestOptions {
@@ -154,6 +164,9 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     /// What another instance needs to join this one.
     pub joined: Joined,
+    /// The server's clock: tests [`TestClock::advance`] it instead of sleeping where what
+    /// they wait for is the server's reading of time (second cut-offs, refills, expiry).
+    pub clock: TestClock,
     channel: Channel,
     _temp_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -216,7 +229,14 @@ impl TestServer {
                 gateway_secret_file: None,
             },
         };
-        let config = Config::from_args(args)?;
+        let clock = options
+            .join
+            .as_ref()
+            .map_or_else(TestClock::new, |joined| joined.clock.clone());
+        let config = Config {
+            clock: std::sync::Arc::new(clock.clone()),
+            ..Config::from_args(args)?
+        };
         let database_url = config.database_url.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(config, Listeners { grpc, http }, async move {
@@ -238,6 +258,7 @@ impl TestServer {
             database_url,
             master_key,
             admin: admin.clone(),
+            clock: clock.clone(),
         };
         Ok(Self {
             grpc_url,
@@ -245,6 +266,7 @@ impl TestServer {
             admin,
             data_dir,
             joined,
+            clock,
             channel,
             _temp_dir: temp_dir,
             stop: Some(stop),
@@ -274,9 +296,12 @@ impl TestServer {
                 ),
                 master_key: String::new(),
                 admin: admin.clone(),
+                clock: TestClock::new(),
             },
             admin,
             data_dir,
+            // Another process reads the real clock: this one stays unmoved.
+            clock: TestClock::new(),
             channel,
             _temp_dir: tempfile::tempdir()?,
             stop: None,

@@ -6,11 +6,11 @@
 //!
 //! The records are read straight from the database the server writes, as in `trail.rs`.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tollgate_audit::{MAX_RECORDED_REQUESTED_SCOPES, verify_tenant};
-use tollgate_domain::TokenRequest;
+use tollgate_domain::{Clock, TokenRequest};
 use tollgate_proto::v1::{GetTenantRequest, IssueTokenRequest};
 use tollgate_store::{AuditRow, Store};
 use tollgate_testkit::{Backend, TestOptions, TestServer};
@@ -62,7 +62,7 @@ async fn refusals_pending_at_shutdown_are_recorded(options: TestOptions) -> anyh
     let server = TestServer::start_with(options).await?;
     let fixture = Fixture::new(&server, "acme").await?;
     let database_url = server.joined.database_url.clone();
-    let since = now_ms();
+    let since = server.clock.now_ms();
     let refused = 200;
     for n in 0..refused {
         let status = server
@@ -132,12 +132,6 @@ async fn wait_for_count(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
 async fn system_tenant_id(server: &TestServer) -> anyhow::Result<String> {
@@ -343,9 +337,11 @@ async fn requests_over_a_limit_are_refused_and_leave_no_record(
         (tonic::Code::PermissionDenied, "invalid_scope".to_owned())
     );
 
-    // Past a flush (every second), the refusals at the edge have left no record; the one
-    // that reached the issuer has left one.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // Past a flush, the refusals at the edge have left no record; the one that reached the
+    // issuer has left one. A flush records the seconds before the server's current one, and
+    // runs every (real) second: move the server a second on, then wait for one flush.
+    server.clock.advance(Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let after = (
         audit_records(&store, &fixture.tenant_id).await?.len(),
         audit_records(&store, &system_id).await?.len(),
@@ -433,12 +429,14 @@ fn check_flood_records(rows: &[AuditRow], elapsed: Duration) {
 async fn random_client_ids_cost_a_few_aggregated_records(server: TestServer) -> anyhow::Result<()> {
     let fixture = Fixture::new(&server, "acme").await?;
     let store = Store::connect(&server.joined.database_url).await?;
-    let since = now_ms();
+    let since = server.clock.now_ms();
     let nonce = since % 1_000_000;
     let elapsed = flood(&server, move |n| {
         ("acme".to_owned(), format!("rnd-{nonce}-{n}"))
     })
     .await?;
+    // The flush records seconds the server's clock has left behind: leave this one.
+    server.clock.advance(Duration::from_secs(1));
     let rows = wait_for_count(&store, &fixture.tenant_id, since, FLOOD as i64).await?;
     check_flood_records(&rows, elapsed);
     for row in rows.iter().filter(|row| row.count > 1) {
@@ -460,12 +458,14 @@ async fn random_tenant_names_cost_the_system_chain_a_few_records(
 ) -> anyhow::Result<()> {
     let store = Store::connect(&server.joined.database_url).await?;
     let system_id = system_tenant_id(&server).await?;
-    let since = now_ms();
+    let since = server.clock.now_ms();
     let nonce = since % 1_000_000;
     let elapsed = flood(&server, move |n| {
         (format!("rnd-{nonce}-{n}"), "probe".to_owned())
     })
     .await?;
+    // The flush records seconds the server's clock has left behind: leave this one.
+    server.clock.advance(Duration::from_secs(1));
     let rows = wait_for_count(&store, &system_id, since, FLOOD as i64).await?;
     check_flood_records(&rows, elapsed);
     for row in rows.iter().filter(|row| row.count > 1) {
@@ -484,7 +484,7 @@ async fn many_scopes_are_recorded_as_a_few_and_their_number(
 ) -> anyhow::Result<()> {
     let fixture = Fixture::new(&server, "acme").await?;
     let store = Store::connect(&server.joined.database_url).await?;
-    let since = now_ms();
+    let since = server.clock.now_ms();
     // 64 scopes, the most a request may name; the app holds two of them.
     let mut scopes = many_scopes(TokenRequest::MAX_SCOPES - 2);
     scopes.extend(["archive:read".to_owned(), "archive:write".to_owned()]);
@@ -551,6 +551,8 @@ async fn many_scopes_are_recorded_as_a_few_and_their_number(
     )
     .await?;
     assert_eq!(response.status(), 401);
+    // The flush records seconds the server's clock has left behind: leave this one.
+    server.clock.advance(Duration::from_secs(1));
     let rows = wait_for_count(&store, &fixture.tenant_id, since, 3).await?;
     let invalid_client: Vec<&AuditRow> = rows
         .iter()

@@ -299,7 +299,7 @@ async fn revocation_service_forms(server: TestServer) -> anyhow::Result<()> {
     );
 
     // Everything of the tenant, admin tokens included: the admin token stops working too.
-    tokio::time::sleep(Duration::from_millis(1100)).await; // a new second: iat cut-offs are in seconds
+    server.clock.advance_to_next_second(); // a new second: iat cut-offs are in seconds
     let third = token(&server, &fixture).await?;
     revocations.revoke_tokens(revoke(Target::All(true))).await?;
     assert_eq!(introspect(&server, me, &third).await?["active"], false);
@@ -315,7 +315,7 @@ async fn revocation_service_forms(server: TestServer) -> anyhow::Result<()> {
     );
     // Tokens issued after the cut-off work (the app's own secret stays revoked by `sid`: every
     // token it obtains, now or later, is dead; the admin app's secret is untouched).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    server.clock.advance_to_next_second();
     assert_eq!(
         introspect(&server, me, &token(&server, &fixture).await?).await?["active"],
         false
@@ -518,7 +518,7 @@ async fn block_with_revocation(server: TestServer) -> anyhow::Result<()> {
         false
     );
 
-    tokio::time::sleep(Duration::from_millis(1100)).await; // past the cut-off second
+    server.clock.advance_to_next_second(); // past the cut-off second
     fixture
         .admin_clients
         .apps
@@ -697,7 +697,7 @@ async fn rate_limits(server: TestServer) -> anyhow::Result<()> {
     );
 
     // After a second, one more is admitted.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    server.clock.advance(Duration::from_millis(1_100));
     assert_eq!(post(&server, "token", me, &form).await?.status(), 200);
 
     // Failed authentications are damped per client id, but never lock the real client out.
@@ -716,7 +716,7 @@ async fn rate_limits(server: TestServer) -> anyhow::Result<()> {
         "{wrong:?}"
     );
     assert!(wrong[30..].iter().all(|status| *status == 429), "{wrong:?}");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    server.clock.advance(Duration::from_millis(1_100));
     assert_eq!(
         post(&server, "token", me, &form).await?.status(),
         200,
@@ -753,7 +753,7 @@ async fn rate_limits(server: TestServer) -> anyhow::Result<()> {
     );
     // The app's own request rate (1/s) has refilled after a second; damping never applies to a
     // correct secret.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    server.clock.advance(Duration::from_millis(1_100));
     assert_eq!(
         post(&server, "token", me, &form).await?.status(),
         200,
@@ -779,9 +779,7 @@ async fn secrets_record_their_last_use(server: TestServer) -> anyhow::Result<()>
         .secrets;
     assert_eq!(before.len(), 1);
     assert_eq!(before[0].last_used_time, None, "never used yet");
-    let issued_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
+    let issued_at = tollgate_domain::Clock::now(&server.clock);
     token(&server, &fixture).await?;
     let started = std::time::Instant::now();
     let last_used = loop {

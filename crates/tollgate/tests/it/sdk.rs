@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -92,6 +92,18 @@ async fn revoke_over_http(fixture: &Fixture, token: &str) -> anyhow::Result<()> 
         .await?;
     if response.status() != 200 {
         bail!("revocation answered {}", response.status());
+    }
+    Ok(())
+}
+
+/// Waits until `count` has reached `at_least` (within 30 s).
+async fn progressed(count: &AtomicUsize, at_least: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while count.load(Ordering::Acquire) < at_least {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("{} of {at_least} after 30 s", count.load(Ordering::Acquire));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
 }
@@ -179,8 +191,10 @@ async fn verifier_follows_a_key_rotation_without_a_failed_request(
 ) -> anyhow::Result<()> {
     let fixture = Fixture::new(&server, "acme").await?;
     // A refetch for an unknown kid at most once a second (30 s by default).
+    // On the server's clock, so that moving it moves the refetch interval too.
     let verifier = Verifier::builder(&fixture.issuer, ARCHIVE)
         .min_refetch_interval(Duration::from_secs(1))
+        .clock(Arc::new(server.clock.clone()))
         .build()?;
     let old_token = token(&server, "acme", &fixture).await?;
     let old_kid = verifier.verify(&old_token).await?.key_id;
@@ -188,8 +202,10 @@ async fn verifier_follows_a_key_rotation_without_a_failed_request(
     // Tokens issued and verified back to back, while the key rotates underneath.
     let server = Arc::new(server);
     let is_done = Arc::new(AtomicBool::new(false));
+    let verified = Arc::new(AtomicUsize::new(0));
     let verifying = {
         let (server, verifier, is_done) = (server.clone(), verifier.clone(), is_done.clone());
+        let verified = verified.clone();
         let (client_id, secret) = (fixture.client_id.clone(), fixture.client_secret.clone());
         tokio::spawn(async move {
             let mut outcomes = Vec::new();
@@ -209,14 +225,16 @@ async fn verifier_follows_a_key_rotation_without_a_failed_request(
                     Err(status) => Err(format!("issuing: {status}")),
                 };
                 outcomes.push(outcome);
+                verified.fetch_add(1, Ordering::AcqRel);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             outcomes
         })
     };
-    // Past the refetch interval of the first fetch, rotate with no propagation delay: the
-    // next tokens carry a kid the verifier has not seen.
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // A few tokens of the old key; then, past the refetch interval of the first fetch,
+    // rotate with no propagation delay: the next tokens carry a kid the verifier has not seen.
+    progressed(&verified, 5).await?;
+    server.clock.advance(Duration::from_millis(1_200));
     let admin_token = server.admin_token_for(&fixture.admin).await?;
     KeyServiceClient::with_interceptor(server.channel(), BearerAuth::new(&admin_token)?)
         .rotate_signing_key(RotateSigningKeyRequest {
@@ -224,7 +242,8 @@ async fn verifier_follows_a_key_rotation_without_a_failed_request(
             propagation_delay_seconds: Some(0),
         })
         .await?;
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Enough tokens after the rotation for the verifier to meet the new key.
+    progressed(&verified, verified.load(Ordering::Acquire) + 25).await?;
     is_done.store(true, Ordering::Release);
     let outcomes = verifying.await?;
 
@@ -295,16 +314,8 @@ async fn revoked_tokens_are_refused_within_a_second_by_a_watching_verifier(
     let delay = started.elapsed();
     eprintln!("sdk: app revocation refused by the watching verifier {delay:?} after the request");
     assert!(delay < Duration::from_secs(1), "{delay:?}");
-    let cut_off = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
-    while std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs()
-        <= cut_off
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The server's next second: past the cut-off.
+    server.clock.advance_to_next_second();
     let later = token(&server, "acme", &fixture).await?;
     verifier.verify(&later).await?;
 
