@@ -104,6 +104,7 @@ impl Management {
             updated_at: now,
         };
         let audit = Change::new(
+            self.clock.now_ms(),
             Actor::Admin(principal),
             &tenant_record,
             AuditAction::ManagementChange,
@@ -204,6 +205,7 @@ impl Management {
         }
         api.updated_at = self.clock.now();
         let audit = Change::new(
+            self.clock.now_ms(),
             Actor::Admin(principal),
             &tenant_record,
             AuditAction::ManagementChange,
@@ -247,6 +249,7 @@ impl Management {
             ));
         }
         let audit = Change::new(
+            self.clock.now_ms(),
             Actor::Admin(principal),
             &tenant_record,
             AuditAction::ManagementChange,

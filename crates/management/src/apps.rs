@@ -70,6 +70,7 @@ impl Management {
         let (app, secret, client_secret) =
             self.new_app_records(input.name, input.description, false)?;
         let audit = Change::new(
+            self.clock.now_ms(),
             Actor::Admin(principal),
             &tenant_record,
             AuditAction::ManagementChange,
@@ -180,6 +181,7 @@ impl Management {
             _ => AuditAction::ManagementChange,
         };
         let audit = Change::new(
+            self.clock.now_ms(),
             Actor::Admin(principal),
             &tenant_record,
             action,
@@ -251,6 +253,7 @@ impl Management {
         )
         .await?;
         let audit = Change::new(
+            self.clock.now_ms(),
             Actor::Admin(principal),
             &tenant_record,
             AuditAction::ManagementChange,

@@ -110,6 +110,7 @@ impl Management {
                 tracing::info!(tenant = %tenant.name, "signing keys rotated on schedule");
             }
             let audit = Change::new(
+                self.clock.now_ms(),
                 Actor::Server(SCHEDULER_ACTOR),
                 &tenant,
                 AuditAction::ManagementChange,
@@ -170,6 +171,7 @@ impl Management {
             .iter()
             .map(|key| {
                 Change::new(
+                    self.clock.now_ms(),
                     actor,
                     tenant,
                     AuditAction::KeyRotated,

@@ -42,7 +42,13 @@ impl Management {
                 format!("tenant/{}", tenant.name),
             ),
         };
-        let mut change = Change::new(Actor::Admin(principal), tenant, action, &resource)?;
+        let mut change = Change::new(
+            self.clock.now_ms(),
+            Actor::Admin(principal),
+            tenant,
+            action,
+            &resource,
+        )?;
         change = match &target {
             RevocationTarget::Token(jti) => change.jti(jti),
             RevocationTarget::Secret(id) => change.secret(id),

@@ -83,6 +83,7 @@ impl Management {
             last_used_at: None,
         };
         let audit = Change::new(
+            self.clock.now_ms(),
             Actor::Admin(principal),
             &tenant_record,
             AuditAction::SecretRotated,
@@ -127,6 +128,7 @@ impl Management {
         self.require_may_change(principal, tenant, client_id, &grants)?;
         let now = self.clock.now();
         let audit = Change::new(
+            self.clock.now_ms(),
             Actor::Admin(principal),
             &tenant_record,
             AuditAction::SecretRevoked,

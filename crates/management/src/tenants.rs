@@ -191,16 +191,28 @@ impl Management {
         fields: &[&str],
     ) -> Result<ChangeEvents, ManageError> {
         let resource = format!("tenant/{}", tenant.name);
-        let own = Change::new(actor, tenant, AuditAction::ManagementChange, &resource)?
-            .fields(fields.iter().copied())
-            .event();
+        let own = Change::new(
+            self.clock.now_ms(),
+            actor,
+            tenant,
+            AuditAction::ManagementChange,
+            &resource,
+        )?
+        .fields(fields.iter().copied())
+        .event();
         if tenant.name.is_system() {
             return Ok(ChangeEvents::one(own));
         }
         let system = self.find_tenant(&TenantName::system()).await?;
-        let in_system = Change::new(actor, &system, AuditAction::ManagementChange, &resource)?
-            .fields(fields.iter().copied())
-            .event();
+        let in_system = Change::new(
+            self.clock.now_ms(),
+            actor,
+            &system,
+            AuditAction::ManagementChange,
+            &resource,
+        )?
+        .fields(fields.iter().copied())
+        .event();
         Ok(ChangeEvents::new([in_system, own]))
     }
 
@@ -334,6 +346,7 @@ impl Management {
         if !has_key {
             let key = self.new_signing_key(&tenant.id, alg).await?;
             let audit = Change::new(
+                self.clock.now_ms(),
                 actor,
                 tenant,
                 AuditAction::ManagementChange,

@@ -5,7 +5,6 @@
 //! secret or hash of one (the event types refuse them anyway).
 
 use tollgate_audit::{AuditAction, AuditEvent, ChangeEvents, FieldName, Identifier, Outcome};
-use tollgate_domain::{Clock, SystemClock};
 use tollgate_store::TenantRecord;
 
 use crate::ManageError;
@@ -41,8 +40,10 @@ pub(crate) struct Change {
 }
 
 impl Change {
-    /// `actor` did `action` to `resource` (e.g. `app/<client id>`) of `tenant`.
+    /// `actor` did `action` to `resource` (e.g. `app/<client id>`) of `tenant`, at `time_ms`
+    /// (Unix milliseconds of the service's clock).
     pub(crate) fn new(
+        time_ms: i64,
         actor: Actor<'_>,
         tenant: &TenantRecord,
         action: AuditAction,
@@ -54,14 +55,8 @@ impl Change {
                 reason: error.to_string(),
             })
         })?;
-        let mut event = AuditEvent::new(
-            tenant_id,
-            tenant.name.clone(),
-            // Not yet the service's injected clock: `Change::new` has no way to it.
-            SystemClock.now_ms(),
-            action,
-            Outcome::Ok,
-        );
+        let mut event =
+            AuditEvent::new(tenant_id, tenant.name.clone(), time_ms, action, Outcome::Ok);
         event.actor = Identifier::parse(actor.subject()).ok();
         // A resource name too long (or odd) to record is left out rather than failing the
         // change: the action, actor and changed fields still say what happened.
