@@ -45,11 +45,19 @@
 //! matched, so a narrow filter does not rescan the same rows on every poll. Every
 //! [`TAIL_RECHECK_INTERVAL`] the tail authenticates its admin token again, so a tail ends
 //! once its token expires or is revoked, or its tenant is deleted.
+//!
+//! A tail is a stream ([`Management::tail_audit_events`]) of single events, oldest first.
+//! It is pulled: the next poll of the database happens only once the consumer has taken
+//! every event of the previous batch, so a slow reader holds back the reads, not memory.
+//! An error is its last item.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_stream::Stream;
 use tollgate_audit::{AuditAction, ChainReport, Identifier, Outcome};
 use tollgate_domain::{InvalidValue, TenantName};
 use tollgate_store::{
@@ -293,8 +301,8 @@ impl Scope {
     }
 }
 
-/// A live tail of audit events: see [`Management::start_audit_tail`].
-pub struct AuditTail {
+/// A live tail of audit events: see [`Management::tail_audit_events`].
+struct AuditTail {
     target: AuditTarget,
     scope: Scope,
     filter: AuditFilter,
@@ -392,13 +400,46 @@ impl Management {
         })
     }
 
-    /// Opens a tail of the events of `target` matching `query`, strictly after the cursor
-    /// `after` (empty: after the newest event now, so only events that commit from now on).
-    /// `bearer` is the admin token `principal` was authenticated from: the tail
-    /// authenticates it again every [`TAIL_RECHECK_INTERVAL`].
+    /// Follows the events of `target` matching `query`, strictly after the cursor `after`
+    /// (empty: after the newest event now, so only events that commit from now on), oldest
+    /// first, each as soon as it commits (see the module documentation). `bearer` is the
+    /// admin token `principal` was authenticated from: the tail authenticates it again
+    /// every [`TAIL_RECHECK_INTERVAL`]. A refused target, filter or cursor fails the call;
+    /// a later failure is the stream's last item: `Unauthenticated` once the admin token
+    /// has expired or been revoked, `FollowedTenantGone` once the tenant is gone, `Store`
+    /// when the database fails. The stream never ends on its own otherwise: drop it to stop
+    /// following.
+    pub async fn tail_audit_events(
+        self: &Arc<Self>,
+        principal: &Principal,
+        bearer: String,
+        target: AuditTarget,
+        query: &AuditQuery,
+        after: &str,
+    ) -> Result<impl Stream<Item = Result<AuditEntry, ManageError>> + Send + 'static, ManageError>
+    {
+        let tail = self
+            .start_audit_tail(principal, bearer, target, query, after)
+            .await?;
+        let following = Following {
+            management: Arc::clone(self),
+            tail,
+            batch: VecDeque::new(),
+            has_ended: false,
+        };
+        Ok(futures_util::stream::unfold(
+            following,
+            |mut following| async move {
+                let entry = following.next().await?;
+                Some((entry, following))
+            },
+        ))
+    }
+
+    /// Opens a tail: see [`Management::tail_audit_events`].
     // The tail's re-check interval paces database reads: real time.
     #[allow(clippy::disallowed_methods)]
-    pub async fn start_audit_tail(
+    async fn start_audit_tail(
         &self,
         principal: &Principal,
         bearer: String,
@@ -428,7 +469,7 @@ impl Management {
     /// or been revoked, `NotFound` once its tenant is gone, `Store` when the database fails.
     // The tail's re-check interval paces database reads: real time.
     #[allow(clippy::disallowed_methods)]
-    pub async fn next_audit_events(
+    async fn next_audit_events(
         &self,
         tail: &mut AuditTail,
     ) -> Result<Vec<AuditEntry>, ManageError> {
@@ -519,6 +560,37 @@ impl Management {
     /// or before it.
     async fn newest_audit_position(&self, scope: &Scope) -> Result<i64, ManageError> {
         Ok(self.store.newest_audit_position(scope.store()).await?)
+    }
+}
+
+/// The state of one tail's stream.
+struct Following {
+    management: Arc<Management>,
+    tail: AuditTail,
+    /// The events read and not yet taken.
+    batch: VecDeque<AuditEntry>,
+    /// Whether the last item was an error: nothing follows it.
+    has_ended: bool,
+}
+
+impl Following {
+    /// The next event, once there is one; `None` after an error.
+    async fn next(&mut self) -> Option<Result<AuditEntry, ManageError>> {
+        loop {
+            if let Some(entry) = self.batch.pop_front() {
+                return Some(Ok(entry));
+            }
+            if self.has_ended {
+                return None;
+            }
+            match self.management.next_audit_events(&mut self.tail).await {
+                Ok(batch) => self.batch = batch.into(),
+                Err(error) => {
+                    self.has_ended = true;
+                    return Some(Err(error));
+                }
+            }
+        }
     }
 }
 

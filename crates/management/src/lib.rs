@@ -37,8 +37,8 @@ use tollgate_store::Store;
 pub use apis::{ApiUpdate, NewApi};
 pub use apps::{AppUpdate, NewApp};
 pub use audit::{
-    AUDIT_READ_SCOPE, AuditEntry, AuditListRequest, AuditOrder, AuditPage, AuditQuery, AuditTail,
-    AuditTarget, MAX_EVENT_BYTES, MAX_PAGE_BYTES, TAIL_POLL_INTERVAL, TAIL_RECHECK_INTERVAL,
+    AUDIT_READ_SCOPE, AuditEntry, AuditListRequest, AuditOrder, AuditPage, AuditQuery, AuditTarget,
+    MAX_EVENT_BYTES, MAX_PAGE_BYTES, TAIL_POLL_INTERVAL, TAIL_RECHECK_INTERVAL,
 };
 pub use auth::{MANAGEMENT_SCOPES, Principal, SYSTEM_ONLY_SCOPES};
 pub use error::{AdminTokenRefusal, Denial, Entity, ManageError, Precondition};

@@ -3,57 +3,45 @@
 //! [`event_from_wire`]), which must stay exact inverses: an exported event is verified
 //! offline from its wire form.
 //!
-//! A stream is pumped by a task of its own, which ends when the client goes away, when the
-//! tail fails (its error is the stream's last message), or when the server shuts down (the
-//! stream then ends with UNAVAILABLE, so that graceful shutdown is not held up by streams
-//! that never end on their own). What waits for a slow client is bounded in bytes
-//! ([`STREAM_BUFFER_BYTES`]), not only in messages.
+//! A stream is management's tail (`Management::tail_audit_events`) through the one
+//! forwarder (`super::forward`), which ends it like every stream; what waits for a slow
+//! client is bounded in bytes ([`STREAM_BUFFER`]), not only in messages.
 //!
 //! Every message is bounded in bytes by the read side (`tollgate_management::MAX_PAGE_BYTES`
 //! per page, `MAX_EVENT_BYTES` per event): [`MAX_AUDIT_MESSAGE_BYTES`] is the encoding
 //! limit of this service and the decoding limit its clients need.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
-use prost::Message;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::{Stream, StreamExt};
+use tokio::sync::watch;
 use tollgate_audit::{AuditAction, ChainReport, Identifier, Outcome};
-use tollgate_domain::{ErrorCode, InvalidValue, TenantName};
+use tollgate_domain::{InvalidValue, TenantName};
 use tollgate_management::{
-    AuditEntry, AuditListRequest, AuditOrder, AuditQuery, AuditTail, AuditTarget, MAX_EVENT_BYTES,
-    Management, PageRequest, Principal,
+    AuditEntry, AuditListRequest, AuditOrder, AuditQuery, AuditTarget, MAX_EVENT_BYTES, Management,
+    PageRequest, Principal,
 };
 use tollgate_proto::audit::{timestamp_of_ms, unix_ms};
-use tollgate_proto::status::{invalid_argument, to_status};
+use tollgate_proto::status::invalid_argument;
 use tollgate_proto::v1;
 use tollgate_proto::v1::audit_service_server::AuditService;
 use tollgate_store::AuditRow;
 use tonic::{Request, Response, Status};
 
+use super::forward::{Buffer, Forwarded, forward};
 use super::{bearer_token, into_status};
 
-/// Events buffered per stream before the pump waits for the client.
-const STREAM_BUFFER: usize = 64;
-
-/// Bytes of encoded events buffered per stream before the pump waits for the client
-/// (4 MiB); a larger event is let through alone.
-const STREAM_BUFFER_BYTES: usize = 4 << 20;
+/// What a stream buffers for a slow client before its tail waits: 64 events, and 4 MiB of
+/// encoded events (a larger event is let through alone).
+const STREAM_BUFFER: Buffer = Buffer {
+    messages: 64,
+    bytes: Some(4 << 20),
+};
 
 pub use tollgate_proto::audit::MAX_AUDIT_MESSAGE_BYTES;
 
 // The largest event returned whole fits in a message, with 1 MiB to spare for a page's
 // tokens and framing.
 const _: () = assert!(MAX_EVENT_BYTES as usize + (1 << 20) <= MAX_AUDIT_MESSAGE_BYTES);
-
-/// A message of a stream and its share of [`STREAM_BUFFER_BYTES`], given back once the
-/// message has been taken for sending.
-type Buffered = (
-    Result<v1::StreamEventsResponse, Status>,
-    Option<OwnedSemaphorePermit>,
-);
 
 /// Serves `AuditService` over one [`Management`].
 #[derive(Clone)]
@@ -104,8 +92,7 @@ impl AuditService for AuditAdapter {
         }))
     }
 
-    type StreamEventsStream =
-        Pin<Box<dyn Stream<Item = Result<v1::StreamEventsResponse, Status>> + Send + 'static>>;
+    type StreamEventsStream = Forwarded<v1::StreamEventsResponse>;
 
     async fn stream_events(
         &self,
@@ -115,21 +102,17 @@ impl AuditService for AuditAdapter {
         let request = request.into_inner();
         let target = target(&request.tenant).map_err(invalid_argument)?;
         let query = query(request.filter).map_err(invalid_argument)?;
-        let tail = self
+        let events = self
             .management
-            .start_audit_tail(&principal, bearer, target, &query, &request.after)
+            .tail_audit_events(&principal, bearer, target, &query, &request.after)
             .await
             .map_err(into_status)?;
-        let (sender, receiver) = mpsc::channel::<Buffered>(STREAM_BUFFER);
-        tokio::spawn(pump(
-            Arc::clone(&self.management),
-            tail,
-            sender,
+        Ok(Response::new(forward(
+            events,
+            stream_message,
+            STREAM_BUFFER,
             self.shutdown.clone(),
-        ));
-        // The permit is dropped as the message leaves the buffer.
-        let messages = ReceiverStream::new(receiver).map(|(message, _permit)| message);
-        Ok(Response::new(Box::pin(messages)))
+        )))
     }
 
     async fn verify_chain(
@@ -148,64 +131,11 @@ impl AuditService for AuditAdapter {
     }
 }
 
-/// Sends the tail's events to `sender` until the client goes away, the tail fails (its
-/// error is the last message), or `shutdown` turns true (UNAVAILABLE is the last message).
-/// At most [`STREAM_BUFFER_BYTES`] of events wait in `sender`'s buffer.
-async fn pump(
-    management: Arc<Management>,
-    mut tail: AuditTail,
-    sender: mpsc::Sender<Buffered>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let buffer_bytes = Arc::new(Semaphore::new(STREAM_BUFFER_BYTES));
-    loop {
-        let next = tokio::select! {
-            next = management.next_audit_events(&mut tail) => next,
-            () = sender.closed() => return,
-            // A dropped shutdown sender means the server is gone: stop too.
-            _ = shutdown.wait_for(|stop| *stop) => return shut_down(&sender),
-        };
-        let messages: Vec<_> = match next {
-            Ok(entries) => entries
-                .into_iter()
-                .map(|entry| {
-                    Ok(v1::StreamEventsResponse {
-                        event: Some(event_to_wire(entry)),
-                    })
-                })
-                .collect(),
-            Err(error) => vec![Err(into_status(error))],
-        };
-        let is_last = messages.iter().any(Result::is_err);
-        for message in messages {
-            let size = message.as_ref().map_or(0, Message::encoded_len);
-            // At most the whole buffer: a larger event waits for an empty buffer, then goes.
-            let permits = u32::try_from(size.clamp(1, STREAM_BUFFER_BYTES)).unwrap_or(u32::MAX);
-            // A client that does not read must not hold up shutdown.
-            let permit = tokio::select! {
-                permit = Arc::clone(&buffer_bytes).acquire_many_owned(permits) => permit.ok(),
-                _ = shutdown.wait_for(|stop| *stop) => return shut_down(&sender),
-            };
-            tokio::select! {
-                sent = sender.send((message, permit)) => if sent.is_err() { return },
-                _ = shutdown.wait_for(|stop| *stop) => return shut_down(&sender),
-            }
-        }
-        if is_last {
-            return;
-        }
+/// A followed event on the wire.
+fn stream_message(entry: AuditEntry) -> v1::StreamEventsResponse {
+    v1::StreamEventsResponse {
+        event: Some(event_to_wire(entry)),
     }
-}
-
-/// Ends a stream because the server is shutting down, if the client has room for it.
-fn shut_down(sender: &mpsc::Sender<Buffered>) {
-    let _ = sender.try_send((
-        Err(to_status(
-            ErrorCode::Unavailable,
-            "the server is shutting down: resume after the last cursor received",
-        )),
-        None,
-    ));
 }
 
 fn target(tenant: &str) -> Result<AuditTarget, InvalidValue> {
@@ -358,6 +288,8 @@ pub(crate) fn verify_response(report: ChainReport) -> v1::VerifyChainResponse {
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
+
     use super::*;
 
     fn full_row() -> AuditRow {
