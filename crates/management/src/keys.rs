@@ -9,6 +9,7 @@ use tollgate_store::{SigningKeyRecord, TenantRecord};
 
 use crate::auth::Principal;
 use crate::trail::{Actor, Change, SCHEDULER_ACTOR};
+use crate::views::KeyView;
 use crate::{ManageError, Management};
 use tollgate_audit::{AuditAction, ChangeEvents};
 
@@ -51,13 +52,14 @@ pub fn key_state(key: &SigningKeyRecord, now: UnixTime) -> KeyState {
 }
 
 impl Management {
-    /// Rotates every algorithm of the tenant's ring; returns the keys afterwards.
+    /// Rotates every algorithm of the tenant's ring; returns the keys afterwards, with their
+    /// states.
     pub async fn rotate_signing_key(
         &self,
         principal: &Principal,
         tenant: &TenantName,
         propagation_delay: Option<i64>,
-    ) -> Result<Vec<SigningKeyRecord>, ManageError> {
+    ) -> Result<Vec<KeyView>, ManageError> {
         principal.require(tenant, "keys:write")?;
         let delay = propagation_delay.unwrap_or(self.keys.propagation_delay);
         if !(0..=86_400).contains(&delay) {
@@ -70,18 +72,20 @@ impl Management {
         let tenant_record = self.find_tenant(tenant).await?;
         self.rotate_keys(Actor::Admin(principal), &tenant_record, delay, None)
             .await?;
-        Ok(self.store.list_signing_keys(&tenant_record).await?)
+        let keys = self.store.list_signing_keys(&tenant_record).await?;
+        Ok(self.key_views(keys))
     }
 
-    /// The tenant's keys, newest first.
+    /// The tenant's keys and their states, newest first.
     pub async fn list_keys(
         &self,
         principal: &Principal,
         tenant: &TenantName,
-    ) -> Result<Vec<SigningKeyRecord>, ManageError> {
+    ) -> Result<Vec<KeyView>, ManageError> {
         principal.require(tenant, "keys:read")?;
         let tenant_record = self.find_tenant(tenant).await?;
-        Ok(self.store.list_signing_keys(&tenant_record).await?)
+        let keys = self.store.list_signing_keys(&tenant_record).await?;
+        Ok(self.key_views(keys))
     }
 
     /// Scheduled rotation: rotates the keys of every tenant last rotated `period` seconds ago

@@ -26,6 +26,7 @@ mod secrets;
 mod service_error;
 mod tenants;
 mod trail;
+mod views;
 
 use std::sync::Arc;
 
@@ -42,10 +43,11 @@ pub use audit::{
 };
 pub use auth::{MANAGEMENT_SCOPES, Principal, SYSTEM_ONLY_SCOPES};
 pub use error::{AdminTokenRefusal, Denial, Entity, ManageError, Precondition};
-pub use keys::{KeyState, key_state};
+pub use keys::KeyState;
 pub use secrets::{DEFAULT_SECRET_OVERLAP, RotatedSecret};
 pub use tenants::{AdminCredentials, NewTenantInput, TenantUpdate};
 pub use trail::{BOOTSTRAP_ACTOR, SCHEDULER_ACTOR};
+pub use views::{KeyView, SecretView};
 
 /// A page of results and the token of the next one.
 #[derive(Debug, Clone)]
@@ -132,11 +134,6 @@ pub struct KeyPolicy {
 }
 
 impl Management {
-    /// The current time, as management sees it (for rendering key and secret states).
-    pub fn now(&self) -> tollgate_domain::UnixTime {
-        self.clock.now()
-    }
-
     /// The management services of `parts`.
     pub fn new(parts: ManagementParts) -> Self {
         let ManagementParts {

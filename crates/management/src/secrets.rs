@@ -8,6 +8,7 @@ use tollgate_store::{AppWithGrants, SecretRecord};
 use crate::auth::Principal;
 use crate::error::{Entity, Precondition};
 use crate::trail::{Actor, Change};
+use crate::views::{SecretView, is_secret_active};
 use crate::{ManageError, Management};
 use tollgate_audit::AuditAction;
 
@@ -20,12 +21,12 @@ const MAX_LIVE_SECRETS: usize = 2;
 
 /// The outcome of a rotation.
 pub struct RotatedSecret {
-    /// The new secret's record.
-    pub record: SecretRecord,
+    /// The new secret's record and state.
+    pub record: SecretView,
     /// The new secret, to be shown once.
     pub secret: ClientSecret,
     /// The app's secrets after the rotation, newest first.
-    pub secrets: Vec<SecretRecord>,
+    pub secrets: Vec<SecretView>,
 }
 
 impl Management {
@@ -53,7 +54,7 @@ impl Management {
         let existing = self.store.list_secrets(&tenant_record, &app).await?;
         let live: Vec<&SecretRecord> = existing
             .iter()
-            .filter(|secret| secret.expires_at.is_none_or(|expires_at| now < expires_at))
+            .filter(|secret| is_secret_active(secret, now))
             .collect();
         if live.len() >= MAX_LIVE_SECRETS {
             return Err(ManageError::FailedPrecondition(
@@ -103,10 +104,14 @@ impl Management {
         self.listener.tenant_changed(tenant);
         tracing::info!(tenant = %tenant, client_id = %client_id, secret_id = %record.id, "secret rotated");
         let secrets = self.store.list_secrets(&tenant_record, &app).await?;
+        let record = SecretView {
+            is_active: is_secret_active(&record, self.clock.now()),
+            record,
+        };
         Ok(RotatedSecret {
             record,
             secret,
-            secrets,
+            secrets: self.secret_views(secrets),
         })
     }
 
@@ -158,16 +163,17 @@ impl Management {
         Ok(())
     }
 
-    /// The app's secrets, newest first (never their values).
+    /// The app's secrets and their states, newest first (never their values).
     pub async fn list_secrets(
         &self,
         principal: &Principal,
         tenant: &TenantName,
         client_id: &ClientId,
-    ) -> Result<Vec<SecretRecord>, ManageError> {
+    ) -> Result<Vec<SecretView>, ManageError> {
         principal.require(tenant, "apps:read")?;
         let tenant_record = self.find_tenant(tenant).await?;
         let app = self.find_app(&tenant_record, client_id).await?.app;
-        Ok(self.store.list_secrets(&tenant_record, &app).await?)
+        let secrets = self.store.list_secrets(&tenant_record, &app).await?;
+        Ok(self.secret_views(secrets))
     }
 }

@@ -259,23 +259,23 @@ pub fn rate_limit(value: i64) -> Result<Option<i64>, InvalidValue> {
     }
 }
 
-pub fn secret_info(record: &tollgate_store::SecretRecord, now: i64) -> v1::ClientSecretInfo {
+pub fn secret_info(secret: &tollgate_management::SecretView) -> v1::ClientSecretInfo {
+    let record = &secret.record;
     v1::ClientSecretInfo {
         id: record.id.clone(),
         create_time: timestamp(record.created_at),
         expire_time: record.expires_at.and_then(timestamp),
         last_used_time: record.last_used_at.and_then(timestamp),
-        active: record.expires_at.is_none_or(|expires_at| now < expires_at),
+        active: secret.is_active,
     }
 }
 
-pub fn key_info(record: &tollgate_store::SigningKeyRecord, now: i64) -> v1::SigningKeyInfo {
+pub fn key_info(key: &tollgate_management::KeyView) -> v1::SigningKeyInfo {
+    let record = &key.record;
     v1::SigningKeyInfo {
         kid: record.kid.clone(),
         alg: record.alg.to_string(),
-        state: tollgate_management::key_state(record, now)
-            .as_str()
-            .to_owned(),
+        state: key.state.as_str().to_owned(),
         create_time: timestamp(record.created_at),
         activate_time: timestamp(record.activate_at),
         retire_time: record.retire_at.and_then(timestamp),

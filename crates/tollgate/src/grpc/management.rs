@@ -321,15 +321,10 @@ impl AppService for ManagementAdapter {
             .rotate_secret(&principal, &tenant, &client_id, request.overlap_seconds)
             .await
             .map_err(into_status)?;
-        let now = self.management.now();
         Ok(Response::new(RotateSecretResponse {
-            secret: Some(convert::secret_info(&rotated.record, now)),
+            secret: Some(convert::secret_info(&rotated.record)),
             client_secret: rotated.secret.expose().to_owned(),
-            secrets: rotated
-                .secrets
-                .iter()
-                .map(|secret| convert::secret_info(secret, now))
-                .collect(),
+            secrets: rotated.secrets.iter().map(convert::secret_info).collect(),
         }))
     }
 
@@ -367,12 +362,8 @@ impl AppService for ManagementAdapter {
             .list_secrets(&principal, &tenant, &client_id)
             .await
             .map_err(into_status)?;
-        let now = self.management.now();
         Ok(Response::new(ListSecretsResponse {
-            secrets: secrets
-                .iter()
-                .map(|secret| convert::secret_info(secret, now))
-                .collect(),
+            secrets: secrets.iter().map(convert::secret_info).collect(),
         }))
     }
 }
@@ -391,9 +382,8 @@ impl KeyService for ManagementAdapter {
             .rotate_signing_key(&principal, &tenant, request.propagation_delay_seconds)
             .await
             .map_err(into_status)?;
-        let now = self.management.now();
         Ok(Response::new(RotateSigningKeyResponse {
-            keys: keys.iter().map(|key| convert::key_info(key, now)).collect(),
+            keys: keys.iter().map(convert::key_info).collect(),
         }))
     }
 
@@ -408,9 +398,8 @@ impl KeyService for ManagementAdapter {
             .list_keys(&principal, &tenant)
             .await
             .map_err(into_status)?;
-        let now = self.management.now();
         Ok(Response::new(ListKeysResponse {
-            keys: keys.iter().map(|key| convert::key_info(key, now)).collect(),
+            keys: keys.iter().map(convert::key_info).collect(),
         }))
     }
 }
