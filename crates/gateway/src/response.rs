@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Serialize;
-use tollgate_domain::ErrorCode;
+use tollgate_domain::{ErrorCode, UNAVAILABLE_RETRY_AFTER};
 
 use crate::{BackendError, RateLimitInfo};
 
@@ -16,8 +16,6 @@ use crate::{BackendError, RateLimitInfo};
 pub(crate) const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 /// The challenge sent with every `invalid_client` (RFC 6749 §5.2, RFC 7617).
 const BASIC_CHALLENGE: HeaderValue = HeaderValue::from_static(r#"Basic realm="tollgate""#);
-/// How long a client should wait after 429 or 503 when the backend does not say.
-const DEFAULT_RETRY_AFTER: HeaderValue = HeaderValue::from_static("1");
 /// The RateLimit header fields (draft-ietf-httpapi-ratelimit-headers, the three-field form).
 pub(crate) const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 pub(crate) const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
@@ -52,7 +50,8 @@ pub(crate) fn backend_error_response(error: &BackendError) -> Response {
 /// fixed text, so that internal details never reach a client.
 ///
 /// 429 (`ResourceExhausted`) and 503 (`Unavailable`) carry `Retry-After`: `retry_after`
-/// (else the rate limit's reset, else 1 s) in whole seconds, rounded up, at least 1. A 429
+/// (else the rate limit's reset, else `tollgate_domain::UNAVAILABLE_RETRY_AFTER`, 1 s) in
+/// whole seconds, rounded up, at least 1. A 429
 /// also carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` when the
 /// backend reported `rate_limit`.
 fn render_error(
@@ -113,11 +112,11 @@ fn retry_headers(
     retry_after: Option<Duration>,
     rate_limit: Option<RateLimitInfo>,
 ) {
+    // When the backend does not say: what an outage's retry hint says everywhere.
     let retry_after = retry_after
         .or(rate_limit.map(|limit| limit.reset))
-        .map_or(DEFAULT_RETRY_AFTER, |delay| {
-            HeaderValue::from(ceil_seconds(delay).max(1))
-        });
+        .unwrap_or(UNAVAILABLE_RETRY_AFTER);
+    let retry_after = HeaderValue::from(ceil_seconds(retry_after).max(1));
     headers.insert(header::RETRY_AFTER, retry_after);
     if let Some(limit) = rate_limit {
         headers.insert(RATELIMIT_LIMIT, HeaderValue::from(limit.limit));
@@ -217,7 +216,7 @@ mod tests {
             assert_eq!(
                 response.headers().get(header::RETRY_AFTER),
                 matches!(code, ErrorCode::Unavailable | ErrorCode::ResourceExhausted)
-                    .then_some(&DEFAULT_RETRY_AFTER),
+                    .then_some(&HeaderValue::from_static("1")),
                 "{code}"
             );
             assert!(!response.headers().contains_key(RATELIMIT_LIMIT), "{code}");
