@@ -19,6 +19,7 @@ crate::backend_tests!(
     apis_crud,
     apps_crud,
     admin_token_rules,
+    the_bearer_scheme_is_read_in_any_case,
     tenants_are_isolated,
 );
 
@@ -464,6 +465,78 @@ async fn apps_crud(server: TestServer) -> anyhow::Result<()> {
     assert_eq!(
         code(token),
         (tonic::Code::Unauthenticated, "invalid_client".into())
+    );
+    Ok(())
+}
+
+/// Every management and audit call reads `authorization` the same way: the `Bearer` scheme
+/// in any case (RFC 7235), one or more spaces, then the token; anything else is no token.
+async fn the_bearer_scheme_is_read_in_any_case(server: TestServer) -> anyhow::Result<()> {
+    use tollgate_proto::v1::ListEventsRequest;
+    use tollgate_proto::v1::api_service_client::ApiServiceClient;
+    use tollgate_proto::v1::audit_service_client::AuditServiceClient;
+
+    let fixture = Fixture::new(&server, "acme").await?;
+    let token = server.admin_token_for(&fixture.admin).await?;
+    let missing = (tonic::Code::Unauthenticated, "unauthenticated".to_owned());
+    for (authorization, expected) in [
+        (format!("Bearer {token}"), (tonic::Code::Ok, String::new())),
+        (format!("bearer {token}"), (tonic::Code::Ok, String::new())),
+        (format!("BEARER {token}"), (tonic::Code::Ok, String::new())),
+        (
+            format!("bEaReR   {token}"),
+            (tonic::Code::Ok, String::new()),
+        ),
+        (format!("Basic {token}"), missing.clone()),
+        (format!("Bearer{token}"), missing.clone()),
+        ("Bearer".to_owned(), missing.clone()),
+    ] {
+        let value: tonic::metadata::MetadataValue<_> = authorization.parse()?;
+        let with_header = move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+            Ok(request)
+        };
+        let mut apis = ApiServiceClient::with_interceptor(server.channel(), with_header.clone());
+        let listed = apis
+            .list_apis(ListApisRequest {
+                tenant: "acme".into(),
+                ..Default::default()
+            })
+            .await;
+        let scheme = authorization.split(' ').next().unwrap_or_default();
+        assert_eq!(code(listed), expected, "ListApis with {scheme}");
+        let mut audit = AuditServiceClient::with_interceptor(server.channel(), with_header);
+        let listed = audit
+            .list_events(ListEventsRequest {
+                tenant: "acme".into(),
+                page_size: 1,
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(code(listed), expected, "ListEvents with {scheme}");
+    }
+    // What a refused header is told.
+    let mut apis =
+        ApiServiceClient::with_interceptor(server.channel(), |mut request: tonic::Request<()>| {
+            request.metadata_mut().insert(
+                "authorization",
+                tonic::metadata::MetadataValue::from_static("Basic abc"),
+            );
+            Ok(request)
+        });
+    let status = apis
+        .list_apis(ListApisRequest {
+            tenant: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .err()
+        .context("a Basic header was accepted")?;
+    assert_eq!(
+        status.message(),
+        "missing admin token: send authorization: Bearer <token>"
     );
     Ok(())
 }
