@@ -1,6 +1,8 @@
 //! Thin gRPC adapters: convert the request (failure = INVALID_ARGUMENT naming the field),
-//! call the service, convert back, map the error through the one `ErrorCode → Status`
-//! translation. No business logic lives here.
+//! call the service, convert back, map the error through the one service-error translation
+//! (`tollgate_proto::status::service_status`). A service's stream (a revocation watch, an
+//! audit tail) reaches the client through the one forwarder (`forward.rs`), which ends every
+//! stream the same way at shutdown. No business logic and no protocol live here.
 
 mod audit;
 mod convert;
