@@ -12,7 +12,7 @@ use std::fmt;
 macro_rules! opaque_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
 
         impl $name {
@@ -33,6 +33,13 @@ macro_rules! opaque_id {
             }
         }
 
+        // As the bare text, so that logs and messages read as they did when ids were strings.
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
@@ -48,6 +55,18 @@ macro_rules! opaque_id {
         impl std::borrow::Borrow<str> for $name {
             fn borrow(&self) -> &str {
                 &self.0
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(value: String) -> Self {
+                Self(value)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(value: &str) -> Self {
+                Self(value.to_owned())
             }
         }
 
@@ -109,6 +128,8 @@ mod tests {
         let id = TenantId::new("ten_1");
         assert_eq!(id.as_str(), "ten_1");
         assert_eq!(id.to_string(), "ten_1");
+        assert_eq!(format!("{id:?}"), "\"ten_1\"");
+        assert_eq!(ApiId::from("api_1"), ApiId::new(String::from("api_1")));
         assert_eq!(id, "ten_1");
         assert_eq!(id, *"ten_1");
         assert_ne!(id, TenantId::new("ten_2"));
