@@ -5,7 +5,7 @@
 
 use tollgate_domain::{
     ApiIdentifier, ClientId, ClientSecret, InvalidValue, IssuedToken, RequestOrigin, TenantName,
-    TokenRequest, Transport, UnixTime,
+    TokenCallRequest, TokenRequest, Transport, UnixTime,
 };
 
 use crate::v1;
@@ -13,6 +13,27 @@ use crate::v1;
 /// A unix time as a protobuf timestamp.
 pub fn timestamp(seconds: UnixTime) -> Option<prost_types::Timestamp> {
     Some(prost_types::Timestamp { seconds, nanos: 0 })
+}
+
+/// A client-authenticated call about a token (revocation, introspection): its fields as
+/// the messages carry them; an empty token is refused.
+pub fn token_call(
+    tenant: &str,
+    client_id: &str,
+    client_secret: String,
+    token: String,
+    origin: RequestOrigin,
+) -> Result<TokenCallRequest, InvalidValue> {
+    if token.is_empty() {
+        return Err(InvalidValue::new("token", "must not be empty"));
+    }
+    Ok(TokenCallRequest {
+        tenant: TenantName::parse(tenant)?,
+        client_id: ClientId::parse(client_id)?,
+        client_secret: ClientSecret::new(client_secret),
+        token,
+        origin,
+    })
 }
 
 impl TryFrom<v1::IssueTokenRequest> for TokenRequest {
