@@ -1,11 +1,11 @@
 //! What the audit trail's read side hands back: an event in the text form its hash covers
-//! ([`AuditEvent`]), its position ([`AuditEntry`]), and the outcome of verifying a chain
+//! ([`RecordedEvent`]), its position ([`AuditEntry`]), and the outcome of verifying a chain
 //! ([`ChainCheck`]). The hashing and the verification themselves are the audit crate's.
 
 /// One audit event as recorded: its fields in their stored text form (the text its hash
 /// covers) and its place in its tenant's chain.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct AuditEvent {
+pub struct RecordedEvent {
     /// The global position: gap-free and increasing in commit order across all tenants.
     pub id: i64,
     /// The tenant's id.
@@ -60,7 +60,7 @@ pub struct AuditEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
     /// The event as recorded.
-    pub event: AuditEvent,
+    pub event: RecordedEvent,
     /// Its position as a cursor: pass it as `after` to continue after it.
     pub cursor: String,
     /// `Some(stored size)` when the event was too large to return whole and was elided:

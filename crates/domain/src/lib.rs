@@ -3,7 +3,8 @@
 //! [`AccessTokenClaims`], the closed set of [`ErrorCode`]s, the [`Clock`], the
 //! [`IssuerTemplate`] and the opaque ids of stored things ([`TenantId`], [`ApiId`], [`AppId`],
 //! [`SecretId`], [`KeyId`]), and what management is asked and answers: its inputs
-//! ([`NewApi`], [`PageRequest`], …) and views ([`TenantInfo`], [`KeyInfo`], [`AuditEvent`], …).
+//! ([`NewApi`], [`PageRequest`], …) and views ([`TenantInfo`], [`KeyInfo`],
+//! [`RecordedEvent`], …).
 //!
 //! Invariant: this crate does no I/O and knows nothing of gRPC, HTTP, SQL or cryptography.
 //! Values are parsed here once, at the edge; everything inside takes the parsed types.
@@ -22,7 +23,7 @@ mod revocation;
 mod secret;
 mod views;
 
-pub use audit::{AuditEntry, AuditEvent, ChainBreakAt, ChainCheck};
+pub use audit::{AuditEntry, ChainBreakAt, ChainCheck, RecordedEvent};
 pub use bearer::bearer_token;
 pub use claims::{AccessTokenClaims, GRANT_TYPE_CLIENT_CREDENTIALS};
 pub use clock::{Clock, ManualClock, SystemClock, TestClock, UnixTime};

@@ -5,7 +5,7 @@
 //! views: an event to its wire form and back, which must stay exact inverses (an exported
 //! event is verified offline from its wire form), and a verification report.
 
-use tollgate_domain::{AuditEntry, AuditEvent, ChainBreakAt, ChainCheck, InvalidValue};
+use tollgate_domain::{AuditEntry, ChainBreakAt, ChainCheck, InvalidValue, RecordedEvent};
 
 use crate::v1;
 
@@ -99,7 +99,7 @@ impl From<AuditEntry> for v1::AuditEvent {
 
 /// The recorded event an event on the wire stands for (its `time`, `cursor` and
 /// `elided_bytes`, which are not recorded, are left out): what offline verification hashes.
-impl From<v1::AuditEvent> for AuditEvent {
+impl From<v1::AuditEvent> for RecordedEvent {
     fn from(event: v1::AuditEvent) -> Self {
         Self {
             id: event.id,
@@ -166,8 +166,8 @@ impl From<ChainCheck> for v1::VerifyChainResponse {
 mod tests {
     use super::*;
 
-    fn full_event() -> AuditEvent {
-        AuditEvent {
+    fn full_event() -> RecordedEvent {
+        RecordedEvent {
             id: 12,
             tenant_id: "ten_1".into(),
             seq: 3,
@@ -199,11 +199,11 @@ mod tests {
     fn wire_events_round_trip_exactly() {
         for event in [
             full_event(),
-            AuditEvent::default(),
+            RecordedEvent::default(),
             // Present but empty is not absent: the hash tells them apart.
-            AuditEvent {
+            RecordedEvent {
                 actor: Some(String::new()),
-                ..AuditEvent::default()
+                ..RecordedEvent::default()
             },
         ] {
             let wire = v1::AuditEvent::from(AuditEntry {
@@ -214,7 +214,7 @@ mod tests {
             assert_eq!(wire.cursor, "seq.ten_1.3");
             assert_eq!(wire.elided_bytes, None);
             assert_eq!(wire.time, timestamp_of_ms(event.time_ms));
-            assert_eq!(AuditEvent::from(wire), event);
+            assert_eq!(RecordedEvent::from(wire), event);
         }
     }
 
