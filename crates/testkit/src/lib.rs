@@ -89,6 +89,13 @@ pub struct AdminCredentials {
     pub audience: String,
 }
 
+/// How often a test server writes secrets' last-use times (the server's 10 s, shortened so
+/// that a test sees a last use at once).
+pub const USAGE_FLUSH: Duration = Duration::from_millis(200);
+/// How often a test server records aggregated refusals (the server's 1 s, shortened so that
+/// a test sees them once the server's clock has left their second).
+pub const DENIAL_FLUSH: Duration = Duration::from_millis(100);
+
 /// Options of a test server.
 #[derive(Debug, Clone)]
 pub struct TestOptions {
@@ -235,6 +242,8 @@ impl TestServer {
             .map_or_else(TestClock::new, |joined| joined.clock.clone());
         let config = Config {
             clock: std::sync::Arc::new(clock.clone()),
+            usage_flush: USAGE_FLUSH,
+            denial_flush: DENIAL_FLUSH,
             ..Config::from_args(args)?
         };
         let database_url = config.database_url.clone();

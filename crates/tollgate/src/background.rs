@@ -26,15 +26,17 @@ const CHANGE_POLL_INTERVAL: Duration = Duration::from_secs(1);
 const CHANGE_POLL_LOOKBACK: i64 = 5;
 /// How often the shared state is checked for lost revocations.
 const REPOPULATE_INTERVAL: Duration = Duration::from_millis(500);
-/// How often last-use times are written.
-const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+/// How often last-use times are written, unless [`Config::usage_flush`](crate::config::Config)
+/// says otherwise.
+pub(crate) const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
 /// How often expired revocations, old change-log rows and audit records past retention are
 /// deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
-/// How often aggregated refusals are recorded (each record covers one second). Also what
-/// bounds their memory: what is pending is at most about two seconds' worth, and at most
+/// How often aggregated refusals are recorded (each record covers one second), unless
+/// [`Config::denial_flush`](crate::config::Config) says otherwise (never longer: the period
+/// bounds their memory). What is pending is at most about two seconds' worth, and at most
 /// `tollgate_audit::MAX_PENDING_DENIAL_KEYS` aggregates.
-const DENIAL_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const DENIAL_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Tells this instance's catalog at once and every instance through the shared state.
 pub struct Broadcaster {
@@ -73,6 +75,10 @@ pub struct Background {
     pub key_rotation_period: Option<i64>,
     /// How often due key rotations are looked for.
     pub key_rotation_check: Duration,
+    /// How often secrets' last-use times are written.
+    pub usage_flush: Duration,
+    /// How often aggregated refusals are recorded.
+    pub denial_flush: Duration,
     /// Seconds audit records are kept; `None` = forever.
     pub audit_retention: Option<i64>,
 }
@@ -143,7 +149,7 @@ impl Background {
     }
 
     async fn flush_usage(self: Arc<Self>, stop: watch::Receiver<bool>) {
-        every(USAGE_FLUSH_INTERVAL, stop, || async {
+        every(self.usage_flush, stop, || async {
             if let Err(error) = self.issuer.flush_usage().await {
                 tracing::warn!(error = %error, "cannot record when secrets were last used");
             }
@@ -178,7 +184,7 @@ impl Background {
 
     async fn flush_denials(self: Arc<Self>, stop: watch::Receiver<bool>) {
         // The final flush, after the servers have stopped, is `serve`'s.
-        every(DENIAL_FLUSH_INTERVAL, stop, || async {
+        every(self.denial_flush, stop, || async {
             if let Err(error) = self.issuer.flush_denials(false).await {
                 tracing::warn!(error = %error, "aggregated refusals not recorded");
             }

@@ -571,6 +571,12 @@ pub struct Config {
     pub audit_retention: Option<i64>,
     /// Seconds between two looks for due rotations.
     pub key_rotation_check: std::time::Duration,
+    /// How often secrets' last-use times are written (10 s; not configurable from outside:
+    /// tests shorten it to see a last use without waiting).
+    pub usage_flush: std::time::Duration,
+    /// How often aggregated refusals are recorded (1 s; not configurable from outside: tests
+    /// shorten it, and it must not be longer, since it bounds what is pending).
+    pub denial_flush: std::time::Duration,
     /// Seconds between publishing and using a new key.
     pub key_propagation_delay: i64,
     /// Rate limits.
@@ -599,6 +605,8 @@ impl std::fmt::Debug for Config {
             .field("key_rotation_period", &self.key_rotation_period)
             .field("audit_retention", &self.audit_retention)
             .field("key_rotation_check", &self.key_rotation_check)
+            .field("usage_flush", &self.usage_flush)
+            .field("denial_flush", &self.denial_flush)
             .field("key_propagation_delay", &self.key_propagation_delay)
             .field("rate_limits", &self.rate_limits)
             .field("connections", &self.connections)
@@ -715,6 +723,8 @@ impl Config {
             key_rotation_period,
             audit_retention,
             key_rotation_check: std::time::Duration::from_secs(args.key_rotation_check_seconds),
+            usage_flush: crate::background::USAGE_FLUSH_INTERVAL,
+            denial_flush: crate::background::DENIAL_FLUSH_INTERVAL,
             key_propagation_delay: key_propagation_delay as i64,
             rate_limits: tollgate_issuer::RateLimits {
                 app_per_second: args.app_rate_limit as f64,

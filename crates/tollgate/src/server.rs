@@ -146,6 +146,8 @@ pub async fn serve(
         clock,
         key_rotation_period: config.key_rotation_period,
         key_rotation_check: config.key_rotation_check,
+        usage_flush: config.usage_flush,
+        denial_flush: config.denial_flush,
         audit_retention: config.audit_retention,
     })
     .spawn(stop_receiver.clone());
