@@ -130,7 +130,7 @@ async fn wait_for_count(
                 rows.len()
             );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -338,10 +338,18 @@ async fn requests_over_a_limit_are_refused_and_leave_no_record(
     );
 
     // Past a flush, the refusals at the edge have left no record; the one that reached the
-    // issuer has left one. A flush records the seconds before the server's current one, and
-    // runs every (real) second: move the server a second on, then wait for one flush.
+    // issuer has left one. A flush records every second before the server's current one at
+    // once: move the server a second on, wait for the issuer's record, then a few more
+    // flushes (any record of the edge's refusals would have come with it).
     server.clock.advance(Duration::from_secs(1));
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while audit_records(&store, &fixture.tenant_id).await?.len() <= before.0 {
+        if Instant::now() > deadline {
+            bail!("the refusal that reached the issuer was not recorded within 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(3 * tollgate_testkit::DENIAL_FLUSH).await;
     let after = (
         audit_records(&store, &fixture.tenant_id).await?.len(),
         audit_records(&store, &system_id).await?.len(),

@@ -189,7 +189,8 @@ pub async fn audit_records(store: &Store, tenant_id: &str) -> anyhow::Result<Vec
 
 /// Waits (up to 10 s) until the tenant's trail holds a record matching `wanted`, and returns
 /// the oldest such: refusals of failed client authentication are recorded in aggregate by
-/// the one-second flush, not before the answer.
+/// the flush (every second; every [`tollgate_testkit::DENIAL_FLUSH`] on a test server) once
+/// the server's clock has left their second, not before the answer.
 pub async fn wait_for_record(
     store: &Store,
     tenant_id: &str,
@@ -207,7 +208,7 @@ pub async fn wait_for_record(
         if Instant::now() > deadline {
             bail!("no such record in the trail of {tenant_id}");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
