@@ -17,7 +17,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -174,23 +174,6 @@ fn seen(test: &str, what: &str, latency: Option<Duration>, limit: Duration) -> D
         latency.as_millis()
     );
     latency
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs() as i64)
-}
-
-/// Waits (at most ~1.2 s) until the wall clock is past second `second`, so that a token
-/// issued now has `iat` > `second`: app and tenant revocations cover their whole second.
-async fn wait_past_second(second: i64) {
-    for _ in 0..25 {
-        if unix_now() > second {
-            return;
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -501,7 +484,6 @@ async fn revocation_on_one_instance_holds_on_the_others() -> anyhow::Result<()> 
         })
         .await?;
     let since = Instant::now();
-    let cutoff = unix_now();
     let (first, second) = (from_a.raw.as_str(), from_b.raw.as_str());
     for (node, name) in [(b, "B"), (c, "C")] {
         let latency = within_a_second(since, || async move {
@@ -517,8 +499,9 @@ async fn revocation_on_one_instance_holds_on_the_others() -> anyhow::Result<()> 
         );
     }
 
-    // The cut-off covers tokens issued until then, not the app's later tokens.
-    wait_past_second(cutoff).await;
+    // The cut-off covers tokens issued until then (its whole second), not the app's later
+    // tokens: move the instances' shared clock past that second.
+    a.clock.advance(Duration::from_secs(1));
     let later = issue(b, app).await?;
     for node in [a, b, c] {
         assert_eq!(
@@ -816,8 +799,8 @@ async fn rate_limit_is_shared_between_instances() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scheduled_rotation_happens_once_across_instances() -> anyhow::Result<()> {
     const TEST: &str = "scheduled_rotation_happens_once_across_instances";
-    /// Short enough to wait for, long enough that a second rotation cannot come before the
-    /// test has looked.
+    /// The rotation period: the test moves the instances' shared clock this far on instead
+    /// of waiting, and a second rotation would need it moved as far again.
     const PERIOD: Duration = Duration::from_secs(15);
     /// How long the rotating instances keep looking after the rotation: each looks every
     /// second.
@@ -898,10 +881,13 @@ async fn scheduled_rotation_happens_once_across_instances() -> anyhow::Result<()
     .await?;
     let started = Instant::now();
 
-    // Wait until every tenant has been rotated (each is due PERIOD after its creation).
+    // Every tenant is due PERIOD after its creation: move the instances' shared clock that far
+    // on, once all three look, and wait until each has been rotated (by the next look, within
+    // a second).
+    observer.clock.advance(PERIOD);
     let mut first_rotation: Option<Instant> = None;
     let mut rotated = false;
-    for _ in 0..((PERIOD + Duration::from_secs(15)).as_millis() / 250) {
+    for _ in 0..(Duration::from_secs(15).as_millis() / POLL.as_millis()) {
         let mut pending = 0;
         for ((tenant, admin, _), old) in tenants.iter().zip(&before) {
             let keys = list_keys(&observer, admin, tenant).await?;
@@ -915,7 +901,7 @@ async fn scheduled_rotation_happens_once_across_instances() -> anyhow::Result<()
             rotated = true;
             break;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(POLL).await;
     }
     assert!(
         rotated,
@@ -1100,8 +1086,8 @@ async fn redis_restarted_empty_loses_no_revocation_or_block() -> anyhow::Result<
         latency,
         WITHIN,
     );
-    let cutoff = unix_now();
-    wait_past_second(cutoff).await;
+    // Past the block's cut-off second (the instances share one clock).
+    a.clock.advance(Duration::from_secs(1));
     let live = issue(b, app).await?;
     let doomed = issue(a, app).await?;
     for node in [a, b] {
