@@ -3,12 +3,14 @@
 //! ([`ChainCheck`]). The hashing and the verification themselves are the audit crate's.
 
 /// One audit event as recorded: its fields in their stored text form (the text its hash
-/// covers) and its place in its tenant's chain.
+/// covers) and its place in its tenant's chain. Texts, not parsed values (ids, client ids,
+/// scopes): an event is verified exactly as it reads, whatever it holds, and an export
+/// verified offline may hold anything.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RecordedEvent {
     /// The global position: gap-free and increasing in commit order across all tenants.
     pub id: i64,
-    /// The tenant's id.
+    /// The tenant's id, as recorded.
     pub tenant_id: String,
     /// The position in the tenant's chain: 1, 2, 3, …
     pub seq: i64,
