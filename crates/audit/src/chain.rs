@@ -35,6 +35,7 @@
 
 use std::fmt;
 
+use tollgate_domain::TenantId;
 use tollgate_keys::sha256;
 use tollgate_store::{
     AuditFilter, AuditHead, AuditRead, AuditReadOrder, AuditRow, AuditScope, AuditSlice, Store,
@@ -328,7 +329,7 @@ pub struct ChainReport {
 /// break.
 pub async fn verify_tenant(
     store: &Store,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     page_rows: u64,
     page_bytes: u64,
 ) -> Result<ChainReport, StoreError> {

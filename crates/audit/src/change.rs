@@ -73,7 +73,7 @@ impl AuditAppend for ChangeEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AuditAction, Identifier, Outcome, record_hash};
+    use crate::{AuditAction, Outcome, record_hash};
     use tollgate_domain::TenantName;
 
     #[test]
@@ -81,7 +81,7 @@ mod tests {
     {
         let event = |tenant: &str| -> Result<AuditEvent, Box<dyn std::error::Error>> {
             Ok(AuditEvent::new(
-                Identifier::parse(tenant)?,
+                tollgate_domain::TenantId::new(tenant),
                 TenantName::parse("acme")?,
                 5,
                 AuditAction::ManagementChange,

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use tollgate_domain::ErrorCode;
+use tollgate_domain::{ErrorCode, TenantId};
 
 use crate::{AuditAction, AuditEvent, Identifier};
 
@@ -60,7 +60,7 @@ enum Subject {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
-    tenant_id: Identifier,
+    tenant_id: TenantId,
     action: AuditAction,
     error: Option<ErrorCode>,
     second: i64,
@@ -192,7 +192,7 @@ mod tests {
         time_ms: i64,
     ) -> Result<AuditEvent, InvalidValue> {
         let mut event = AuditEvent::new(
-            Identifier::parse("ten_1")?,
+            TenantId::new("ten_1"),
             TenantName::parse("acme")?,
             time_ms,
             action,

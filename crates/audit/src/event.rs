@@ -22,7 +22,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use tollgate_domain::{ClientId, ErrorCode, InvalidValue, TenantName, Transport};
+use tollgate_domain::{ClientId, ErrorCode, InvalidValue, TenantId, TenantName, Transport};
 use tollgate_keys::CLIENT_SECRET_PREFIX;
 use tollgate_store::AuditRow;
 
@@ -302,7 +302,7 @@ fn looks_like_secret(value: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
     /// The tenant's id (e.g. `ten_…`): whose chain the record joins.
-    pub tenant_id: Identifier,
+    pub tenant_id: TenantId,
     /// The tenant's name at the time.
     pub tenant_name: TenantName,
     /// When it happened, in Unix milliseconds ([`crate::AuditWriter::now_ms`]).
@@ -350,7 +350,7 @@ pub struct AuditEvent {
 impl AuditEvent {
     /// An event with the required fields; everything else `None`, empty, and `count` 1.
     pub fn new(
-        tenant_id: Identifier,
+        tenant_id: TenantId,
         tenant_name: TenantName,
         time_ms: i64,
         action: AuditAction,
@@ -416,7 +416,7 @@ impl AuditEvent {
         changed_fields.truncate(MAX_CHANGED_FIELDS);
         AuditRow {
             id: 0,
-            tenant_id: self.tenant_id.0,
+            tenant_id: self.tenant_id.into_string(),
             seq: 0,
             version: CHAIN_VERSION,
             time_ms: self.time_ms,
@@ -539,7 +539,8 @@ impl TryFrom<AuditRow> for AuditRecord {
         let (scopes_requested, scopes_requested_omitted) = scope_list(&row.scopes_requested)?;
         let (scopes_granted, scopes_granted_omitted) = scope_list(&row.scopes_granted)?;
         let event = AuditEvent {
-            tenant_id: ident(&row.tenant_id)?,
+            // Checked as every other stored text is, then kept as the id it is.
+            tenant_id: TenantId::from(ident(&row.tenant_id)?.0),
             tenant_name: TenantName::parse(&row.tenant_name).map_err(|e| corrupt(e.to_string()))?,
             time_ms: row.time_ms,
             action: AuditAction::parse(&row.action)
@@ -605,7 +606,7 @@ mod tests {
 
     fn full_event() -> Result<AuditEvent, InvalidValue> {
         let mut event = AuditEvent::new(
-            Identifier::parse("ten_1")?,
+            TenantId::new("ten_1"),
             TenantName::parse("acme")?,
             1_700_000_000_123,
             AuditAction::TokenDenied,
@@ -704,7 +705,7 @@ mod tests {
         assert_eq!(record.event, event);
 
         let minimal = AuditEvent::new(
-            Identifier::parse("ten_1")?,
+            TenantId::new("ten_1"),
             TenantName::parse("acme")?,
             1,
             AuditAction::KeyRotated,
@@ -773,7 +774,7 @@ mod tests {
     fn the_largest_event_fits_the_bound() -> Result<(), Box<dyn std::error::Error>> {
         let long = |c: char| Identifier::parse(&c.to_string().repeat(MAX_IDENTIFIER_LEN));
         let mut event = AuditEvent::new(
-            long('t')?,
+            TenantId::new(long('t')?.as_str()),
             TenantName::parse(&"n".repeat(TenantName::MAX_LEN))?,
             i64::MAX,
             AuditAction::ManagementChange,

@@ -8,8 +8,8 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 use tollgate_domain::{
-    Algorithm, ApiIdentifier, ChangeListener, ClientId, IssuerTemplate, ScopeSet, TenantName,
-    TokenLifetime, UnixTime,
+    Algorithm, ApiId, ApiIdentifier, AppId, ChangeListener, ClientId, IssuerTemplate, KeyId,
+    ScopeSet, SecretId, TenantId, TenantName, TokenLifetime, UnixTime,
 };
 use tollgate_keys::{MasterKey, SigningKey, jwks_json};
 use tollgate_store::{Store, StoreError, TenantSnapshot};
@@ -23,7 +23,7 @@ const MAX_ABSENT_ENTRIES: usize = 10_000;
 #[derive(Debug)]
 pub struct ApiView {
     /// Database id, the key of grants.
-    pub id: String,
+    pub id: ApiId,
     /// The audience.
     pub identifier: ApiIdentifier,
     /// Scopes the API defines.
@@ -37,7 +37,7 @@ pub struct ApiView {
 /// One client secret: its id (the `sid` of tokens it mints) and keyed hash.
 pub struct SecretView {
     /// The credential id.
-    pub id: String,
+    pub id: SecretId,
     /// The keyed hash, as stored.
     pub hash: String,
     /// When the secret stops working, if ever.
@@ -59,17 +59,15 @@ pub struct AppView {
     /// Its secrets (at most a few).
     pub secrets: Vec<SecretView>,
     /// Granted scopes by API id.
-    pub grants: HashMap<String, ScopeSet>,
+    pub grants: HashMap<ApiId, ScopeSet>,
     /// Token-request rate limit; `None` = server default.
     pub rate_limit_per_second: Option<i64>,
 }
 
 /// Everything issuance and admin-token checks need about one tenant, immutable once built.
 pub struct TenantView {
-    /// The tenant's id (`cid`).
-    pub id: String,
-    /// The same id as recorded in the audit trail.
-    pub audit_id: tollgate_audit::Identifier,
+    /// The tenant's id (`cid`, and the id of its audit chain).
+    pub id: TenantId,
     /// The tenant's name.
     pub name: TenantName,
     /// The issuer URL (`iss`).
@@ -142,7 +140,7 @@ pub enum CatalogError {
         /// The tenant.
         tenant: TenantName,
         /// The key.
-        kid: String,
+        kid: KeyId,
         /// Why.
         #[source]
         source: tollgate_keys::KeyError,
@@ -262,9 +260,9 @@ impl Catalog {
             let key = self
                 .master_key
                 .open_signing_key(
-                    &tenant.id,
+                    tenant.id.as_str(),
                     record.alg,
-                    &record.kid,
+                    record.kid.as_str(),
                     &record.private_key_sealed,
                 )
                 .map_err(|source| CatalogError::UnusableKey {
@@ -293,7 +291,7 @@ impl Catalog {
             tenant: tenant.name.clone(),
             reason: error.to_string(),
         })?;
-        let mut secrets_by_app: HashMap<String, Vec<SecretView>> = HashMap::new();
+        let mut secrets_by_app: HashMap<AppId, Vec<SecretView>> = HashMap::new();
         for secret in secrets {
             secrets_by_app
                 .entry(secret.app_id.clone())
@@ -336,7 +334,9 @@ impl Catalog {
                 (api.identifier, view)
             })
             .collect();
-        let audit_id = tollgate_audit::Identifier::parse(&tenant.id).map_err(|error| {
+        // The id heads the tenant's audit chain: one an audit record could not hold is
+        // refused here, once, rather than at every event.
+        tollgate_audit::Identifier::parse(tenant.id.as_str()).map_err(|error| {
             CatalogError::Store(StoreError::Corrupt {
                 entity: "tenant",
                 reason: error.to_string(),
@@ -346,7 +346,6 @@ impl Catalog {
             issuer: self.issuer_template.issuer(&tenant.name),
             management_audience: self.issuer_template.management_audience(&tenant.name),
             id: tenant.id,
-            audit_id,
             name: tenant.name,
             signing_alg: tenant.signing_alg,
             apis,

@@ -108,7 +108,7 @@ impl TenantView {
             leeway_seconds: 0,
         };
         let claims = verify_at(token, &self.key_set, &expected, now)?;
-        if claims.cid != self.id {
+        if self.id != claims.cid.as_str() {
             return Err(InactiveToken::ForeignTenant);
         }
         Ok(claims)
@@ -129,7 +129,8 @@ impl TenantView {
             return Err(InactiveToken::BlockedApp);
         }
         let is_secret_live = app.secrets.iter().any(|secret| {
-            secret.id == claims.sid && secret.expires_at.is_none_or(|expires_at| now < expires_at)
+            secret.id == claims.sid.as_str()
+                && secret.expires_at.is_none_or(|expires_at| now < expires_at)
         });
         if !is_secret_live {
             return Err(InactiveToken::SecretEnded);
@@ -195,7 +196,7 @@ mod tests {
             client_id: client_id.clone(),
             is_blocked,
             secrets: vec![SecretView {
-                id: "sec_1".to_owned(),
+                id: "sec_1".into(),
                 hash: String::new(),
                 expires_at: secret_end,
                 last_recorded: AtomicI64::new(0),
@@ -204,8 +205,7 @@ mod tests {
             rate_limit_per_second: None,
         };
         let view = TenantView {
-            id: "ten_1".to_owned(),
-            audit_id: tollgate_audit::Identifier::parse("ten_1")?,
+            id: "ten_1".into(),
             name: TenantName::parse("acme")?,
             issuer: ISSUER.to_owned(),
             management_audience: MANAGE.to_owned(),
@@ -345,7 +345,7 @@ mod tests {
         state
             .add_revocations(
                 &[Revocation {
-                    tenant_id: "ten_1".to_owned(),
+                    tenant_id: "ten_1".into(),
                     target: RevocationTarget::Token("jti1".to_owned()),
                     revoked_at: now,
                     expires_at: now + 120,

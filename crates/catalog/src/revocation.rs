@@ -6,10 +6,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tollgate_domain::{Revocation, TokenFacts, UnixTime};
+use tollgate_domain::{Revocation, TenantId, TokenFacts, UnixTime};
 use tollgate_keys::generate_id;
 use tollgate_state::{RevocationStatus, SharedState};
-use tollgate_store::{AuditAppend, Store, StoreError, TenantRecord};
+use tollgate_store::{AuditAppend, Store, StoreError};
 
 /// Why a revocation could not be recorded or checked.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,7 @@ impl Revocations {
     /// down, checks fail closed meanwhile and the copy is repaired by the next repopulation.
     pub async fn revoke(
         &self,
-        tenant: &TenantRecord,
+        tenant: &TenantId,
         revocation: Revocation,
         now: UnixTime,
         audit: &dyn AuditAppend,
@@ -68,7 +68,7 @@ impl Revocations {
         }
         // For watchers (resource servers following revocations), on every instance.
         self.state.publish_revocation(&revocation).await;
-        tracing::info!(tenant = %tenant.name, "tokens revoked");
+        tracing::info!(tenant_id = %tenant, "tokens revoked");
         Ok(())
     }
 
@@ -86,7 +86,7 @@ impl Revocations {
                 let matching = self
                     .store
                     .matching_revocations(
-                        token.tenant_id,
+                        &TenantId::new(token.tenant_id),
                         token.jti,
                         token.sid,
                         token.client_id,
@@ -128,10 +128,10 @@ impl Revocations {
     /// The tenant's revocations in force at `now`, from the database.
     pub async fn live_of_tenant(
         &self,
-        tenant_id: &str,
+        tenant: &TenantId,
         now: UnixTime,
     ) -> Result<Vec<Revocation>, RevocationError> {
-        Ok(self.store.tenant_live_revocations(tenant_id, now).await?)
+        Ok(self.store.tenant_live_revocations(tenant, now).await?)
     }
 
     /// Deletes expired revocations from the database.

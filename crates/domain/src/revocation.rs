@@ -1,6 +1,6 @@
 //! Revocation: which outstanding tokens stop being valid before they expire.
 
-use crate::UnixTime;
+use crate::{TenantId, UnixTime};
 
 /// What a revocation covers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -53,7 +53,7 @@ impl RevocationTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
     /// The tenant's id (`cid`).
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// What is revoked.
     pub target: RevocationTarget,
     /// When it was revoked. For app and tenant revocations this is the cut-off: tokens with

@@ -12,8 +12,8 @@ use tollgate_audit::{
 use tollgate_domain::{
     AccessTokenClaims, Algorithm, ApiIdentifier, ClientId, ClientSecret, Clock,
     GRANT_TYPE_CLIENT_CREDENTIALS, IssuedToken, RateLimitState, RequestOrigin, Revocation,
-    RevocationTarget, Scope, ScopeSet, ServiceError, TenantName, TokenCallRequest, TokenRequest,
-    UnixTime,
+    RevocationTarget, Scope, ScopeSet, SecretId, ServiceError, TenantId, TenantName,
+    TokenCallRequest, TokenRequest, UnixTime,
 };
 use tollgate_keys::{KeyError, SecretHasher, generate_jti};
 
@@ -120,7 +120,7 @@ pub struct Issuer {
     pub(crate) shared: SharedState,
     limits: RateLimits,
     /// Last uses of secrets waiting to be written: (tenant id, secret id, time).
-    usage: Mutex<Vec<(String, String, UnixTime)>>,
+    usage: Mutex<Vec<(TenantId, SecretId, UnixTime)>>,
     /// Where every token request is recorded before it is answered.
     audit: AuditWriter,
     /// Refusals waiting to be recorded in aggregate (rate limits, failed authentication),
@@ -369,7 +369,7 @@ impl Issuer {
             .map_err(RevocationError::from)?
             .ok_or(IssueError::InvalidClient)?;
         let mut event = AuditEvent::new(
-            view.audit_id.clone(),
+            view.id.clone(),
             view.name.clone(),
             self.clock.now_ms(),
             AuditAction::TokenRevoked,
@@ -388,7 +388,7 @@ impl Issuer {
             expires_at: claims.exp + 60,
         };
         self.revocations
-            .revoke(&tenant, revocation, now, &ChangeEvents::one(event))
+            .revoke(&tenant.id, revocation, now, &ChangeEvents::one(event))
             .await?;
         Ok(())
     }
@@ -435,7 +435,7 @@ impl Issuer {
         client_id: &ClientId,
         secret: &ClientSecret,
         origin: &RequestOrigin,
-    ) -> Result<String, IssueError> {
+    ) -> Result<TenantId, IssueError> {
         let view = self
             .authenticated_view(tenant, client_id, secret, origin, self.clock.now())
             .await?;
@@ -459,11 +459,11 @@ impl Issuer {
         view.ok_or(IssueError::InvalidClient)
     }
 
-    /// The tenant's revocations in force now (by tenant id).
-    pub async fn live_revocations(&self, tenant_id: &str) -> Result<Vec<Revocation>, IssueError> {
+    /// The tenant's revocations in force now.
+    pub async fn live_revocations(&self, tenant: &TenantId) -> Result<Vec<Revocation>, IssueError> {
         Ok(self
             .revocations
-            .live_of_tenant(tenant_id, self.clock.now())
+            .live_of_tenant(tenant, self.clock.now())
             .await?)
     }
 
@@ -607,7 +607,7 @@ impl Issuer {
                 .expires_at
                 .is_none_or(|expires_at| now < expires_at);
             if self.hasher.verify(secret, &candidate.hash) && is_live {
-                matched = Some(candidate.id.clone());
+                matched = Some(candidate.id.as_str().to_owned());
             }
         }
         if app.secrets.is_empty() {
@@ -637,7 +637,7 @@ impl Issuer {
             self.usage
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push((view.id.clone(), secret_id.to_owned(), now));
+                .push((view.id.clone(), SecretId::new(secret_id), now));
         }
     }
 }
@@ -653,13 +653,7 @@ fn token_event(
     result: Outcome,
     time_ms: i64,
 ) -> AuditEvent {
-    let mut event = AuditEvent::new(
-        view.audit_id.clone(),
-        view.name.clone(),
-        time_ms,
-        action,
-        result,
-    );
+    let mut event = AuditEvent::new(view.id.clone(), view.name.clone(), time_ms, action, result);
     event.actor = Identifier::try_from(&request.client_id).ok();
     event.client_id = event.actor.clone();
     event.secret_id = secret_id.and_then(|id| Identifier::parse(id).ok());
@@ -731,7 +725,7 @@ fn claims(
         nbf: now,
         exp: now + lifetime,
         jti: generate_jti()?,
-        cid: tenant.id.clone(),
+        cid: tenant.id.as_str().to_owned(),
         sid: secret_id.to_owned(),
         scp: scopes.to_strings(),
         scope: scopes.to_delimited(),

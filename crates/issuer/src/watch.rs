@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_stream::Stream;
-use tollgate_domain::{ClientId, ClientSecret, RequestOrigin, Revocation, TenantName};
+use tollgate_domain::{ClientId, ClientSecret, RequestOrigin, Revocation, TenantId, TenantName};
 use tollgate_state::ChangeEvent;
 
 use crate::issue::{IssueError, Issuer};
@@ -112,7 +112,7 @@ fn interval(period: Duration) -> Interval {
 /// The state of one watch.
 struct RevocationWatch {
     issuer: Arc<Issuer>,
-    tenant_id: String,
+    tenant_id: TenantId,
     changes: broadcast::Receiver<ChangeEvent>,
     /// The snapshot read when the watch started, until it is taken.
     first: Option<WatchEvent>,

@@ -58,15 +58,15 @@ impl KeySpace {
 
     /// `<prefix>rv:<tenant_id>:<kind>[:<subject>]` for one revocation.
     pub(crate) fn revocation(&self, revocation: &Revocation) -> Result<String, StateError> {
-        check_tenant_id(&revocation.tenant_id)?;
+        check_tenant_id(revocation.tenant_id.as_str())?;
         let target = &revocation.target;
         match target {
-            RevocationTarget::Tenant => Ok(self.tenant_key(&revocation.tenant_id)),
+            RevocationTarget::Tenant => Ok(self.tenant_key(revocation.tenant_id.as_str())),
             RevocationTarget::Token(subject)
             | RevocationTarget::Secret(subject)
             | RevocationTarget::App(subject) => {
                 check_subject(target.kind(), subject)?;
-                Ok(self.subject_key(&revocation.tenant_id, target.kind(), subject))
+                Ok(self.subject_key(revocation.tenant_id.as_str(), target.kind(), subject))
             }
         }
     }

@@ -13,7 +13,9 @@ use redis::{RedisError, RedisResult, Script};
 use tokio::sync::broadcast;
 use tokio::time::timeout;
 use tokio_stream::StreamExt;
-use tollgate_domain::{Clock, Revocation, RevocationTarget, TenantName, TokenFacts, UnixTime};
+use tollgate_domain::{
+    Clock, Revocation, RevocationTarget, TenantId, TenantName, TokenFacts, UnixTime,
+};
 
 use crate::gcra::{Limit, LocalLimiter};
 use crate::keys::KeySpace;
@@ -435,7 +437,7 @@ fn revocation_message(revocation: &Revocation) -> String {
 /// The inverse of [`revocation_message`].
 fn parse_revocation_message(text: &str) -> Option<Revocation> {
     let mut parts = text.strip_prefix(REVOCATION_PREFIX)?.splitn(5, '|');
-    let tenant_id = parts.next()?.to_owned();
+    let tenant_id = TenantId::new(parts.next()?);
     let revoked_at = parts.next()?.parse().ok()?;
     let expires_at = parts.next()?.parse().ok()?;
     let kind = parts.next()?;
@@ -558,7 +560,7 @@ mod message_tests {
             RevocationTarget::Tenant,
         ] {
             let revocation = Revocation {
-                tenant_id: "ten_1".to_owned(),
+                tenant_id: "ten_1".into(),
                 target,
                 revoked_at: 1_700_000_000,
                 expires_at: 1_700_090_000,

@@ -2,7 +2,7 @@
 
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
-use tollgate_domain::{ApiIdentifier, ScopeSet};
+use tollgate_domain::{ApiIdentifier, ScopeSet, TenantId};
 
 use crate::AuditAppend;
 use crate::changes::log_change;
@@ -10,34 +10,34 @@ use crate::entity::{apis, grants};
 use crate::error::DbResultExt;
 use crate::records::{api_row, scope_definitions_json, scope_set_json};
 use crate::support::page_limit;
-use crate::{ApiRecord, Store, StoreError, TenantRecord};
+use crate::{ApiRecord, Store, StoreError};
 
 impl Store {
     /// Adds `api` to `tenant`, with a change-log row, in one transaction. `AlreadyExists` if
     /// the tenant has an API with the same identifier (or the id is taken).
     pub async fn create_api(
         &self,
-        tenant: &TenantRecord,
+        tenant: &TenantId,
         api: &ApiRecord,
         audit: &dyn AuditAppend,
     ) -> Result<(), StoreError> {
         let txn = self.conn.begin().await.or_unavailable()?;
-        apis::Entity::insert(api_row(&tenant.id, api))
+        apis::Entity::insert(api_row(tenant, api))
             .exec_without_returning(&txn)
             .await
             .or_conflict("api", "tenant")?;
-        log_change(&txn, &tenant.name, self.now(), audit).await?;
+        log_change(&txn, tenant, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
     /// The API of `tenant` with `identifier`, if any.
     pub async fn find_api(
         &self,
-        tenant: &TenantRecord,
+        tenant: &TenantId,
         identifier: &ApiIdentifier,
     ) -> Result<Option<ApiRecord>, StoreError> {
         apis::Entity::find()
-            .filter(apis::Column::TenantId.eq(tenant.id.as_str()))
+            .filter(apis::Column::TenantId.eq(tenant.as_str()))
             .filter(apis::Column::Identifier.eq(identifier.as_str()))
             .one(&self.conn)
             .await
@@ -49,11 +49,11 @@ impl Store {
     /// Up to `limit` APIs of `tenant` ordered by identifier, starting strictly after `after`.
     pub async fn list_apis(
         &self,
-        tenant: &TenantRecord,
+        tenant: &TenantId,
         after: Option<&ApiIdentifier>,
         limit: u64,
     ) -> Result<Vec<ApiRecord>, StoreError> {
-        let mut query = apis::Entity::find().filter(apis::Column::TenantId.eq(tenant.id.as_str()));
+        let mut query = apis::Entity::find().filter(apis::Column::TenantId.eq(tenant.as_str()));
         if let Some(after) = after {
             query = query.filter(apis::Column::Identifier.gt(after.as_str()));
         }
@@ -75,7 +75,7 @@ impl Store {
     /// `NotFound` if the tenant has no such API.
     pub async fn update_api(
         &self,
-        tenant: &TenantRecord,
+        tenant: &TenantId,
         api: &ApiRecord,
         audit: &dyn AuditAppend,
     ) -> Result<(), StoreError> {
@@ -103,7 +103,7 @@ impl Store {
                 Expr::value(api.signing_alg.map(|alg| alg.as_str().to_owned())),
             )
             .col_expr(apis::Column::UpdatedAt, Expr::value(api.updated_at))
-            .filter(apis::Column::TenantId.eq(tenant.id.as_str()))
+            .filter(apis::Column::TenantId.eq(tenant.as_str()))
             .filter(apis::Column::Id.eq(api.id.as_str()))
             .exec(&txn)
             .await
@@ -113,7 +113,7 @@ impl Store {
         }
 
         let grants_on_api = grants::Entity::find()
-            .filter(grants::Column::TenantId.eq(tenant.id.as_str()))
+            .filter(grants::Column::TenantId.eq(tenant.as_str()))
             .filter(grants::Column::ApiId.eq(api.id.as_str()))
             .all(&txn)
             .await
@@ -129,7 +129,7 @@ impl Store {
             }
             grants::Entity::update_many()
                 .col_expr(grants::Column::Scopes, Expr::value(scope_set_json(&kept)))
-                .filter(grants::Column::TenantId.eq(tenant.id.as_str()))
+                .filter(grants::Column::TenantId.eq(tenant.as_str()))
                 .filter(grants::Column::AppId.eq(grant.app_id.as_str()))
                 .filter(grants::Column::ApiId.eq(grant.api_id.as_str()))
                 .exec(&txn)
@@ -137,7 +137,7 @@ impl Store {
                 .or_unavailable()?;
         }
 
-        log_change(&txn, &tenant.name, self.now(), audit).await?;
+        log_change(&txn, tenant, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
@@ -145,7 +145,7 @@ impl Store {
     /// change-log row, in one transaction. `false` if there was no such API (nothing logged).
     pub async fn delete_api(
         &self,
-        tenant: &TenantRecord,
+        tenant: &TenantId,
         identifier: &ApiIdentifier,
         audit: &dyn AuditAppend,
     ) -> Result<bool, StoreError> {
@@ -153,26 +153,26 @@ impl Store {
         let api_id = Query::select()
             .column(apis::Column::Id)
             .from(apis::Entity)
-            .and_where(apis::Column::TenantId.eq(tenant.id.as_str()))
+            .and_where(apis::Column::TenantId.eq(tenant.as_str()))
             .and_where(apis::Column::Identifier.eq(identifier.as_str()))
             .to_owned();
         let txn = self.conn.begin().await.or_unavailable()?;
 
         grants::Entity::delete_many()
-            .filter(grants::Column::TenantId.eq(tenant.id.as_str()))
+            .filter(grants::Column::TenantId.eq(tenant.as_str()))
             .filter(grants::Column::ApiId.in_subquery(api_id))
             .exec(&txn)
             .await
             .or_unavailable()?;
         let deleted = apis::Entity::delete_many()
-            .filter(apis::Column::TenantId.eq(tenant.id.as_str()))
+            .filter(apis::Column::TenantId.eq(tenant.as_str()))
             .filter(apis::Column::Identifier.eq(identifier.as_str()))
             .exec(&txn)
             .await
             .or_unavailable()?;
         let existed = deleted.rows_affected > 0;
         if existed {
-            log_change(&txn, &tenant.name, self.now(), audit).await?;
+            log_change(&txn, tenant, self.now(), audit).await?;
         }
 
         txn.commit().await.or_unavailable()?;

@@ -8,7 +8,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
 };
-use tollgate_domain::ClientId;
+use tollgate_domain::{AppId, ClientId, TenantId};
 
 use crate::AuditAppend;
 use crate::changes::log_change;
@@ -16,7 +16,7 @@ use crate::entity::{apis, app_secrets, apps, grants};
 use crate::error::DbResultExt;
 use crate::records::{app_row, grant_from_row, grant_row, secret_row};
 use crate::support::{IN_LIST_CHUNK, insert_all, page_limit};
-use crate::{AppRecord, AppWithGrants, GrantRecord, SecretRecord, Store, StoreError, TenantRecord};
+use crate::{AppRecord, AppWithGrants, GrantRecord, SecretRecord, Store, StoreError};
 
 impl Store {
     /// Adds `app` to `tenant` with its first secret and its grants, and writes a change-log
@@ -25,7 +25,7 @@ impl Store {
     /// is taken; a grant on an API that is not the tenant's is `NotFound { entity: "api" }`.
     pub async fn create_app(
         &self,
-        tenant: &TenantRecord,
+        tenant: &TenantId,
         app: &AppRecord,
         secret: &SecretRecord,
         grants: &[GrantRecord],
@@ -33,33 +33,33 @@ impl Store {
     ) -> Result<(), StoreError> {
         let txn = self.conn.begin().await.or_unavailable()?;
 
-        apps::Entity::insert(app_row(&tenant.id, app))
+        apps::Entity::insert(app_row(tenant, app))
             .exec_without_returning(&txn)
             .await
             .or_conflict("app", "tenant")?;
-        app_secrets::Entity::insert(secret_row(&tenant.id, &app.id, secret))
+        app_secrets::Entity::insert(secret_row(tenant, &app.id, secret))
             .exec_without_returning(&txn)
             .await
             .or_conflict("secret", "app")?;
         // The (api_id, tenant_id) foreign key refuses an API of another tenant.
         let rows = grants
             .iter()
-            .map(|grant| grant_row(&tenant.id, &app.id, grant))
+            .map(|grant| grant_row(tenant, &app.id, grant))
             .collect();
         insert_all(&txn, rows, "grant", "api").await?;
 
-        log_change(&txn, &tenant.name, self.now(), audit).await?;
+        log_change(&txn, tenant, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
     /// The app of `tenant` with `client_id`, with its grants, if any.
     pub async fn find_app(
         &self,
-        tenant: &TenantRecord,
+        tenant: &TenantId,
         client_id: &ClientId,
     ) -> Result<Option<AppWithGrants>, StoreError> {
         let Some(row) = apps::Entity::find()
-            .filter(apps::Column::TenantId.eq(tenant.id.as_str()))
+            .filter(apps::Column::TenantId.eq(tenant.as_str()))
             .filter(apps::Column::ClientId.eq(client_id.as_str()))
             .one(&self.conn)
             .await
@@ -69,7 +69,7 @@ impl Store {
         };
         let app = AppRecord::try_from(row)?;
         let mut grants =
-            load_grants(&self.conn, &tenant.id, Some(std::slice::from_ref(&app.id))).await?;
+            load_grants(&self.conn, tenant, Some(std::slice::from_ref(&app.id))).await?;
         Ok(Some(AppWithGrants {
             grants: grants.remove(&app.id).unwrap_or_default(),
             app,
@@ -80,11 +80,11 @@ impl Store {
     /// each with its grants. Two queries in all, whatever the page size.
     pub async fn list_apps(
         &self,
-        tenant: &TenantRecord,
+        tenant: &TenantId,
         after: Option<&ClientId>,
         limit: u64,
     ) -> Result<Vec<AppWithGrants>, StoreError> {
-        let mut query = apps::Entity::find().filter(apps::Column::TenantId.eq(tenant.id.as_str()));
+        let mut query = apps::Entity::find().filter(apps::Column::TenantId.eq(tenant.as_str()));
         if let Some(after) = after {
             query = query.filter(apps::Column::ClientId.gt(after.as_str()));
         }
@@ -100,8 +100,8 @@ impl Store {
         if apps.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = apps.iter().map(|app| app.id.clone()).collect();
-        let grants = load_grants(&self.conn, &tenant.id, Some(&ids)).await?;
+        let ids: Vec<AppId> = apps.iter().map(|app| app.id.clone()).collect();
+        let grants = load_grants(&self.conn, tenant, Some(&ids)).await?;
         Ok(attach_grants(apps, grants))
     }
 
@@ -112,7 +112,7 @@ impl Store {
     /// if a grant names an API that is not the tenant's.
     pub async fn update_app(
         &self,
-        tenant: &TenantRecord,
+        tenant: &TenantId,
         app: &AppRecord,
         grants: Option<&[GrantRecord]>,
         audit: &dyn AuditAppend,
@@ -131,7 +131,7 @@ impl Store {
                 Expr::value(app.rate_limit_per_second),
             )
             .col_expr(apps::Column::UpdatedAt, Expr::value(app.updated_at))
-            .filter(apps::Column::TenantId.eq(tenant.id.as_str()))
+            .filter(apps::Column::TenantId.eq(tenant.as_str()))
             .filter(apps::Column::Id.eq(app.id.as_str()))
             .exec(&txn)
             .await
@@ -142,19 +142,19 @@ impl Store {
 
         if let Some(new_grants) = grants {
             grants::Entity::delete_many()
-                .filter(grants::Column::TenantId.eq(tenant.id.as_str()))
+                .filter(grants::Column::TenantId.eq(tenant.as_str()))
                 .filter(grants::Column::AppId.eq(app.id.as_str()))
                 .exec(&txn)
                 .await
                 .or_unavailable()?;
             let rows = new_grants
                 .iter()
-                .map(|grant| grant_row(&tenant.id, &app.id, grant))
+                .map(|grant| grant_row(tenant, &app.id, grant))
                 .collect();
             insert_all(&txn, rows, "grant", "api").await?;
         }
 
-        log_change(&txn, &tenant.name, self.now(), audit).await?;
+        log_change(&txn, tenant, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
@@ -163,7 +163,7 @@ impl Store {
     /// logged). Its revocations stay until they expire.
     pub async fn delete_app(
         &self,
-        tenant: &TenantRecord,
+        tenant: &TenantId,
         client_id: &ClientId,
         audit: &dyn AuditAppend,
     ) -> Result<bool, StoreError> {
@@ -172,33 +172,33 @@ impl Store {
             Query::select()
                 .column(apps::Column::Id)
                 .from(apps::Entity)
-                .and_where(apps::Column::TenantId.eq(tenant.id.as_str()))
+                .and_where(apps::Column::TenantId.eq(tenant.as_str()))
                 .and_where(apps::Column::ClientId.eq(client_id.as_str()))
                 .to_owned()
         };
         let txn = self.conn.begin().await.or_unavailable()?;
 
         grants::Entity::delete_many()
-            .filter(grants::Column::TenantId.eq(tenant.id.as_str()))
+            .filter(grants::Column::TenantId.eq(tenant.as_str()))
             .filter(grants::Column::AppId.in_subquery(app_id()))
             .exec(&txn)
             .await
             .or_unavailable()?;
         app_secrets::Entity::delete_many()
-            .filter(app_secrets::Column::TenantId.eq(tenant.id.as_str()))
+            .filter(app_secrets::Column::TenantId.eq(tenant.as_str()))
             .filter(app_secrets::Column::AppId.in_subquery(app_id()))
             .exec(&txn)
             .await
             .or_unavailable()?;
         let deleted = apps::Entity::delete_many()
-            .filter(apps::Column::TenantId.eq(tenant.id.as_str()))
+            .filter(apps::Column::TenantId.eq(tenant.as_str()))
             .filter(apps::Column::ClientId.eq(client_id.as_str()))
             .exec(&txn)
             .await
             .or_unavailable()?;
         let existed = deleted.rows_affected > 0;
         if existed {
-            log_change(&txn, &tenant.name, self.now(), audit).await?;
+            log_change(&txn, tenant, self.now(), audit).await?;
         }
 
         txn.commit().await.or_unavailable()?;
@@ -206,20 +206,20 @@ impl Store {
     }
 }
 
-/// The grants of `tenant_id`'s apps (of those in `app_ids`, or of all its apps when
+/// The grants of the apps of the tenant with `tenant_id` (of those in `app_ids`, or of all its apps when
 /// `None`), by app id, each app's ordered by audience.
 pub(crate) async fn load_grants(
     conn: &impl ConnectionTrait,
-    tenant_id: &str,
-    app_ids: Option<&[String]>,
-) -> Result<HashMap<String, Vec<GrantRecord>>, StoreError> {
+    tenant_id: &TenantId,
+    app_ids: Option<&[AppId]>,
+) -> Result<HashMap<AppId, Vec<GrantRecord>>, StoreError> {
     let query = || {
         grants::Entity::find()
             .find_also_related(apis::Entity)
             // Both sides filtered on the tenant: the join alone must not be what keeps
             // another tenant's rows out.
-            .filter(grants::Column::TenantId.eq(tenant_id))
-            .filter(apis::Column::TenantId.eq(tenant_id))
+            .filter(grants::Column::TenantId.eq(tenant_id.as_str()))
+            .filter(apis::Column::TenantId.eq(tenant_id.as_str()))
             .order_by_asc(grants::Column::AppId)
             .order_by_asc(apis::Column::Identifier)
     };
@@ -229,7 +229,7 @@ pub(crate) async fn load_grants(
             let mut rows = Vec::new();
             for chunk in ids.chunks(IN_LIST_CHUNK) {
                 let chunk_rows = query()
-                    .filter(grants::Column::AppId.is_in(chunk.iter().map(String::as_str)))
+                    .filter(grants::Column::AppId.is_in(chunk.iter().map(AppId::as_str)))
                     .all(conn)
                     .await
                     .or_unavailable()?;
@@ -239,7 +239,7 @@ pub(crate) async fn load_grants(
         }
     };
 
-    let mut by_app: HashMap<String, Vec<GrantRecord>> = HashMap::new();
+    let mut by_app: HashMap<AppId, Vec<GrantRecord>> = HashMap::new();
     for (grant, api) in rows {
         // The filter on apis.tenant_id makes the outer join an inner one; a missing API
         // would mean a broken foreign key.
@@ -248,7 +248,10 @@ pub(crate) async fn load_grants(
             reason: "grant without its api".to_owned(),
         })?;
         let record = grant_from_row(&grant, &api.identifier)?;
-        by_app.entry(grant.app_id).or_default().push(record);
+        by_app
+            .entry(AppId::new(grant.app_id))
+            .or_default()
+            .push(record);
     }
     Ok(by_app)
 }
@@ -256,7 +259,7 @@ pub(crate) async fn load_grants(
 /// Pairs each app with its grants, keeping the apps' order.
 pub(crate) fn attach_grants(
     apps: Vec<AppRecord>,
-    mut grants: HashMap<String, Vec<GrantRecord>>,
+    mut grants: HashMap<AppId, Vec<GrantRecord>>,
 ) -> Vec<AppWithGrants> {
     apps.into_iter()
         .map(|app| AppWithGrants {

@@ -39,6 +39,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IsolationLevel, QueryFilter,
     QueryOrder, QuerySelect, Select, SqlErr, Statement, TransactionTrait, Value,
 };
+use tollgate_domain::TenantId;
 
 use crate::entity::{audit_events, audit_heads};
 use crate::error::DbResultExt;
@@ -147,8 +148,8 @@ pub struct AuditHead {
 /// Whose events a query reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditScope<'a> {
-    /// One tenant's, by tenant id. Cursors are `seq` values.
-    Tenant(&'a str),
+    /// One tenant's (the tenant's chain). Cursors are `seq` values.
+    Tenant(&'a TenantId),
     /// Every tenant's (for the system tenant's admins). Cursors are `id` values.
     All,
 }
@@ -211,7 +212,7 @@ impl AuditRead<'_> {
     fn query(&self, position: audit_events::Column) -> Select<audit_events::Entity> {
         let mut query = filtered(self.filter);
         if let AuditScope::Tenant(tenant_id) = self.scope {
-            query = query.filter(audit_events::Column::TenantId.eq(tenant_id));
+            query = query.filter(audit_events::Column::TenantId.eq(tenant_id.as_str()));
         }
         if let Some(after) = self.after {
             query = query.filter(position.gt(after));
@@ -379,11 +380,11 @@ impl Store {
 
     /// The head of the tenant's chain, or `None` if it has no records (and never had).
     /// Retention leaves heads alone, so a purged chain still has its head.
-    pub async fn audit_head(&self, tenant_id: &str) -> Result<Option<AuditHead>, StoreError> {
-        if tenant_id == LOCK_ROW {
+    pub async fn audit_head(&self, tenant: &TenantId) -> Result<Option<AuditHead>, StoreError> {
+        if tenant.as_str() == LOCK_ROW {
             return Ok(None);
         }
-        Ok(audit_heads::Entity::find_by_id(tenant_id.to_owned())
+        Ok(audit_heads::Entity::find_by_id(tenant.as_str().to_owned())
             .one(&self.conn)
             .await
             .or_unavailable()?
@@ -406,7 +407,7 @@ impl Store {
         let mut query = filtered(filter);
         query = match scope {
             AuditScope::Tenant(tenant_id) => {
-                let query = query.filter(audit_events::Column::TenantId.eq(tenant_id));
+                let query = query.filter(audit_events::Column::TenantId.eq(tenant_id.as_str()));
                 let query = match before {
                     Some(before) => query.filter(audit_events::Column::Seq.lt(before)),
                     None => query,
@@ -441,7 +442,7 @@ impl Store {
         let query = filtered(filter);
         let query = match scope {
             AuditScope::Tenant(tenant_id) => query
-                .filter(audit_events::Column::TenantId.eq(tenant_id))
+                .filter(audit_events::Column::TenantId.eq(tenant_id.as_str()))
                 .filter(audit_events::Column::Seq.gt(after))
                 .order_by_asc(audit_events::Column::Seq),
             AuditScope::All => query
@@ -458,12 +459,12 @@ impl Store {
     /// through [`Store::read_audit_events`], which bounds bytes too.
     pub async fn audit_chain(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         from_seq: i64,
         limit: u64,
     ) -> Result<Vec<AuditRow>, StoreError> {
         let query = audit_events::Entity::find()
-            .filter(audit_events::Column::TenantId.eq(tenant_id))
+            .filter(audit_events::Column::TenantId.eq(tenant_id.as_str()))
             .filter(audit_events::Column::Seq.gte(from_seq))
             .order_by_asc(audit_events::Column::Seq)
             .limit(page_limit(limit));
@@ -478,7 +479,7 @@ impl Store {
         let query = match scope {
             AuditScope::Tenant(tenant_id) => query
                 .column_as(audit_events::Column::Seq.max(), "position")
-                .filter(audit_events::Column::TenantId.eq(tenant_id)),
+                .filter(audit_events::Column::TenantId.eq(tenant_id.as_str())),
             AuditScope::All => query.column_as(audit_events::Column::Id.max(), "position"),
         };
         let newest: Option<Option<i64>> = query

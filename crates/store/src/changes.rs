@@ -3,19 +3,54 @@
 //! [`Store::changed_tenants_since`] to drop stale caches when a pub/sub message was missed.
 
 use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use tollgate_domain::{TenantName, UnixTime};
+use tollgate_domain::{TenantId, TenantName, UnixTime};
 
 use crate::AuditAppend;
 use crate::audit::append_audit_in;
-use crate::entity::change_log;
+use crate::entity::{change_log, tenants};
 use crate::error::DbResultExt;
 use crate::{Store, StoreError};
 
-/// Appends `(tenant, changed_at)` to the change log and `audit`'s events to the audit trail,
-/// inside the caller's transaction, so that both commit (or roll back) with the change they
-/// record. The last write of every configuration change.
+/// Appends `(tenant's name, changed_at)` to the change log and `audit`'s events to the audit
+/// trail, inside the caller's transaction, so that both commit (or roll back) with the
+/// change they record. The last write of every configuration change within a tenant.
+///
+/// The log is keyed by name (what caches are keyed by); the name is read from the tenant's
+/// row by the insert itself, so callers name the tenant by id like every other call. A
+/// tenant that no longer exists logs nothing: its deletion logged its own row.
 pub(crate) async fn log_change(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    changed_at: UnixTime,
+    audit: &dyn AuditAppend,
+) -> Result<(), StoreError> {
+    let insert = Query::insert()
+        .into_table(change_log::Entity)
+        .columns([
+            change_log::Column::TenantName,
+            change_log::Column::ChangedAt,
+        ])
+        .select_from(
+            Query::select()
+                .column(tenants::Column::Name)
+                .expr(Expr::value(changed_at))
+                .from(tenants::Entity)
+                .and_where(tenants::Column::Id.eq(tenant.as_str()))
+                .to_owned(),
+        )
+        .map_err(|error| StoreError::Unavailable(sea_orm::DbErr::Custom(error.to_string())))?
+        .to_owned();
+    conn.execute(conn.get_database_backend().build(&insert))
+        .await
+        .or_unavailable()?;
+    append_audit_in(conn, audit).await
+}
+
+/// [`log_change`] for the writes that name the tenant itself: creating, updating and
+/// deleting it.
+pub(crate) async fn log_change_of_name(
     conn: &impl ConnectionTrait,
     tenant: &TenantName,
     changed_at: UnixTime,

@@ -6,7 +6,7 @@ use sea_orm::sea_query::{Expr, Func, SimpleExpr};
 use sea_orm::{
     ColumnTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
-use tollgate_domain::UnixTime;
+use tollgate_domain::{KeyId, TenantId, UnixTime};
 
 use crate::AuditAppend;
 use crate::changes::log_change;
@@ -21,16 +21,16 @@ impl Store {
     /// transaction. `AlreadyExists` if the kid is taken.
     pub async fn add_signing_key(
         &self,
-        tenant: &TenantRecord,
+        tenant: &TenantId,
         key: &SigningKeyRecord,
         audit: &dyn AuditAppend,
     ) -> Result<(), StoreError> {
         let txn = self.conn.begin().await.or_unavailable()?;
-        signing_keys::Entity::insert(key_row(&tenant.id, key))
+        signing_keys::Entity::insert(key_row(tenant, key))
             .exec_without_returning(&txn)
             .await
             .or_conflict("signing key", "tenant")?;
-        log_change(&txn, &tenant.name, self.now(), audit).await?;
+        log_change(&txn, tenant, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
@@ -51,11 +51,11 @@ impl Store {
     /// matches). With `expected_rotated_at: None` and no such tenant: `NotFound { "tenant" }`.
     pub async fn rotate_signing_keys(
         &self,
-        tenant: &TenantRecord,
+        tenant: &TenantId,
         expected_rotated_at: Option<Option<UnixTime>>,
         rotated_at: UnixTime,
         new_keys: &[SigningKeyRecord],
-        retire: &[(String, UnixTime, UnixTime)],
+        retire: &[(KeyId, UnixTime, UnixTime)],
         audit: &dyn AuditAppend,
     ) -> Result<bool, StoreError> {
         let txn = self.conn.begin().await.or_unavailable()?;
@@ -64,7 +64,7 @@ impl Store {
         // on SQLite, takes the write lock before anything is read).
         let mut claim = tenants::Entity::update_many()
             .col_expr(tenants::Column::KeysRotatedAt, Expr::value(rotated_at))
-            .filter(tenants::Column::Id.eq(tenant.id.as_str()));
+            .filter(tenants::Column::Id.eq(tenant.as_str()));
         // `IS NOT DISTINCT FROM`, spelled portably: `= NULL` would match nothing.
         claim = match expected_rotated_at {
             None => claim,
@@ -80,17 +80,14 @@ impl Store {
             };
         }
 
-        let rows = new_keys
-            .iter()
-            .map(|key| key_row(&tenant.id, key))
-            .collect();
+        let rows = new_keys.iter().map(|key| key_row(tenant, key)).collect();
         insert_all(&txn, rows, "signing key", "tenant").await?;
 
         for (kid, retire_at, remove_at) in retire {
             let updated = signing_keys::Entity::update_many()
                 .col_expr(signing_keys::Column::RetireAt, Expr::value(*retire_at))
                 .col_expr(signing_keys::Column::RemoveAt, Expr::value(*remove_at))
-                .filter(signing_keys::Column::TenantId.eq(tenant.id.as_str()))
+                .filter(signing_keys::Column::TenantId.eq(tenant.as_str()))
                 .filter(signing_keys::Column::Id.eq(kid.as_str()))
                 .exec(&txn)
                 .await
@@ -102,7 +99,7 @@ impl Store {
             }
         }
 
-        log_change(&txn, &tenant.name, self.now(), audit).await?;
+        log_change(&txn, tenant, self.now(), audit).await?;
         txn.commit().await.or_unavailable()?;
         Ok(true)
     }
@@ -110,10 +107,10 @@ impl Store {
     /// Every signing key of `tenant`, with its dates, newest first.
     pub async fn list_signing_keys(
         &self,
-        tenant: &TenantRecord,
+        tenant: &TenantId,
     ) -> Result<Vec<SigningKeyRecord>, StoreError> {
         signing_keys::Entity::find()
-            .filter(signing_keys::Column::TenantId.eq(tenant.id.as_str()))
+            .filter(signing_keys::Column::TenantId.eq(tenant.as_str()))
             .order_by_desc(signing_keys::Column::CreatedAt)
             .order_by_desc(signing_keys::Column::Id)
             .all(&self.conn)
@@ -129,20 +126,20 @@ impl Store {
     /// one transaction. Returns how many.
     pub async fn delete_removed_keys(
         &self,
-        tenant: &TenantRecord,
+        tenant: &TenantId,
         now: UnixTime,
         audit: &dyn AuditAppend,
     ) -> Result<u64, StoreError> {
         let txn = self.conn.begin().await.or_unavailable()?;
         // A NULL remove_at compares as unknown: keys without one stay.
         let deleted = signing_keys::Entity::delete_many()
-            .filter(signing_keys::Column::TenantId.eq(tenant.id.as_str()))
+            .filter(signing_keys::Column::TenantId.eq(tenant.as_str()))
             .filter(signing_keys::Column::RemoveAt.lte(now))
             .exec(&txn)
             .await
             .or_unavailable()?;
         if deleted.rows_affected > 0 {
-            log_change(&txn, &tenant.name, self.now(), audit).await?;
+            log_change(&txn, tenant, self.now(), audit).await?;
         }
         txn.commit().await.or_unavailable()?;
         Ok(deleted.rows_affected)

@@ -5,25 +5,25 @@ use std::collections::BTreeMap;
 
 use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
-use tollgate_domain::UnixTime;
+use tollgate_domain::{AppId, SecretId, TenantId, UnixTime};
 
 use crate::AuditAppend;
 use crate::changes::log_change;
 use crate::entity::app_secrets;
 use crate::error::DbResultExt;
 use crate::records::secret_row;
-use crate::{AppRecord, SecretRecord, Store, StoreError, TenantRecord};
+use crate::{SecretRecord, Store, StoreError};
 
 impl Store {
     /// Every secret of `tenant`'s app `app` (expired ones too), newest first.
     pub async fn list_secrets(
         &self,
-        tenant: &TenantRecord,
-        app: &AppRecord,
+        tenant: &TenantId,
+        app: &AppId,
     ) -> Result<Vec<SecretRecord>, StoreError> {
         Ok(app_secrets::Entity::find()
-            .filter(app_secrets::Column::TenantId.eq(tenant.id.as_str()))
-            .filter(app_secrets::Column::AppId.eq(app.id.as_str()))
+            .filter(app_secrets::Column::TenantId.eq(tenant.as_str()))
+            .filter(app_secrets::Column::AppId.eq(app.as_str()))
             .order_by_desc(app_secrets::Column::CreatedAt)
             .order_by_desc(app_secrets::Column::Id)
             .all(&self.conn)
@@ -44,24 +44,24 @@ impl Store {
     /// that app. Nothing is written on any error.
     pub async fn add_secret(
         &self,
-        tenant: &TenantRecord,
-        app: &AppRecord,
+        tenant: &TenantId,
+        app: &AppId,
         new: &SecretRecord,
-        expire: &[(String, UnixTime)],
+        expire: &[(SecretId, UnixTime)],
         audit: &dyn AuditAppend,
     ) -> Result<(), StoreError> {
         let txn = self.conn.begin().await.or_unavailable()?;
 
         // The (app_id, tenant_id) foreign key refuses an app of another tenant.
-        app_secrets::Entity::insert(secret_row(&tenant.id, &app.id, new))
+        app_secrets::Entity::insert(secret_row(tenant, app, new))
             .exec_without_returning(&txn)
             .await
             .or_conflict("secret", "app")?;
         for (secret_id, expires_at) in expire {
             let updated = app_secrets::Entity::update_many()
                 .col_expr(app_secrets::Column::ExpiresAt, Expr::value(*expires_at))
-                .filter(app_secrets::Column::TenantId.eq(tenant.id.as_str()))
-                .filter(app_secrets::Column::AppId.eq(app.id.as_str()))
+                .filter(app_secrets::Column::TenantId.eq(tenant.as_str()))
+                .filter(app_secrets::Column::AppId.eq(app.as_str()))
                 .filter(app_secrets::Column::Id.eq(secret_id.as_str()))
                 .exec(&txn)
                 .await
@@ -71,7 +71,7 @@ impl Store {
             }
         }
 
-        log_change(&txn, &tenant.name, self.now(), audit).await?;
+        log_change(&txn, tenant, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
@@ -81,9 +81,9 @@ impl Store {
     /// (and nothing written) if the app has no such secret.
     pub async fn expire_secret(
         &self,
-        tenant: &TenantRecord,
-        app: &AppRecord,
-        secret_id: &str,
+        tenant: &TenantId,
+        app: &AppId,
+        secret_id: &SecretId,
         at: UnixTime,
         audit: &dyn AuditAppend,
     ) -> Result<bool, StoreError> {
@@ -98,16 +98,16 @@ impl Store {
         let txn = self.conn.begin().await.or_unavailable()?;
         let updated = app_secrets::Entity::update_many()
             .col_expr(column, earlier.into())
-            .filter(app_secrets::Column::TenantId.eq(tenant.id.as_str()))
-            .filter(app_secrets::Column::AppId.eq(app.id.as_str()))
-            .filter(app_secrets::Column::Id.eq(secret_id))
+            .filter(app_secrets::Column::TenantId.eq(tenant.as_str()))
+            .filter(app_secrets::Column::AppId.eq(app.as_str()))
+            .filter(app_secrets::Column::Id.eq(secret_id.as_str()))
             .exec(&txn)
             .await
             .or_unavailable()?;
         if updated.rows_affected == 0 {
             return Ok(false);
         }
-        log_change(&txn, &tenant.name, self.now(), audit).await?;
+        log_change(&txn, tenant, self.now(), audit).await?;
         txn.commit().await.or_unavailable()?;
         Ok(true)
     }
@@ -120,7 +120,7 @@ impl Store {
     /// change-log row: this is not configuration.
     pub async fn touch_secrets(
         &self,
-        uses: &[(String, String, UnixTime)],
+        uses: &[(TenantId, SecretId, UnixTime)],
     ) -> Result<(), StoreError> {
         let mut latest: BTreeMap<(&str, &str), UnixTime> = BTreeMap::new();
         for (tenant_id, secret_id, used_at) in uses {

@@ -66,7 +66,7 @@ impl Store {
             .into_iter()
             .map(AppRecord::try_from)
             .collect::<Result<Vec<_>, _>>()?;
-        let grants = load_grants(&txn, tenant_id, None).await?;
+        let grants = load_grants(&txn, &tenant.id, None).await?;
         let secrets = app_secrets::Entity::find()
             .filter(app_secrets::Column::TenantId.eq(tenant_id))
             .order_by_asc(app_secrets::Column::AppId)

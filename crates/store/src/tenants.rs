@@ -6,7 +6,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Tr
 use tollgate_domain::TenantName;
 
 use crate::AuditAppend;
-use crate::changes::log_change;
+use crate::changes::log_change_of_name;
 use crate::entity::{apis, app_secrets, apps, grants, revocations, signing_keys, tenants};
 use crate::error::DbResultExt;
 use crate::records::{api_row, app_row, grant_row, key_row, secret_row, tenant_row};
@@ -23,7 +23,7 @@ impl Store {
         new: &NewTenant,
         audit: &dyn AuditAppend,
     ) -> Result<(), StoreError> {
-        let tenant_id = new.tenant.id.as_str();
+        let tenant_id = &new.tenant.id;
         let txn = self.conn.begin().await.or_unavailable()?;
 
         tenants::Entity::insert(tenant_row(&new.tenant))
@@ -59,7 +59,7 @@ impl Store {
             .collect();
         insert_all(&txn, grants, "grant", "api").await?;
 
-        log_change(&txn, &new.tenant.name, self.now(), audit).await?;
+        log_change_of_name(&txn, &new.tenant.name, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
@@ -126,7 +126,7 @@ impl Store {
         if result.rows_affected == 0 {
             return Err(StoreError::NotFound { entity: "tenant" });
         }
-        log_change(&txn, &record.name, self.now(), audit).await?;
+        log_change_of_name(&txn, &record.name, self.now(), audit).await?;
         txn.commit().await.or_unavailable()
     }
 
@@ -188,7 +188,7 @@ impl Store {
             .or_unavailable()?;
         let existed = deleted.rows_affected > 0;
         if existed {
-            log_change(&txn, name, self.now(), audit).await?;
+            log_change_of_name(&txn, name, self.now(), audit).await?;
         }
 
         txn.commit().await.or_unavailable()?;

@@ -520,7 +520,7 @@ impl RevocationSet {
                 held.expires_at = held.expires_at.max(entry.expires_at);
             })
             .or_insert_with(|| Revocation {
-                tenant_id: entry.tenant_id.clone(),
+                tenant_id: entry.tenant_id.clone().into(),
                 target,
                 revoked_at: entry.revoked_at,
                 expires_at: entry.expires_at,

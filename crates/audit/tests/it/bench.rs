@@ -17,7 +17,7 @@ use tollgate_audit::{
     AuditAction, AuditConfig, AuditEvent, AuditWriter, Identifier, Outcome, Transport,
     verify_tenant,
 };
-use tollgate_domain::TenantName;
+use tollgate_domain::{TenantId, TenantName};
 
 use crate::TestResult;
 use crate::backend::{Backend, TestDb, run};
@@ -32,7 +32,7 @@ fn grant(
     n: u64,
 ) -> Result<AuditEvent, tollgate_domain::InvalidValue> {
     let mut event = AuditEvent::new(
-        Identifier::parse(&format!("ten_{tenant}"))?,
+        TenantId::new(format!("ten_{tenant}")),
         TenantName::parse("acme")?,
         tollgate_domain::Clock::now_ms(&tollgate_domain::SystemClock),
         AuditAction::TokenIssued,
@@ -113,7 +113,13 @@ async fn measure(db: &TestDb, recorders: usize, config: AuditConfig) -> TestResu
     let _ = writeln!(std::io::stderr(), "{line}");
     // The chains are intact after the load.
     for tenant in 0..recorders.min(8) {
-        let report = verify_tenant(&db.store, &format!("ten_{tenant}"), 10_000, u64::MAX).await?;
+        let report = verify_tenant(
+            &db.store,
+            &TenantId::new(format!("ten_{tenant}")),
+            10_000,
+            u64::MAX,
+        )
+        .await?;
         assert_eq!(report.outcome, Ok(()), "{line}");
     }
     Ok(())

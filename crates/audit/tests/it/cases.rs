@@ -11,7 +11,7 @@ use tollgate_audit::{
     AuditAction, AuditConfig, AuditError, AuditEvent, AuditRecord, AuditWriter, ChainBreak,
     FieldName, Identifier, Outcome, Transport, verify_chain, verify_tenant,
 };
-use tollgate_domain::{ErrorCode, TenantName};
+use tollgate_domain::{ErrorCode, TenantId, TenantName};
 use tollgate_store::Store;
 
 use crate::TestResult;
@@ -23,7 +23,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 fn event(tenant_id: &str, n: u32) -> Result<AuditEvent, BoxError> {
     let id = |value: &str| Identifier::parse(value);
     let mut event = AuditEvent::new(
-        id(tenant_id)?,
+        TenantId::new(tenant_id),
         TenantName::parse("acme")?,
         1_700_000_000_000 + i64::from(n),
         AuditAction::TokenDenied,
@@ -67,7 +67,7 @@ fn eager(db: &TestDb) -> (AuditWriter, tokio::task::JoinHandle<()>) {
 
 /// Where verification of the stored chain of `tenant_id` breaks, or `None`.
 async fn break_of(store: &Store, tenant_id: &str) -> Result<Option<ChainBreak>, BoxError> {
-    Ok(verify_tenant(store, tenant_id, 2, u64::MAX)
+    Ok(verify_tenant(store, &TenantId::new(tenant_id), 2, u64::MAX)
         .await?
         .outcome
         .err())
@@ -84,7 +84,7 @@ pub async fn chain_verifies_and_reads_back(db: TestDb) -> TestResult {
         writer.record(event("ten_b", n)?).await?;
     }
     for tenant in ["ten_a", "ten_b"] {
-        let report = verify_tenant(&db.store, tenant, 3, u64::MAX).await?;
+        let report = verify_tenant(&db.store, &TenantId::new(tenant), 3, u64::MAX).await?;
         assert_eq!(report.outcome, Ok(()), "{tenant}");
         assert_eq!(
             (report.checked, report.first_seq, report.last_seq),
@@ -94,7 +94,7 @@ pub async fn chain_verifies_and_reads_back(db: TestDb) -> TestResult {
             report.to_string(),
             "audit chain verified: 7 records, seq 1..=7"
         );
-        let rows = db.store.audit_chain(tenant, 1, 100).await?;
+        let rows = db.store.audit_chain(&TenantId::new(tenant), 1, 100).await?;
         assert_eq!(verify_chain(&rows), Ok(()));
         assert_eq!(rows[0].prev_hash, tollgate_audit::GENESIS_HASH);
         // Every stored record parses back into the event that was recorded.
@@ -105,7 +105,7 @@ pub async fn chain_verifies_and_reads_back(db: TestDb) -> TestResult {
         }
     }
     // A tenant without records verifies trivially.
-    let empty = verify_tenant(&db.store, "ten_none", 10, u64::MAX).await?;
+    let empty = verify_tenant(&db.store, &"ten_none".into(), 10, u64::MAX).await?;
     assert_eq!((empty.checked, empty.outcome), (0, Ok(())));
     writer.shutdown().await;
     Ok(())
@@ -161,7 +161,10 @@ pub async fn editing_any_field_breaks_at_that_seq(db: TestDb) -> TestResult {
         let broken = break_of(&db.store, &tenant).await?;
         assert_eq!(seq_of(broken.clone()), Some(3), "{column}: {broken:?}");
         // The same from the rows alone.
-        let rows = db.store.audit_chain(&tenant, 0, 100).await?;
+        let rows = db
+            .store
+            .audit_chain(&tenant.as_str().into(), 0, 100)
+            .await?;
         assert_eq!(
             verify_chain(&rows).map_err(|broken| broken.seq),
             Err(3),
@@ -172,7 +175,7 @@ pub async fn editing_any_field_breaks_at_that_seq(db: TestDb) -> TestResult {
     // Editing a record and recomputing its hash moves the break to the next record, whose
     // prev_hash no longer matches.
     record_many(&writer, "ten_rehash", 5).await?;
-    let mut rows = db.store.audit_chain("ten_rehash", 3, 1).await?;
+    let mut rows = db.store.audit_chain(&"ten_rehash".into(), 3, 1).await?;
     let mut row = rows.pop().ok_or("no record 3")?;
     row.client_id = Some("someone-else".into());
     let forged = tollgate_audit::record_hash(&row).ok_or("unknown version")?;
@@ -226,7 +229,7 @@ pub async fn deleting_a_middle_record_breaks_at_the_next(db: TestDb) -> TestResu
             reason: "records 3..=3 are missing".into()
         })
     );
-    let rows = db.store.audit_chain("ten_a", 0, 100).await?;
+    let rows = db.store.audit_chain(&"ten_a".into(), 0, 100).await?;
     assert_eq!(verify_chain(&rows).map_err(|broken| broken.seq), Err(4));
     writer.shutdown().await;
     Ok(())
@@ -238,7 +241,7 @@ pub async fn deleting_the_newest_record_contradicts_the_head(db: TestDb) -> Test
     db.exec("DELETE FROM audit_events WHERE tenant_id = 'ten_a' AND seq = 5")
         .await?;
     // The records alone still link (nothing shows what came after them)...
-    let rows = db.store.audit_chain("ten_a", 0, 100).await?;
+    let rows = db.store.audit_chain(&"ten_a".into(), 0, 100).await?;
     assert_eq!(verify_chain(&rows), Ok(()));
     // ...but the chain's head says there were five.
     let broken = break_of(&db.store, "ten_a").await?;
@@ -253,7 +256,7 @@ pub async fn purge_keeps_verification_working(db: TestDb) -> TestResult {
     record_many(&writer, "ten_a", 10).await?;
     let purged = db.store.purge_audit_before(1_700_000_000_006).await?;
     assert_eq!(purged, 5);
-    let report = verify_tenant(&db.store, "ten_a", 2, u64::MAX).await?;
+    let report = verify_tenant(&db.store, &"ten_a".into(), 2, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(
         (report.checked, report.first_seq, report.last_seq),
@@ -264,17 +267,17 @@ pub async fn purge_keeps_verification_working(db: TestDb) -> TestResult {
     for n in 11..=13 {
         writer.record(event("ten_a", n)?).await?;
     }
-    let report = verify_tenant(&db.store, "ten_a", 2, u64::MAX).await?;
+    let report = verify_tenant(&db.store, &"ten_a".into(), 2, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!((report.first_seq, report.last_seq), (Some(6), Some(13)));
 
     // Everything purged: nothing to verify; the next record continues the chain at 14 and
     // verifies from there.
     assert_eq!(db.store.purge_audit_before(i64::MAX).await?, 8);
-    let report = verify_tenant(&db.store, "ten_a", 2, u64::MAX).await?;
+    let report = verify_tenant(&db.store, &"ten_a".into(), 2, u64::MAX).await?;
     assert_eq!((report.checked, report.outcome), (0, Ok(())));
     writer.record(event("ten_a", 14)?).await?;
-    let report = verify_tenant(&db.store, "ten_a", 2, u64::MAX).await?;
+    let report = verify_tenant(&db.store, &"ten_a".into(), 2, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!((report.first_seq, report.last_seq), (Some(14), Some(14)));
     writer.shutdown().await;
@@ -310,7 +313,13 @@ pub async fn group_commit_answers_after_commit(db: TestDb) -> TestResult {
     // Group commit: far fewer transactions than events.
     assert!(stats.batches < stats.events / 2, "{stats:?}");
     for tenant in 0..4 {
-        let report = verify_tenant(&db.store, &format!("ten_{tenant}"), 100, u64::MAX).await?;
+        let report = verify_tenant(
+            &db.store,
+            &TenantId::new(format!("ten_{tenant}")),
+            100,
+            u64::MAX,
+        )
+        .await?;
         assert_eq!(report.outcome, Ok(()));
         assert_eq!((report.first_seq, report.last_seq), (Some(1), Some(250)));
     }
@@ -370,7 +379,7 @@ pub async fn store_unreachable_fails_every_waiter(db: TestDb) -> TestResult {
     assert_eq!(stats.failed_events, refused);
     // What is stored is one intact chain.
     let reader = Store::connect(&db.url).await?;
-    let report = verify_tenant(&reader, "ten_a", 500, u64::MAX).await?;
+    let report = verify_tenant(&reader, &"ten_a".into(), 500, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(report.checked, u64::try_from(granted.len())?);
     reader.close().await?;
@@ -444,7 +453,7 @@ pub async fn failed_batch_fails_every_waiter_and_writes_nothing(db: TestDb) -> T
     writer.shutdown().await;
     let (writer, _task) = eager(&db);
     writer.record(event("ten_x", 200)?).await?;
-    let report = verify_tenant(&db.store, "ten_x", 10, u64::MAX).await?;
+    let report = verify_tenant(&db.store, &"ten_x".into(), 10, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(report.last_seq, Some(2));
     writer.shutdown().await;
@@ -485,7 +494,7 @@ pub async fn shutdown_flushes_what_is_queued(db: TestDb) -> TestResult {
     writer.shutdown().await;
     tokio::time::timeout(Duration::from_secs(5), task).await??;
     assert_eq!(
-        verify_tenant(&db.store, "ten_a", 100, u64::MAX)
+        verify_tenant(&db.store, &"ten_a".into(), 100, u64::MAX)
             .await?
             .last_seq,
         Some(50)
@@ -541,7 +550,7 @@ pub async fn two_writers_build_one_gap_free_chain(db: TestDb) -> TestResult {
     second_task.await?;
     other.close().await?;
 
-    let report = verify_tenant(&db.store, "ten_shared", 128, u64::MAX).await?;
+    let report = verify_tenant(&db.store, &"ten_shared".into(), 128, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(
         (report.checked, report.first_seq, report.last_seq),
@@ -566,7 +575,7 @@ pub async fn two_writers_build_one_gap_free_chain(db: TestDb) -> TestResult {
     // chain. (SQLite's busy handler backs off by sleeping, which may let one process run
     // ahead: there only correctness is checked.)
     if db.store.backend_name() == "postgres" {
-        let rows = db.store.audit_chain("ten_shared", 1, 1000).await?;
+        let rows = db.store.audit_chain(&"ten_shared".into(), 1, 1000).await?;
         let writers: Vec<bool> = rows
             .iter()
             .map(|row| {

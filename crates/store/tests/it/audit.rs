@@ -146,8 +146,8 @@ pub async fn audit_append_chains_and_heads(db: TestDb) -> TestResult {
     );
 
     // Ids are global positions in append order; seqs count per tenant.
-    let a = store.audit_chain("a", 1, 100).await?;
-    let b = store.audit_chain("b", 1, 100).await?;
+    let a = store.audit_chain(&"a".into(), 1, 100).await?;
+    let b = store.audit_chain(&"b".into(), 1, 100).await?;
     assert_eq!(
         positions(&a),
         [("a".into(), 1, 1), ("a".into(), 2, 3), ("a".into(), 3, 5)]
@@ -155,19 +155,19 @@ pub async fn audit_append_chains_and_heads(db: TestDb) -> TestResult {
     assert_eq!(positions(&b), [("b".into(), 1, 2), ("b".into(), 2, 4)]);
     assert_eq!(a[0].prev_hash, "genesis");
     assert_eq!(a[2].prev_hash, a[1].hash);
-    assert_eq!(seqs(&store.audit_chain("a", 2, 100).await?), [2, 3]);
-    assert_eq!(seqs(&store.audit_chain("a", 2, 1).await?), [2]);
-    assert!(store.audit_chain("a", 4, 100).await?.is_empty());
+    assert_eq!(seqs(&store.audit_chain(&"a".into(), 2, 100).await?), [2, 3]);
+    assert_eq!(seqs(&store.audit_chain(&"a".into(), 2, 1).await?), [2]);
+    assert!(store.audit_chain(&"a".into(), 4, 100).await?.is_empty());
 
     let head = |seq, hash: &str| AuditHead {
         tenant_id: "a".into(),
         seq,
         hash: hash.into(),
     };
-    assert_eq!(store.audit_head("a").await?, Some(head(3, "w:a:3")));
-    assert_eq!(store.audit_head("nobody").await?, None);
+    assert_eq!(store.audit_head(&"a".into()).await?, Some(head(3, "w:a:3")));
+    assert_eq!(store.audit_head(&"nobody".into()).await?, None);
     // The lock row is nobody's head.
-    assert_eq!(store.audit_head("").await?, None);
+    assert_eq!(store.audit_head(&"".into()).await?, None);
 
     // Batches that do not continue their chains are refused whole.
     let skip = {
@@ -208,7 +208,7 @@ pub async fn audit_append_chains_and_heads(db: TestDb) -> TestResult {
     // Nothing of the refused batches was kept, not even an id: the next one is 6.
     append(store, &[ev("c", 7)]).await?;
     assert_eq!(
-        positions(&store.audit_chain("c", 1, 100).await?),
+        positions(&store.audit_chain(&"c".into(), 1, 100).await?),
         [("c".into(), 1, 6)]
     );
     Ok(())
@@ -250,7 +250,7 @@ pub async fn audit_rows_round_trip(db: TestDb) -> TestResult {
         ..AuditRow::default()
     };
     append_rows(store, vec![full.clone(), sparse.clone()], "w").await?;
-    let stored = store.audit_chain("ten_1", 1, 10).await?;
+    let stored = store.audit_chain(&"ten_1".into(), 1, 10).await?;
     let expected = [
         AuditRow {
             id: 1,
@@ -288,14 +288,14 @@ pub async fn audit_failed_append_writes_nothing(db: TestDb) -> TestResult {
     assert_chain_error(refused, "head is behind its records");
     assert_eq!(count_events(&db).await?, 3);
     assert_eq!(
-        store.audit_head("b").await?.map(|head| head.seq),
+        store.audit_head(&"b".into()).await?.map(|head| head.seq),
         Some(1),
         "b's head did not move"
     );
     // Nor did the global counter: b's next record gets id 3.
     append(store, &[ev("b", 4)]).await?;
     assert_eq!(
-        positions(&store.audit_chain("b", 2, 10).await?),
+        positions(&store.audit_chain(&"b".into(), 2, 10).await?),
         [("b".into(), 2, 3)]
     );
     // a stays wedged (fail closed) until someone repairs the tampering.
@@ -332,7 +332,7 @@ pub async fn audit_list_filters_and_cursors(db: TestDb) -> TestResult {
         append(store, batch).await?;
     }
     let all = AuditFilter::default();
-    let a = AuditScope::Tenant("a");
+    let a = AuditScope::Tenant(&"a".into());
 
     // A tenant's pages, newest first, by seq.
     let mut pages = Vec::new();
@@ -350,7 +350,7 @@ pub async fn audit_list_filters_and_cursors(db: TestDb) -> TestResult {
     );
     assert!(
         store
-            .list_audit_events(AuditScope::Tenant("b"), &all, None, 100)
+            .list_audit_events(AuditScope::Tenant(&"b".into()), &all, None, 100)
             .await?
             .iter()
             .all(|row| row.tenant_id == "b")
@@ -473,16 +473,19 @@ pub async fn audit_purge_keeps_a_contiguous_suffix(db: TestDb) -> TestResult {
     // a: seq 3 (150) is the newest record before 250, so 1..=3 go (2 despite its 300);
     // b: both; c: none.
     assert_eq!(store.purge_audit_before(250).await?, 5);
-    assert_eq!(seqs(&store.audit_chain("a", 0, 100).await?), [4, 5]);
-    assert!(store.audit_chain("b", 0, 100).await?.is_empty());
-    assert_eq!(seqs(&store.audit_chain("c", 0, 100).await?), [1]);
+    assert_eq!(seqs(&store.audit_chain(&"a".into(), 0, 100).await?), [4, 5]);
+    assert!(store.audit_chain(&"b".into(), 0, 100).await?.is_empty());
+    assert_eq!(seqs(&store.audit_chain(&"c".into(), 0, 100).await?), [1]);
     assert_eq!(store.purge_audit_before(250).await?, 0);
 
     // Heads survive: b's chain continues at 3, linked to its last purged record.
-    let head = store.audit_head("b").await?.ok_or("b lost its head")?;
+    let head = store
+        .audit_head(&"b".into())
+        .await?
+        .ok_or("b lost its head")?;
     assert_eq!((head.seq, head.hash.as_str()), (2, "w:b:2"));
     append(store, &[ev("b", 600)]).await?;
-    let b = store.audit_chain("b", 0, 100).await?;
+    let b = store.audit_chain(&"b".into(), 0, 100).await?;
     assert_eq!(seqs(&b), [3]);
     assert_eq!(b[0].prev_hash, "w:b:2");
     Ok(())
@@ -530,8 +533,8 @@ pub async fn audit_concurrent_appenders_build_one_chain(db: TestDb) -> TestResul
     second.await??;
     other.close().await?;
 
-    let t = db.store.audit_chain("t", 0, 1000).await?;
-    let u = db.store.audit_chain("u", 0, 1000).await?;
+    let t = db.store.audit_chain(&"t".into(), 0, 1000).await?;
+    let u = db.store.audit_chain(&"u".into(), 0, 1000).await?;
     let expected_t: Vec<i64> = (1..=i64::try_from(4 * BATCHES)?).collect();
     let expected_u: Vec<i64> = (1..=i64::try_from(2 * BATCHES)?).collect();
     assert_eq!(seqs(&t), expected_t);

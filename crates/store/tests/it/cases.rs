@@ -6,8 +6,8 @@ use std::sync::Arc;
 use sea_orm::sea_query::{Alias, Query};
 use sea_orm::{ConnectionTrait, Value};
 use tollgate_domain::{
-    Algorithm, ApiIdentifier, ClientId, ErrorCode, ManualClock, Revocation, RevocationTarget,
-    TenantName, TokenLifetime, UnixTime,
+    Algorithm, ApiIdentifier, ClientId, ErrorCode, KeyId, ManualClock, Revocation,
+    RevocationTarget, SecretId, TenantName, TokenLifetime, UnixTime,
 };
 use tollgate_migrations::{Migrator, MigratorTrait};
 use tollgate_store::{
@@ -129,7 +129,7 @@ pub async fn failed_create_tenant_writes_nothing(db: TestDb) -> TestResult {
     });
     assert_already_exists(store.create_tenant(&doomed.new, &NO_AUDIT).await, "app");
     assert_eq!(store.find_tenant(&doomed.new.tenant.name).await?, None);
-    for (table, count) in db.counts(&doomed.new.tenant.id).await? {
+    for (table, count) in db.counts(doomed.new.tenant.id.as_str()).await? {
         assert_eq!(count, 0, "{table} kept rows of a failed create_tenant");
     }
 
@@ -193,29 +193,29 @@ pub async fn apis_create_find_and_paginate(db: TestDb) -> TestResult {
         let mut record = api(identifier, &["read", "write"])?;
         record.signing_alg = Some(Algorithm::Rs256);
         record.token_lifetime = TokenLifetime::from_seconds(86_400)?;
-        store.create_api(&acme, &record, &NO_AUDIT).await?;
+        store.create_api(&acme.id, &record, &NO_AUDIT).await?;
         created.push(record);
     }
     created.sort_by(|a, b| a.identifier.cmp(&b.identifier));
 
     for record in &created {
         assert_eq!(
-            store.find_api(&acme, &record.identifier).await?.as_ref(),
+            store.find_api(&acme.id, &record.identifier).await?.as_ref(),
             Some(record)
         );
     }
     let missing = ApiIdentifier::parse("https://missing.example/")?;
-    assert_eq!(store.find_api(&acme, &missing).await?, None);
+    assert_eq!(store.find_api(&acme.id, &missing).await?, None);
 
-    let first = store.list_apis(&acme, None, 3).await?;
+    let first = store.list_apis(&acme.id, None, 3).await?;
     assert_eq!(first, created[..3].to_vec());
     let rest = store
-        .list_apis(&acme, Some(&created[2].identifier), 3)
+        .list_apis(&acme.id, Some(&created[2].identifier), 3)
         .await?;
     assert_eq!(rest, created[3..].to_vec());
     assert!(
         store
-            .list_apis(&acme, created.last().map(|a| &a.identifier), 3)
+            .list_apis(&acme.id, created.last().map(|a| &a.identifier), 3)
             .await?
             .is_empty()
     );
@@ -230,23 +230,26 @@ pub async fn duplicate_api_identifier_is_already_exists(db: TestDb) -> TestResul
     store.create_tenant(&new_tenant(&other), &NO_AUDIT).await?;
 
     let original = api("https://api.example/", &["read"])?;
-    store.create_api(&acme, &original, &NO_AUDIT).await?;
+    store.create_api(&acme.id, &original, &NO_AUDIT).await?;
     let duplicate = api("https://api.example/", &["write"])?;
-    assert_already_exists(store.create_api(&acme, &duplicate, &NO_AUDIT).await, "api");
+    assert_already_exists(
+        store.create_api(&acme.id, &duplicate, &NO_AUDIT).await,
+        "api",
+    );
     assert_eq!(
-        store.find_api(&acme, &original.identifier).await?,
+        store.find_api(&acme.id, &original.identifier).await?,
         Some(original.clone())
     );
     // Identifiers are unique per tenant only.
-    store.create_api(&other, &duplicate, &NO_AUDIT).await?;
+    store.create_api(&other.id, &duplicate, &NO_AUDIT).await?;
     assert_eq!(
-        store.find_api(&other, &duplicate.identifier).await?,
+        store.find_api(&other.id, &duplicate.identifier).await?,
         Some(duplicate)
     );
     // A reused id is a duplicate too.
     let mut same_id = api("https://other.example/", &[])?;
     same_id.id = original.id.clone();
-    assert_already_exists(store.create_api(&acme, &same_id, &NO_AUDIT).await, "api");
+    assert_already_exists(store.create_api(&acme.id, &same_id, &NO_AUDIT).await, "api");
     Ok(())
 }
 
@@ -256,8 +259,8 @@ pub async fn apps_create_find_and_paginate_with_grants(db: TestDb) -> TestResult
     store.create_tenant(&new_tenant(&acme), &NO_AUDIT).await?;
     let orders = api("https://orders.example/", &["read", "write"])?;
     let billing = api("https://billing.example/", &["invoice"])?;
-    store.create_api(&acme, &orders, &NO_AUDIT).await?;
-    store.create_api(&acme, &billing, &NO_AUDIT).await?;
+    store.create_api(&acme.id, &orders, &NO_AUDIT).await?;
+    store.create_api(&acme.id, &billing, &NO_AUDIT).await?;
 
     let client_ids = ["beta", "Alpha", "alpha", "gamma.1", "gamma-1", "_x"];
     let mut created = Vec::new();
@@ -273,7 +276,7 @@ pub async fn apps_create_find_and_paginate_with_grants(db: TestDb) -> TestResult
             _ => Vec::new(),
         };
         store
-            .create_app(&acme, &record, &secret(&record), &grants, &NO_AUDIT)
+            .create_app(&acme.id, &record, &secret(&record), &grants, &NO_AUDIT)
             .await?;
         let mut expected = grants;
         expected.sort_by(|a, b| a.audience.cmp(&b.audience));
@@ -285,24 +288,26 @@ pub async fn apps_create_find_and_paginate_with_grants(db: TestDb) -> TestResult
     created.sort_by(|a, b| a.app.client_id.cmp(&b.app.client_id));
 
     for expected in &created {
-        let found = store.find_app(&acme, &expected.app.client_id).await?;
+        let found = store.find_app(&acme.id, &expected.app.client_id).await?;
         assert_eq!(found.as_ref(), Some(expected));
     }
     assert_eq!(
-        store.find_app(&acme, &ClientId::parse("nobody")?).await?,
+        store
+            .find_app(&acme.id, &ClientId::parse("nobody")?)
+            .await?,
         None
     );
 
     let mut listed = Vec::new();
     let mut after: Option<ClientId> = None;
     loop {
-        let page = store.list_apps(&acme, after.as_ref(), 4).await?;
+        let page = store.list_apps(&acme.id, after.as_ref(), 4).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.app.client_id.clone());
         listed.extend(page);
     }
     assert_eq!(listed, created);
-    assert_eq!(store.list_apps(&acme, None, u64::MAX).await?, created);
+    assert_eq!(store.list_apps(&acme.id, None, u64::MAX).await?, created);
     Ok(())
 }
 
@@ -314,25 +319,25 @@ pub async fn duplicate_client_id_is_already_exists(db: TestDb) -> TestResult {
     store.create_tenant(&new_tenant(&other), &NO_AUDIT).await?;
     let original = app("client-1")?;
     store
-        .create_app(&acme, &original, &secret(&original), &[], &NO_AUDIT)
+        .create_app(&acme.id, &original, &secret(&original), &[], &NO_AUDIT)
         .await?;
 
     let duplicate = app("client-1")?;
     assert_already_exists(
         store
-            .create_app(&acme, &duplicate, &secret(&duplicate), &[], &NO_AUDIT)
+            .create_app(&acme.id, &duplicate, &secret(&duplicate), &[], &NO_AUDIT)
             .await,
         "app",
     );
     // Client ids are unique across all tenants.
     assert_already_exists(
         store
-            .create_app(&other, &duplicate, &secret(&duplicate), &[], &NO_AUDIT)
+            .create_app(&other.id, &duplicate, &secret(&duplicate), &[], &NO_AUDIT)
             .await,
         "app",
     );
-    assert_eq!(store.find_app(&other, &duplicate.client_id).await?, None);
-    let found = store.find_app(&acme, &original.client_id).await?;
+    assert_eq!(store.find_app(&other.id, &duplicate.client_id).await?, None);
+    let found = store.find_app(&acme.id, &original.client_id).await?;
     assert_eq!(found.map(|f| f.app), Some(original));
     Ok(())
 }
@@ -342,7 +347,7 @@ pub async fn failed_create_app_writes_nothing(db: TestDb) -> TestResult {
     let acme = tenant("acme")?;
     store.create_tenant(&new_tenant(&acme), &NO_AUDIT).await?;
     let orders = api("https://orders.example/", &["read"])?;
-    store.create_api(&acme, &orders, &NO_AUDIT).await?;
+    store.create_api(&acme.id, &orders, &NO_AUDIT).await?;
 
     // The same API granted twice: the second grant row collides, after the app and its
     // secret were written in the same transaction.
@@ -350,29 +355,29 @@ pub async fn failed_create_app_writes_nothing(db: TestDb) -> TestResult {
     let twice = [grant(&orders, &["read"])?, grant(&orders, &[])?];
     assert_already_exists(
         store
-            .create_app(&acme, &doomed, &secret(&doomed), &twice, &NO_AUDIT)
+            .create_app(&acme.id, &doomed, &secret(&doomed), &twice, &NO_AUDIT)
             .await,
         "grant",
     );
-    assert_eq!(store.find_app(&acme, &doomed.client_id).await?, None);
+    assert_eq!(store.find_app(&acme.id, &doomed.client_id).await?, None);
 
     // A grant on an API that does not exist.
     let mut dangling = grant(&orders, &["read"])?;
     dangling.api_id = "api_nonexistent".into();
     assert_not_found(
         store
-            .create_app(&acme, &doomed, &secret(&doomed), &[dangling], &NO_AUDIT)
+            .create_app(&acme.id, &doomed, &secret(&doomed), &[dangling], &NO_AUDIT)
             .await,
         "api",
     );
-    assert_eq!(store.find_app(&acme, &doomed.client_id).await?, None);
-    assert_eq!(db.count("apps", &acme.id).await?, 0);
-    assert_eq!(db.count("app_secrets", &acme.id).await?, 0);
-    assert_eq!(db.count("grants", &acme.id).await?, 0);
+    assert_eq!(store.find_app(&acme.id, &doomed.client_id).await?, None);
+    assert_eq!(db.count("apps", acme.id.as_str()).await?, 0);
+    assert_eq!(db.count("app_secrets", acme.id.as_str()).await?, 0);
+    assert_eq!(db.count("grants", acme.id.as_str()).await?, 0);
 
     // The same app, correctly, goes through: nothing of the failures lingers.
     store
-        .create_app(&acme, &doomed, &secret(&doomed), &twice[..1], &NO_AUDIT)
+        .create_app(&acme.id, &doomed, &secret(&doomed), &twice[..1], &NO_AUDIT)
         .await?;
     Ok(())
 }
@@ -383,13 +388,13 @@ pub async fn update_app_replaces_grants_only_when_given(db: TestDb) -> TestResul
     store.create_tenant(&new_tenant(&acme), &NO_AUDIT).await?;
     let orders = api("https://orders.example/", &["read", "write"])?;
     let billing = api("https://billing.example/", &["invoice"])?;
-    store.create_api(&acme, &orders, &NO_AUDIT).await?;
-    store.create_api(&acme, &billing, &NO_AUDIT).await?;
+    store.create_api(&acme.id, &orders, &NO_AUDIT).await?;
+    store.create_api(&acme.id, &billing, &NO_AUDIT).await?;
     let mut record = app("client")?;
     let original_grants = vec![grant(&orders, &["read"])?];
     store
         .create_app(
-            &acme,
+            &acme.id,
             &record,
             &secret(&record),
             &original_grants,
@@ -403,29 +408,29 @@ pub async fn update_app_replaces_grants_only_when_given(db: TestDb) -> TestResul
     record.is_blocked = true;
     record.rate_limit_per_second = Some(25);
     record.updated_at += 10;
-    store.update_app(&acme, &record, None, &NO_AUDIT).await?;
-    let found = store.find_app(&acme, &record.client_id).await?;
+    store.update_app(&acme.id, &record, None, &NO_AUDIT).await?;
+    let found = store.find_app(&acme.id, &record.client_id).await?;
     assert_eq!(found.as_ref().map(|f| &f.app), Some(&record));
     assert_eq!(found.map(|f| f.grants), Some(original_grants));
 
     // Replaced when given.
     let replacement = vec![grant(&billing, &["invoice"])?, grant(&orders, &["write"])?];
     store
-        .update_app(&acme, &record, Some(&replacement), &NO_AUDIT)
+        .update_app(&acme.id, &record, Some(&replacement), &NO_AUDIT)
         .await?;
-    let found = store.find_app(&acme, &record.client_id).await?;
+    let found = store.find_app(&acme.id, &record.client_id).await?;
     assert_eq!(found.map(|f| f.grants), Some(replacement.clone()));
 
     // Cleared with an empty list.
     store
-        .update_app(&acme, &record, Some(&[]), &NO_AUDIT)
+        .update_app(&acme.id, &record, Some(&[]), &NO_AUDIT)
         .await?;
-    let found = store.find_app(&acme, &record.client_id).await?;
+    let found = store.find_app(&acme.id, &record.client_id).await?;
     assert_eq!(found.map(|f| f.grants), Some(Vec::new()));
 
     // A failing replacement leaves the previous state, app fields included.
     store
-        .update_app(&acme, &record, Some(&replacement), &NO_AUDIT)
+        .update_app(&acme.id, &record, Some(&replacement), &NO_AUDIT)
         .await?;
     let mut bad = grant(&orders, &["read"])?;
     bad.api_id = "api_nonexistent".into();
@@ -433,17 +438,17 @@ pub async fn update_app_replaces_grants_only_when_given(db: TestDb) -> TestResul
     changed.name = "Should not stick".into();
     assert_not_found(
         store
-            .update_app(&acme, &changed, Some(&[bad]), &NO_AUDIT)
+            .update_app(&acme.id, &changed, Some(&[bad]), &NO_AUDIT)
             .await,
         "api",
     );
-    let found = store.find_app(&acme, &record.client_id).await?;
+    let found = store.find_app(&acme.id, &record.client_id).await?;
     assert_eq!(found.as_ref().map(|f| &f.app), Some(&record));
     assert_eq!(found.map(|f| f.grants), Some(replacement));
 
     let ghost = app("ghost")?;
     assert_not_found(
-        store.update_app(&acme, &ghost, None, &NO_AUDIT).await,
+        store.update_app(&acme.id, &ghost, None, &NO_AUDIT).await,
         "app",
     );
     Ok(())
@@ -460,16 +465,16 @@ pub async fn tenant_isolation(db: TestDb) -> TestResult {
     let a_app = &a.new.apps[0].app;
 
     // Reads through B do not see A's API or app.
-    assert_eq!(store.find_api(tb, &a.orders.identifier).await?, None);
-    assert_eq!(store.find_app(tb, &a_app.client_id).await?, None);
-    let b_apis = store.list_apis(tb, None, 100).await?;
+    assert_eq!(store.find_api(&tb.id, &a.orders.identifier).await?, None);
+    assert_eq!(store.find_app(&tb.id, &a_app.client_id).await?, None);
+    let b_apis = store.list_apis(&tb.id, None, 100).await?;
     assert!(
         b_apis
             .iter()
             .all(|api| api.id != a.orders.id && api.id != a.billing.id)
     );
     assert_eq!(b_apis.len(), 2);
-    let b_apps = store.list_apps(tb, None, 100).await?;
+    let b_apps = store.list_apps(&tb.id, None, 100).await?;
     assert_eq!(b_apps.len(), 2);
     assert!(
         b_apps
@@ -480,19 +485,26 @@ pub async fn tenant_isolation(db: TestDb) -> TestResult {
     // Writes through B do not touch A's rows.
     assert!(
         !store
-            .delete_api(tb, &a.orders.identifier, &NO_AUDIT)
+            .delete_api(&tb.id, &a.orders.identifier, &NO_AUDIT)
             .await?
     );
-    assert!(!store.delete_app(tb, &a_app.client_id, &NO_AUDIT).await?);
+    assert!(
+        !store
+            .delete_app(&tb.id, &a_app.client_id, &NO_AUDIT)
+            .await?
+    );
     let mut renamed_api = a.orders.clone();
     renamed_api.name = "hijacked".into();
     renamed_api.scopes.clear();
-    assert_not_found(store.update_api(tb, &renamed_api, &NO_AUDIT).await, "api");
+    assert_not_found(
+        store.update_api(&tb.id, &renamed_api, &NO_AUDIT).await,
+        "api",
+    );
     let mut renamed_app = a_app.clone();
     renamed_app.name = "hijacked".into();
     assert_not_found(
         store
-            .update_app(tb, &renamed_app, Some(&[]), &NO_AUDIT)
+            .update_app(&tb.id, &renamed_app, Some(&[]), &NO_AUDIT)
             .await,
         "app",
     );
@@ -501,7 +513,12 @@ pub async fn tenant_isolation(db: TestDb) -> TestResult {
     let b_app = &b.new.apps[0].app;
     assert_not_found(
         store
-            .update_app(tb, b_app, Some(&[grant(&a.orders, &["read"])?]), &NO_AUDIT)
+            .update_app(
+                &tb.id,
+                b_app,
+                Some(&[grant(&a.orders, &["read"])?]),
+                &NO_AUDIT,
+            )
             .await,
         "api",
     );
@@ -509,7 +526,7 @@ pub async fn tenant_isolation(db: TestDb) -> TestResult {
     assert_not_found(
         store
             .create_app(
-                tb,
+                &tb.id,
                 &intruder,
                 &secret(&intruder),
                 &[grant(&a.orders, &["read"])?],
@@ -518,14 +535,14 @@ pub async fn tenant_isolation(db: TestDb) -> TestResult {
             .await,
         "api",
     );
-    assert_eq!(store.find_app(tb, &intruder.client_id).await?, None);
+    assert_eq!(store.find_app(&tb.id, &intruder.client_id).await?, None);
 
     // A's data is intact.
     assert_eq!(
-        store.find_api(ta, &a.orders.identifier).await?,
+        store.find_api(&ta.id, &a.orders.identifier).await?,
         Some(a.orders.clone())
     );
-    let found = store.find_app(ta, &a_app.client_id).await?;
+    let found = store.find_app(&ta.id, &a_app.client_id).await?;
     assert_eq!(found.as_ref().map(|f| &f.app), Some(a_app));
     assert_eq!(
         found.map(|f| f.grants),
@@ -546,13 +563,13 @@ pub async fn update_api_prunes_grant_scopes(db: TestDb) -> TestResult {
     store.create_tenant(&new_tenant(&acme), &NO_AUDIT).await?;
     let mut orders = api("https://orders.example/", &["a", "b", "c"])?;
     let other = api("https://other.example/", &["a", "b"])?;
-    store.create_api(&acme, &orders, &NO_AUDIT).await?;
-    store.create_api(&acme, &other, &NO_AUDIT).await?;
+    store.create_api(&acme.id, &orders, &NO_AUDIT).await?;
+    store.create_api(&acme.id, &other, &NO_AUDIT).await?;
     let one = app("one")?;
     let two = app("two")?;
     store
         .create_app(
-            &acme,
+            &acme.id,
             &one,
             &secret(&one),
             &[grant(&orders, &["a", "b"])?, grant(&other, &["a", "b"])?],
@@ -561,7 +578,7 @@ pub async fn update_api_prunes_grant_scopes(db: TestDb) -> TestResult {
         .await?;
     store
         .create_app(
-            &acme,
+            &acme.id,
             &two,
             &secret(&two),
             &[grant(&orders, &["b"])?],
@@ -570,19 +587,19 @@ pub async fn update_api_prunes_grant_scopes(db: TestDb) -> TestResult {
         .await?;
 
     // Drop scope b, add d, change everything else that can change.
-    orders = api("https://orders.example/", &["a", "c", "d"])?.with_id(&orders.id);
+    orders = api("https://orders.example/", &["a", "c", "d"])?.with_id(orders.id.as_str());
     orders.name = "Orders v2".into();
     orders.token_lifetime = TokenLifetime::from_seconds(60)?;
     orders.signing_alg = Some(Algorithm::EdDsa);
     orders.updated_at += 100;
-    store.update_api(&acme, &orders, &NO_AUDIT).await?;
+    store.update_api(&acme.id, &orders, &NO_AUDIT).await?;
     assert_eq!(
-        store.find_api(&acme, &orders.identifier).await?,
+        store.find_api(&acme.id, &orders.identifier).await?,
         Some(orders.clone())
     );
 
     let one_grants = store
-        .find_app(&acme, &one.client_id)
+        .find_app(&acme.id, &one.client_id)
         .await?
         .map(|f| f.grants);
     assert_eq!(
@@ -591,13 +608,13 @@ pub async fn update_api_prunes_grant_scopes(db: TestDb) -> TestResult {
     );
     // A grant left without scopes stays: the app still holds the API.
     let two_grants = store
-        .find_app(&acme, &two.client_id)
+        .find_app(&acme.id, &two.client_id)
         .await?
         .map(|f| f.grants);
     assert_eq!(two_grants, Some(vec![grant(&orders, &[])?]));
 
     let ghost = api("https://ghost.example/", &[])?;
-    assert_not_found(store.update_api(&acme, &ghost, &NO_AUDIT).await, "api");
+    assert_not_found(store.update_api(&acme.id, &ghost, &NO_AUDIT).await, "api");
     Ok(())
 }
 
@@ -608,7 +625,7 @@ trait WithId {
 
 impl WithId for tollgate_store::ApiRecord {
     fn with_id(mut self, id: &str) -> Self {
-        self.id = id.to_owned();
+        self.id = id.into();
         self
     }
 }
@@ -618,23 +635,26 @@ pub async fn delete_api_removes_its_grants(db: TestDb) -> TestResult {
     let p = populated("acme")?;
     store.create_tenant(&p.new, &NO_AUDIT).await?;
     let tenant = &p.new.tenant;
-    assert_eq!(db.count("grants", &tenant.id).await?, 3);
+    assert_eq!(db.count("grants", tenant.id.as_str()).await?, 3);
 
     assert!(
         store
-            .delete_api(tenant, &p.orders.identifier, &NO_AUDIT)
+            .delete_api(&tenant.id, &p.orders.identifier, &NO_AUDIT)
             .await?
     );
     assert!(
         !store
-            .delete_api(tenant, &p.orders.identifier, &NO_AUDIT)
+            .delete_api(&tenant.id, &p.orders.identifier, &NO_AUDIT)
             .await?
     );
-    assert_eq!(store.find_api(tenant, &p.orders.identifier).await?, None);
-    assert_eq!(db.count("apis", &tenant.id).await?, 1);
+    assert_eq!(
+        store.find_api(&tenant.id, &p.orders.identifier).await?,
+        None
+    );
+    assert_eq!(db.count("apis", tenant.id.as_str()).await?, 1);
     // Only the billing grant of the first app is left; both apps remain.
-    assert_eq!(db.count("grants", &tenant.id).await?, 1);
-    let apps = store.list_apps(tenant, None, 10).await?;
+    assert_eq!(db.count("grants", tenant.id.as_str()).await?, 1);
+    let apps = store.list_apps(&tenant.id, None, 10).await?;
     assert_eq!(apps.len(), 2);
     assert_eq!(apps[0].grants, vec![grant(&p.billing, &["invoice"])?]);
     assert!(apps[1].grants.is_empty());
@@ -650,22 +670,22 @@ pub async fn delete_app_removes_secrets_and_grants(db: TestDb) -> TestResult {
 
     assert!(
         store
-            .delete_app(tenant, &first.client_id, &NO_AUDIT)
+            .delete_app(&tenant.id, &first.client_id, &NO_AUDIT)
             .await?
     );
     assert!(
         !store
-            .delete_app(tenant, &first.client_id, &NO_AUDIT)
+            .delete_app(&tenant.id, &first.client_id, &NO_AUDIT)
             .await?
     );
-    assert_eq!(store.find_app(tenant, &first.client_id).await?, None);
-    assert_eq!(db.count("apps", &tenant.id).await?, 1);
-    assert_eq!(db.count("app_secrets", &tenant.id).await?, 1);
-    assert_eq!(db.count("grants", &tenant.id).await?, 1);
+    assert_eq!(store.find_app(&tenant.id, &first.client_id).await?, None);
+    assert_eq!(db.count("apps", tenant.id.as_str()).await?, 1);
+    assert_eq!(db.count("app_secrets", tenant.id.as_str()).await?, 1);
+    assert_eq!(db.count("grants", tenant.id.as_str()).await?, 1);
     // The client id is free again.
     let again = app(first.client_id.as_str())?;
     store
-        .create_app(tenant, &again, &secret(&again), &[], &NO_AUDIT)
+        .create_app(&tenant.id, &again, &secret(&again), &[], &NO_AUDIT)
         .await?;
     Ok(())
 }
@@ -678,13 +698,18 @@ pub async fn delete_tenant_leaves_no_rows(db: TestDb) -> TestResult {
     store.create_tenant(&kept.new, &NO_AUDIT).await?;
     let extra = fixtures::key(Algorithm::EdDsa, 30);
     store
-        .add_signing_key(&doomed.new.tenant, &extra, &NO_AUDIT)
+        .add_signing_key(&doomed.new.tenant.id, &extra, &NO_AUDIT)
         .await?;
     for p in [&doomed, &kept] {
-        let revocation = revocation(&p.new.tenant.id, RevocationTarget::Tenant, 100, 5_000);
+        let revocation = revocation(
+            p.new.tenant.id.as_str(),
+            RevocationTarget::Tenant,
+            100,
+            5_000,
+        );
         store
             .add_revocation(
-                &p.new.tenant,
+                &p.new.tenant.id,
                 &fixtures::id("rev"),
                 &revocation,
                 100,
@@ -693,9 +718,9 @@ pub async fn delete_tenant_leaves_no_rows(db: TestDb) -> TestResult {
             .await?;
     }
 
-    let before = db.counts(&doomed.new.tenant.id).await?;
+    let before = db.counts(doomed.new.tenant.id.as_str()).await?;
     assert!(before.iter().all(|(_, count)| *count > 0), "{before:?}");
-    let kept_before = db.counts(&kept.new.tenant.id).await?;
+    let kept_before = db.counts(kept.new.tenant.id.as_str()).await?;
 
     assert!(
         store
@@ -708,10 +733,10 @@ pub async fn delete_tenant_leaves_no_rows(db: TestDb) -> TestResult {
             .await?
     );
     assert_eq!(store.find_tenant(&doomed.new.tenant.name).await?, None);
-    for (table, count) in db.counts(&doomed.new.tenant.id).await? {
+    for (table, count) in db.counts(doomed.new.tenant.id.as_str()).await? {
         assert_eq!(count, 0, "{table} kept rows of the deleted tenant");
     }
-    assert_eq!(db.counts(&kept.new.tenant.id).await?, kept_before);
+    assert_eq!(db.counts(kept.new.tenant.id.as_str()).await?, kept_before);
     assert_eq!(TENANT_TABLES.len(), kept_before.len());
 
     // The name and client ids are free again.
@@ -738,7 +763,7 @@ pub async fn snapshot_content(db: TestDb) -> TestResult {
     let later_secret = secret(&later);
     store
         .create_app(
-            tenant,
+            &tenant.id,
             &later,
             &later_secret,
             &[grant(&p.billing, &["invoice"])?],
@@ -807,12 +832,12 @@ pub async fn signing_keys_round_trip(db: TestDb) -> TestResult {
     older.activate_at = 0;
     older.retire_at = Some(260);
     older.remove_at = Some(1_260);
-    store.add_signing_key(&acme, &newer, &NO_AUDIT).await?;
-    store.add_signing_key(&acme, &older, &NO_AUDIT).await?;
+    store.add_signing_key(&acme.id, &newer, &NO_AUDIT).await?;
+    store.add_signing_key(&acme.id, &older, &NO_AUDIT).await?;
     let mut dup = key(Algorithm::Es256, 300);
     dup.kid = first.kid.clone();
     assert_already_exists(
-        store.add_signing_key(&acme, &dup, &NO_AUDIT).await,
+        store.add_signing_key(&acme.id, &dup, &NO_AUDIT).await,
         "signing key",
     );
 
@@ -828,12 +853,12 @@ pub async fn signing_keys_round_trip(db: TestDb) -> TestResult {
     assert_eq!(snapshot.keys[0].private_key_sealed.len(), 512);
     // Listed newest first.
     assert_eq!(
-        store.list_signing_keys(&acme).await?,
+        store.list_signing_keys(&acme.id).await?,
         vec![newer, first, older]
     );
     let other = tenant("other")?;
     store.create_tenant(&new_tenant(&other), &NO_AUDIT).await?;
-    assert!(store.list_signing_keys(&other).await?.is_empty());
+    assert!(store.list_signing_keys(&other.id).await?.is_empty());
     Ok(())
 }
 
@@ -852,12 +877,12 @@ pub async fn concurrent_writes_and_reads(db: TestDb) -> TestResult {
             let record = app(&format!("worker-{index:02}"))?;
             let grants = [grant(&orders, &["read"])?];
             store
-                .create_app(&tenant, &record, &secret(&record), &grants, &NO_AUDIT)
+                .create_app(&tenant.id, &record, &secret(&record), &grants, &NO_AUDIT)
                 .await?;
             let mut renamed = record.clone();
             renamed.name = format!("Worker {index}");
             store
-                .update_app(&tenant, &renamed, Some(&grants), &NO_AUDIT)
+                .update_app(&tenant.id, &renamed, Some(&grants), &NO_AUDIT)
                 .await?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
         });
@@ -866,7 +891,7 @@ pub async fn concurrent_writes_and_reads(db: TestDb) -> TestResult {
         let (store, tenant, mut orders) = (store.clone(), tenant.clone(), p.orders.clone());
         tasks.spawn(async move {
             orders.name = format!("Orders round {round}");
-            store.update_api(&tenant, &orders, &NO_AUDIT).await?;
+            store.update_api(&tenant.id, &orders, &NO_AUDIT).await?;
             let snapshot = store.load_tenant_snapshot(&tenant.name).await?;
             assert!(snapshot.is_some());
             Ok(())
@@ -875,8 +900,8 @@ pub async fn concurrent_writes_and_reads(db: TestDb) -> TestResult {
     while let Some(joined) = tasks.join_next().await {
         joined??;
     }
-    assert_eq!(store.list_apps(&tenant, None, 100).await?.len(), 18);
-    assert_eq!(db.count("grants", &tenant.id).await?, 3 + 16);
+    assert_eq!(store.list_apps(&tenant.id, None, 100).await?.len(), 18);
+    assert_eq!(db.count("grants", tenant.id.as_str()).await?, 3 + 16);
     Ok(())
 }
 
@@ -907,7 +932,10 @@ pub async fn secrets_list_add_expire(db: TestDb) -> TestResult {
     let first = &p.new.apps[0].app;
     let second = &p.new.apps[1].app;
     let mut s1 = p.new.apps[0].secret.clone();
-    assert_eq!(store.list_secrets(tenant, first).await?, vec![s1.clone()]);
+    assert_eq!(
+        store.list_secrets(&tenant.id, &first.id).await?,
+        vec![s1.clone()]
+    );
 
     // Rotation: a new secret, and the old one ends at the end of the overlap.
     let mut s2 = SecretRecord {
@@ -917,8 +945,8 @@ pub async fn secrets_list_add_expire(db: TestDb) -> TestResult {
     };
     store
         .add_secret(
-            tenant,
-            first,
+            &tenant.id,
+            &first.id,
             &s2,
             &[(s1.id.clone(), 1_750_000_000)],
             &NO_AUDIT,
@@ -926,14 +954,14 @@ pub async fn secrets_list_add_expire(db: TestDb) -> TestResult {
         .await?;
     s1.expires_at = Some(1_750_000_000);
     assert_eq!(
-        store.list_secrets(tenant, first).await?,
+        store.list_secrets(&tenant.id, &first.id).await?,
         vec![s2.clone(), s1.clone()]
     );
     // Setting an expiry in add_secret sets exactly that value, later or not.
     store
         .add_secret(
-            tenant,
-            first,
+            &tenant.id,
+            &first.id,
             &SecretRecord {
                 created_at: s1.created_at + 200,
                 ..secret(first)
@@ -943,23 +971,23 @@ pub async fn secrets_list_add_expire(db: TestDb) -> TestResult {
         )
         .await?;
     s1.expires_at = Some(1_760_000_000);
-    let listed = store.list_secrets(tenant, first).await?;
+    let listed = store.list_secrets(&tenant.id, &first.id).await?;
     assert_eq!(listed.len(), 3);
     assert_eq!(listed[2], s1);
 
     // Expiring a secret of another app, a missing one, or through another tenant: NotFound,
     // and the new secret is not written either.
-    let before = db.count("app_secrets", &tenant.id).await?;
+    let before = db.count("app_secrets", tenant.id.as_str()).await?;
     let changes = db.changes(tenant.name.as_str()).await?;
     let second_secret = &p.new.apps[1].secret;
     for ids in [
         vec![(second_secret.id.clone(), 1)],
-        vec![(s1.id.clone(), 1), ("sid_missing".to_owned(), 1)],
+        vec![(s1.id.clone(), 1), ("sid_missing".into(), 1)],
         vec![(other.new.apps[0].secret.id.clone(), 1)],
     ] {
         assert_not_found(
             store
-                .add_secret(tenant, first, &secret(first), &ids, &NO_AUDIT)
+                .add_secret(&tenant.id, &first.id, &secret(first), &ids, &NO_AUDIT)
                 .await,
             "secret",
         );
@@ -969,15 +997,15 @@ pub async fn secrets_list_add_expire(db: TestDb) -> TestResult {
     taken.id = second_secret.id.clone();
     assert_already_exists(
         store
-            .add_secret(tenant, first, &taken, &[], &NO_AUDIT)
+            .add_secret(&tenant.id, &first.id, &taken, &[], &NO_AUDIT)
             .await,
         "secret",
     );
     assert_not_found(
         store
             .add_secret(
-                tenant,
-                &other.new.apps[0].app,
+                &tenant.id,
+                &other.new.apps[0].app.id,
                 &secret(first),
                 &[],
                 &NO_AUDIT,
@@ -985,57 +1013,57 @@ pub async fn secrets_list_add_expire(db: TestDb) -> TestResult {
             .await,
         "app",
     );
-    assert_eq!(db.count("app_secrets", &tenant.id).await?, before);
+    assert_eq!(db.count("app_secrets", tenant.id.as_str()).await?, before);
     assert_eq!(db.changes(tenant.name.as_str()).await?, changes);
-    assert_eq!(listed, store.list_secrets(tenant, first).await?);
+    assert_eq!(listed, store.list_secrets(&tenant.id, &first.id).await?);
     assert_eq!(listed[2], s1);
 
     // expire_secret only ever brings the end forward.
     assert!(
         store
-            .expire_secret(tenant, first, &s2.id, 1_770_000_000, &NO_AUDIT)
+            .expire_secret(&tenant.id, &first.id, &s2.id, 1_770_000_000, &NO_AUDIT)
             .await?
     );
     s2.expires_at = Some(1_770_000_000);
     assert!(
         store
-            .expire_secret(tenant, first, &s2.id, 1_780_000_000, &NO_AUDIT)
+            .expire_secret(&tenant.id, &first.id, &s2.id, 1_780_000_000, &NO_AUDIT)
             .await?
     );
     assert!(
         store
-            .expire_secret(tenant, first, &s2.id, 1_765_000_000, &NO_AUDIT)
+            .expire_secret(&tenant.id, &first.id, &s2.id, 1_765_000_000, &NO_AUDIT)
             .await?
     );
     s2.expires_at = Some(1_765_000_000);
-    let listed = store.list_secrets(tenant, first).await?;
+    let listed = store.list_secrets(&tenant.id, &first.id).await?;
     assert_eq!(listed.iter().find(|s| s.id == s2.id), Some(&s2));
 
     // Not this app's, not this tenant's, or not at all: false, nothing changed.
     assert!(
         !store
-            .expire_secret(tenant, second, &s2.id, 1, &NO_AUDIT)
+            .expire_secret(&tenant.id, &second.id, &s2.id, 1, &NO_AUDIT)
             .await?
     );
     assert!(
         !store
-            .expire_secret(&other.new.tenant, first, &s2.id, 1, &NO_AUDIT)
+            .expire_secret(&other.new.tenant.id, &first.id, &s2.id, 1, &NO_AUDIT)
             .await?
     );
     assert!(
         !store
-            .expire_secret(tenant, first, "sid_missing", 1, &NO_AUDIT)
+            .expire_secret(&tenant.id, &first.id, &"sid_missing".into(), 1, &NO_AUDIT)
             .await?
     );
-    assert_eq!(store.list_secrets(tenant, first).await?, listed);
+    assert_eq!(store.list_secrets(&tenant.id, &first.id).await?, listed);
     assert_eq!(
-        store.list_secrets(tenant, second).await?,
+        store.list_secrets(&tenant.id, &second.id).await?,
         vec![second_secret.clone()]
     );
     // Listing through another tenant shows nothing.
     assert!(
         store
-            .list_secrets(&other.new.tenant, first)
+            .list_secrets(&other.new.tenant.id, &first.id)
             .await?
             .is_empty()
     );
@@ -1065,10 +1093,10 @@ pub async fn touch_secrets_keeps_the_latest_use(db: TestDb) -> TestResult {
             use_of(tenant, s2, 50),
             // Another tenant's id with this secret: no effect.
             use_of(&other.new.tenant, s1, 999),
-            ("ten_missing".to_owned(), "sid_missing".to_owned(), 1),
+            ("ten_missing".into(), "sid_missing".into(), 1),
         ])
         .await?;
-    let last_used = |secrets: Vec<SecretRecord>| -> Vec<(String, Option<UnixTime>)> {
+    let last_used = |secrets: Vec<SecretRecord>| -> Vec<(SecretId, Option<UnixTime>)> {
         secrets
             .into_iter()
             .map(|s| (s.id, s.last_used_at))
@@ -1088,8 +1116,12 @@ pub async fn touch_secrets_keeps_the_latest_use(db: TestDb) -> TestResult {
     store
         .touch_secrets(&[use_of(tenant, s1, 250), use_of(tenant, s2, 60)])
         .await?;
-    let first = store.list_secrets(tenant, &p.new.apps[0].app).await?;
-    let second = store.list_secrets(tenant, &p.new.apps[1].app).await?;
+    let first = store
+        .list_secrets(&tenant.id, &p.new.apps[0].app.id)
+        .await?;
+    let second = store
+        .list_secrets(&tenant.id, &p.new.apps[1].app.id)
+        .await?;
     assert_eq!(last_used(first), vec![(s1.id.clone(), Some(300))]);
     assert_eq!(last_used(second), vec![(s2.id.clone(), Some(60))]);
 
@@ -1126,7 +1158,7 @@ pub async fn rotation_compare_and_set(db: TestDb) -> TestResult {
     assert!(
         !store
             .rotate_signing_keys(
-                &acme,
+                &acme.id,
                 Some(Some(0)),
                 1_000,
                 std::slice::from_ref(&k2),
@@ -1135,14 +1167,14 @@ pub async fn rotation_compare_and_set(db: TestDb) -> TestResult {
             )
             .await?
     );
-    assert_eq!(store.list_signing_keys(&acme).await?, vec![k1.clone()]);
+    assert_eq!(store.list_signing_keys(&acme.id).await?, vec![k1.clone()]);
 
     // Never rotated: Some(None) matches.
     let retire_k1 = (k1.kid.clone(), 1_100, 2_000);
     assert!(
         store
             .rotate_signing_keys(
-                &acme,
+                &acme.id,
                 Some(None),
                 1_000,
                 std::slice::from_ref(&k2),
@@ -1158,7 +1190,7 @@ pub async fn rotation_compare_and_set(db: TestDb) -> TestResult {
         ..k1.clone()
     };
     assert_eq!(
-        store.list_signing_keys(&acme).await?,
+        store.list_signing_keys(&acme.id).await?,
         vec![k2.clone(), k1_retired.clone()]
     );
 
@@ -1167,7 +1199,7 @@ pub async fn rotation_compare_and_set(db: TestDb) -> TestResult {
         assert!(
             !store
                 .rotate_signing_keys(
-                    &acme,
+                    &acme.id,
                     Some(stale),
                     5_000,
                     &[key(Algorithm::Es256, 5_000)],
@@ -1177,7 +1209,7 @@ pub async fn rotation_compare_and_set(db: TestDb) -> TestResult {
                 .await?
         );
     }
-    assert_eq!(store.list_signing_keys(&acme).await?.len(), 2);
+    assert_eq!(store.list_signing_keys(&acme.id).await?.len(), 2);
     assert_eq!(reload(store, &acme).await?.keys_rotated_at, Some(1_000));
 
     // The current value matches.
@@ -1185,7 +1217,7 @@ pub async fn rotation_compare_and_set(db: TestDb) -> TestResult {
     assert!(
         store
             .rotate_signing_keys(
-                &acme,
+                &acme.id,
                 Some(Some(1_000)),
                 2_000,
                 std::slice::from_ref(&k3),
@@ -1199,12 +1231,12 @@ pub async fn rotation_compare_and_set(db: TestDb) -> TestResult {
     // Unconditional (a manual rotation), with nothing else to do.
     assert!(
         store
-            .rotate_signing_keys(&acme, None, 2_500, &[], &[], &NO_AUDIT)
+            .rotate_signing_keys(&acme.id, None, 2_500, &[], &[], &NO_AUDIT)
             .await?
     );
     assert_eq!(reload(store, &acme).await?.keys_rotated_at, Some(2_500));
 
-    let listed = store.list_signing_keys(&acme).await?;
+    let listed = store.list_signing_keys(&acme.id).await?;
     let dates: Vec<_> = listed
         .iter()
         .map(|k| (k.kid.as_str(), k.activate_at, k.retire_at, k.remove_at))
@@ -1249,7 +1281,7 @@ pub async fn concurrent_rotations_one_wins(db: TestDb) -> TestResult {
         let retire = [(signing.kid.clone(), at + 100, at + 900)];
         let (a, b) = tokio::join!(
             store.rotate_signing_keys(
-                &acme,
+                &acme.id,
                 Some(expected),
                 at,
                 std::slice::from_ref(&a_key),
@@ -1257,7 +1289,7 @@ pub async fn concurrent_rotations_one_wins(db: TestDb) -> TestResult {
                 &NO_AUDIT
             ),
             store.rotate_signing_keys(
-                &acme,
+                &acme.id,
                 Some(expected),
                 at + 1,
                 std::slice::from_ref(&b_key),
@@ -1276,8 +1308,8 @@ pub async fn concurrent_rotations_one_wins(db: TestDb) -> TestResult {
             reload(store, &acme).await?.keys_rotated_at,
             Some(rotated_at)
         );
-        let kids: Vec<String> = store
-            .list_signing_keys(&acme)
+        let kids: Vec<KeyId> = store
+            .list_signing_keys(&acme.id)
             .await?
             .into_iter()
             .map(|k| k.kid)
@@ -1295,7 +1327,7 @@ pub async fn concurrent_rotations_one_wins(db: TestDb) -> TestResult {
             let new_key = key(Algorithm::Es256, 10_000);
             store
                 .rotate_signing_keys(
-                    &acme,
+                    &acme.id,
                     Some(expected),
                     10_000 + contender,
                     &[new_key],
@@ -1314,7 +1346,7 @@ pub async fn concurrent_rotations_one_wins(db: TestDb) -> TestResult {
     assert_eq!(winners, 1);
 
     // One key from creation, one per winning rotation; one change per write that happened.
-    assert_eq!(db.count("signing_keys", &acme.id).await?, 1 + 4 + 1);
+    assert_eq!(db.count("signing_keys", acme.id.as_str()).await?, 1 + 4 + 1);
     assert_eq!(db.changes(acme.name.as_str()).await?, 1 + 4 + 1);
     Ok(())
 }
@@ -1350,11 +1382,11 @@ pub async fn rotation_failures_write_nothing(db: TestDb) -> TestResult {
         assert_not_found(
             store
                 .rotate_signing_keys(
-                    &acme,
+                    &acme.id,
                     Some(None),
                     1_000,
                     &[key(Algorithm::Es256, 1_000)],
-                    &[(kid.to_owned(), 1, 2)],
+                    &[(kid.into(), 1, 2)],
                     &NO_AUDIT,
                 )
                 .await,
@@ -1366,25 +1398,25 @@ pub async fn rotation_failures_write_nothing(db: TestDb) -> TestResult {
     taken.kid = other_key.kid.clone();
     assert_already_exists(
         store
-            .rotate_signing_keys(&acme, None, 1_000, &[taken], &[], &NO_AUDIT)
+            .rotate_signing_keys(&acme.id, None, 1_000, &[taken], &[], &NO_AUDIT)
             .await,
         "signing key",
     );
     assert_eq!(reload(store, &acme).await?.keys_rotated_at, None);
-    assert_eq!(store.list_signing_keys(&acme).await?, vec![k1]);
-    assert_eq!(store.list_signing_keys(&other).await?, vec![other_key]);
+    assert_eq!(store.list_signing_keys(&acme.id).await?, vec![k1]);
+    assert_eq!(store.list_signing_keys(&other.id).await?, vec![other_key]);
     assert_eq!(db.changes(acme.name.as_str()).await?, changes);
 
     // A tenant that does not exist: nothing to compare with, nothing to set.
     let ghost = tenant("ghost")?;
     assert!(
         !store
-            .rotate_signing_keys(&ghost, Some(None), 1, &[], &[], &NO_AUDIT)
+            .rotate_signing_keys(&ghost.id, Some(None), 1, &[], &[], &NO_AUDIT)
             .await?
     );
     assert_not_found(
         store
-            .rotate_signing_keys(&ghost, None, 1, &[], &[], &NO_AUDIT)
+            .rotate_signing_keys(&ghost.id, None, 1, &[], &[], &NO_AUDIT)
             .await,
         "tenant",
     );
@@ -1439,7 +1471,7 @@ pub async fn tenants_due_for_rotation_order(db: TestDb) -> TestResult {
     // Rotating "a" moves it behind the others.
     assert!(
         store
-            .rotate_signing_keys(&tenants[0], Some(None), 450, &[], &[], &NO_AUDIT)
+            .rotate_signing_keys(&tenants[0].id, Some(None), 450, &[], &[], &NO_AUDIT)
             .await?
     );
     assert_eq!(due(500, 100).await?, ["c", "e", "f", "b", "a"]);
@@ -1481,24 +1513,32 @@ pub async fn delete_removed_keys(db: TestDb) -> TestResult {
         .await?;
     let changes = db.changes(acme.name.as_str()).await?;
 
-    assert_eq!(store.delete_removed_keys(&acme, 99, &NO_AUDIT).await?, 0);
+    assert_eq!(store.delete_removed_keys(&acme.id, 99, &NO_AUDIT).await?, 0);
     assert_eq!(db.changes(acme.name.as_str()).await?, changes);
-    assert_eq!(store.delete_removed_keys(&acme, 100, &NO_AUDIT).await?, 1);
+    assert_eq!(
+        store.delete_removed_keys(&acme.id, 100, &NO_AUDIT).await?,
+        1
+    );
     assert_eq!(db.changes(acme.name.as_str()).await?, changes + 1);
     assert_eq!(
-        store.delete_removed_keys(&acme, 10_000, &NO_AUDIT).await?,
+        store
+            .delete_removed_keys(&acme.id, 10_000, &NO_AUDIT)
+            .await?,
         1
     );
     assert_eq!(
         store
-            .delete_removed_keys(&acme, i64::MAX, &NO_AUDIT)
+            .delete_removed_keys(&acme.id, i64::MAX, &NO_AUDIT)
             .await?,
         0
     );
-    assert_eq!(store.list_signing_keys(&acme).await?, vec![kept]);
+    assert_eq!(store.list_signing_keys(&acme.id).await?, vec![kept]);
     // The other tenant's key, long due, is not acme's to delete.
-    assert_eq!(store.list_signing_keys(&other).await?, vec![other_key]);
-    assert_eq!(store.delete_removed_keys(&other, 50, &NO_AUDIT).await?, 1);
+    assert_eq!(store.list_signing_keys(&other.id).await?, vec![other_key]);
+    assert_eq!(
+        store.delete_removed_keys(&other.id, 50, &NO_AUDIT).await?,
+        1
+    );
     Ok(())
 }
 
@@ -1508,11 +1548,16 @@ pub async fn revocations_live_matching_purge(db: TestDb) -> TestResult {
     let b = tenant("tenant-b")?;
     store.create_tenant(&new_tenant(&a), &NO_AUDIT).await?;
     store.create_tenant(&new_tenant(&b), &NO_AUDIT).await?;
-    let a_jti = revocation(&a.id, RevocationTarget::Token("j1".into()), 10, 200);
-    let a_sid = revocation(&a.id, RevocationTarget::Secret("s1".into()), 20, 300);
-    let a_app = revocation(&a.id, RevocationTarget::App("c1".into()), 30, 400);
-    let a_all = revocation(&a.id, RevocationTarget::Tenant, 40, 500);
-    let b_jti = revocation(&b.id, RevocationTarget::Token("j1".into()), 50, 250);
+    let a_jti = revocation(a.id.as_str(), RevocationTarget::Token("j1".into()), 10, 200);
+    let a_sid = revocation(
+        a.id.as_str(),
+        RevocationTarget::Secret("s1".into()),
+        20,
+        300,
+    );
+    let a_app = revocation(a.id.as_str(), RevocationTarget::App("c1".into()), 30, 400);
+    let a_all = revocation(a.id.as_str(), RevocationTarget::Tenant, 40, 500);
+    let b_jti = revocation(b.id.as_str(), RevocationTarget::Token("j1".into()), 50, 250);
     let changes = db.changes(a.name.as_str()).await?;
     for (tenant, revocation) in [
         (&a, &a_jti),
@@ -1522,7 +1567,7 @@ pub async fn revocations_live_matching_purge(db: TestDb) -> TestResult {
         (&b, &b_jti),
     ] {
         store
-            .add_revocation(tenant, &fixtures::id("rev"), revocation, 5, &NO_AUDIT)
+            .add_revocation(&tenant.id, &fixtures::id("rev"), revocation, 5, &NO_AUDIT)
             .await?;
     }
     // Revocations are not configuration.
@@ -1531,28 +1576,28 @@ pub async fn revocations_live_matching_purge(db: TestDb) -> TestResult {
     // Through the wrong tenant, for a tenant that does not exist, or with a taken id.
     assert_not_found(
         store
-            .add_revocation(&a, &fixtures::id("rev"), &b_jti, 5, &NO_AUDIT)
+            .add_revocation(&a.id, &fixtures::id("rev"), &b_jti, 5, &NO_AUDIT)
             .await,
         "tenant",
     );
     let ghost = tenant("ghost")?;
-    let ghostly = revocation(&ghost.id, RevocationTarget::Tenant, 1, 2);
+    let ghostly = revocation(ghost.id.as_str(), RevocationTarget::Tenant, 1, 2);
     assert_not_found(
         store
-            .add_revocation(&ghost, &fixtures::id("rev"), &ghostly, 5, &NO_AUDIT)
+            .add_revocation(&ghost.id, &fixtures::id("rev"), &ghostly, 5, &NO_AUDIT)
             .await,
         "tenant",
     );
     store
-        .add_revocation(&a, "rev_fixed", &a_jti, 5, &NO_AUDIT)
+        .add_revocation(&a.id, "rev_fixed", &a_jti, 5, &NO_AUDIT)
         .await?;
     assert_already_exists(
         store
-            .add_revocation(&a, "rev_fixed", &a_sid, 5, &NO_AUDIT)
+            .add_revocation(&a.id, "rev_fixed", &a_sid, 5, &NO_AUDIT)
             .await,
         "revocation",
     );
-    assert_eq!(db.count("revocations", &a.id).await?, 5);
+    assert_eq!(db.count("revocations", a.id.as_str()).await?, 5);
 
     // Live: expires_at strictly after now, every tenant.
     let sorted = |mut revocations: Vec<Revocation>| {
@@ -1639,24 +1684,29 @@ pub async fn revocations_on_delete(db: TestDb) -> TestResult {
     store.create_tenant(&kept.new, &NO_AUDIT).await?;
     let app = &kept.new.apps[0].app;
     let of_app = revocation(
-        &kept.new.tenant.id,
+        kept.new.tenant.id.as_str(),
         RevocationTarget::App(app.client_id.as_str().to_owned()),
         10,
         1_000,
     );
     store
         .add_revocation(
-            &kept.new.tenant,
+            &kept.new.tenant.id,
             &fixtures::id("rev"),
             &of_app,
             10,
             &NO_AUDIT,
         )
         .await?;
-    let of_tenant = revocation(&doomed.new.tenant.id, RevocationTarget::Tenant, 10, 1_000);
+    let of_tenant = revocation(
+        doomed.new.tenant.id.as_str(),
+        RevocationTarget::Tenant,
+        10,
+        1_000,
+    );
     store
         .add_revocation(
-            &doomed.new.tenant,
+            &doomed.new.tenant.id,
             &fixtures::id("rev"),
             &of_tenant,
             10,
@@ -1667,7 +1717,7 @@ pub async fn revocations_on_delete(db: TestDb) -> TestResult {
     // Deleting an app keeps its revocations until they expire.
     assert!(
         store
-            .delete_app(&kept.new.tenant, &app.client_id, &NO_AUDIT)
+            .delete_app(&kept.new.tenant.id, &app.client_id, &NO_AUDIT)
             .await?
     );
     assert_eq!(
@@ -1682,7 +1732,11 @@ pub async fn revocations_on_delete(db: TestDb) -> TestResult {
             .delete_tenant(&doomed.new.tenant.name, &NO_AUDIT)
             .await?
     );
-    assert_eq!(db.count("revocations", &doomed.new.tenant.id).await?, 0);
+    assert_eq!(
+        db.count("revocations", doomed.new.tenant.id.as_str())
+            .await?,
+        0
+    );
     assert_eq!(store.live_revocations(0).await?, vec![of_app]);
     Ok(())
 }
@@ -1717,13 +1771,19 @@ pub async fn change_log_rows_per_write(db: TestDb) -> TestResult {
     step!(true, store.update_tenant(&renamed, &NO_AUDIT).await?);
 
     let extra_api = api("https://acme.example/extra", &["x"])?;
-    step!(true, store.create_api(tenant, &extra_api, &NO_AUDIT).await?);
-    step!(true, store.update_api(tenant, &extra_api, &NO_AUDIT).await?);
+    step!(
+        true,
+        store.create_api(&tenant.id, &extra_api, &NO_AUDIT).await?
+    );
+    step!(
+        true,
+        store.update_api(&tenant.id, &extra_api, &NO_AUDIT).await?
+    );
     step!(
         true,
         assert!(
             store
-                .delete_api(tenant, &extra_api.identifier, &NO_AUDIT)
+                .delete_api(&tenant.id, &extra_api.identifier, &NO_AUDIT)
                 .await?
         )
     );
@@ -1731,50 +1791,62 @@ pub async fn change_log_rows_per_write(db: TestDb) -> TestResult {
         false,
         assert!(
             !store
-                .delete_api(tenant, &extra_api.identifier, &NO_AUDIT)
+                .delete_api(&tenant.id, &extra_api.identifier, &NO_AUDIT)
                 .await?
         )
     );
     step!(
         false,
-        assert_already_exists(store.create_api(tenant, &p.orders, &NO_AUDIT).await, "api")
+        assert_already_exists(
+            store.create_api(&tenant.id, &p.orders, &NO_AUDIT).await,
+            "api"
+        )
     );
     step!(
         false,
-        assert_not_found(store.update_api(tenant, &extra_api, &NO_AUDIT).await, "api")
+        assert_not_found(
+            store.update_api(&tenant.id, &extra_api, &NO_AUDIT).await,
+            "api"
+        )
     );
 
     let extra_app = app("acme-extra")?;
     step!(
         true,
         store
-            .create_app(tenant, &extra_app, &secret(&extra_app), &[], &NO_AUDIT)
+            .create_app(&tenant.id, &extra_app, &secret(&extra_app), &[], &NO_AUDIT)
             .await?
     );
     step!(
         true,
         store
-            .update_app(tenant, &extra_app, None, &NO_AUDIT)
+            .update_app(&tenant.id, &extra_app, None, &NO_AUDIT)
             .await?
     );
     step!(
         true,
         store
-            .add_secret(tenant, &extra_app, &secret(&extra_app), &[], &NO_AUDIT)
+            .add_secret(
+                &tenant.id,
+                &extra_app.id,
+                &secret(&extra_app),
+                &[],
+                &NO_AUDIT
+            )
             .await?
     );
     let sid = secret(&extra_app);
     step!(
         true,
         store
-            .add_secret(tenant, &extra_app, &sid, &[], &NO_AUDIT)
+            .add_secret(&tenant.id, &extra_app.id, &sid, &[], &NO_AUDIT)
             .await?
     );
     step!(
         true,
         assert!(
             store
-                .expire_secret(tenant, &extra_app, &sid.id, 5, &NO_AUDIT)
+                .expire_secret(&tenant.id, &extra_app.id, &sid.id, 5, &NO_AUDIT)
                 .await?
         )
     );
@@ -1782,7 +1854,7 @@ pub async fn change_log_rows_per_write(db: TestDb) -> TestResult {
         false,
         assert!(
             !store
-                .expire_secret(tenant, &extra_app, "sid_no", 5, &NO_AUDIT)
+                .expire_secret(&tenant.id, &extra_app.id, &"sid_no".into(), 5, &NO_AUDIT)
                 .await?
         )
     );
@@ -1796,7 +1868,7 @@ pub async fn change_log_rows_per_write(db: TestDb) -> TestResult {
         true,
         assert!(
             store
-                .delete_app(tenant, &extra_app.client_id, &NO_AUDIT)
+                .delete_app(&tenant.id, &extra_app.client_id, &NO_AUDIT)
                 .await?
         )
     );
@@ -1804,14 +1876,16 @@ pub async fn change_log_rows_per_write(db: TestDb) -> TestResult {
         false,
         assert!(
             !store
-                .delete_app(tenant, &extra_app.client_id, &NO_AUDIT)
+                .delete_app(&tenant.id, &extra_app.client_id, &NO_AUDIT)
                 .await?
         )
     );
     step!(
         false,
         assert_not_found(
-            store.update_app(tenant, &extra_app, None, &NO_AUDIT).await,
+            store
+                .update_app(&tenant.id, &extra_app, None, &NO_AUDIT)
+                .await,
             "app"
         )
     );
@@ -1822,13 +1896,15 @@ pub async fn change_log_rows_per_write(db: TestDb) -> TestResult {
     };
     step!(
         true,
-        store.add_signing_key(tenant, &removable, &NO_AUDIT).await?
+        store
+            .add_signing_key(&tenant.id, &removable, &NO_AUDIT)
+            .await?
     );
     step!(
         true,
         assert!(
             store
-                .rotate_signing_keys(tenant, Some(None), 2, &[], &[], &NO_AUDIT)
+                .rotate_signing_keys(&tenant.id, Some(None), 2, &[], &[], &NO_AUDIT)
                 .await?
         )
     );
@@ -1836,23 +1912,29 @@ pub async fn change_log_rows_per_write(db: TestDb) -> TestResult {
         false,
         assert!(
             !store
-                .rotate_signing_keys(tenant, Some(None), 3, &[], &[], &NO_AUDIT)
+                .rotate_signing_keys(&tenant.id, Some(None), 3, &[], &[], &NO_AUDIT)
                 .await?
         )
     );
     step!(
         true,
-        assert_eq!(store.delete_removed_keys(tenant, 10, &NO_AUDIT).await?, 1)
+        assert_eq!(
+            store.delete_removed_keys(&tenant.id, 10, &NO_AUDIT).await?,
+            1
+        )
     );
     step!(
         false,
-        assert_eq!(store.delete_removed_keys(tenant, 10, &NO_AUDIT).await?, 0)
+        assert_eq!(
+            store.delete_removed_keys(&tenant.id, 10, &NO_AUDIT).await?,
+            0
+        )
     );
-    let all = revocation(&tenant.id, RevocationTarget::Tenant, 1, 2);
+    let all = revocation(tenant.id.as_str(), RevocationTarget::Tenant, 1, 2);
     step!(
         false,
         store
-            .add_revocation(tenant, "rev_1", &all, 1, &NO_AUDIT)
+            .add_revocation(&tenant.id, "rev_1", &all, 1, &NO_AUDIT)
             .await?
     );
 
@@ -2117,7 +2199,7 @@ pub async fn migration_upgrades_initial_schema(db: TestDb) -> TestResult {
     assert!(
         store
             .rotate_signing_keys(
-                &tenant,
+                &tenant.id,
                 Some(None),
                 1_700_000_000,
                 std::slice::from_ref(&new_key),
@@ -2126,20 +2208,20 @@ pub async fn migration_upgrades_initial_schema(db: TestDb) -> TestResult {
             )
             .await?
     );
-    let keys = store.list_signing_keys(&tenant).await?;
+    let keys = store.list_signing_keys(&tenant.id).await?;
     assert_eq!(keys.len(), 2);
     assert_eq!(
         (keys[1].retire_at, keys[1].remove_at),
         (Some(1_700_000_300), Some(1_700_090_000))
     );
     let all = revocation(
-        &tenant.id,
+        tenant.id.as_str(),
         RevocationTarget::Tenant,
         1_700_000_000,
         1_700_001_000,
     );
     store
-        .add_revocation(&tenant, "rev_1", &all, 1_700_000_000, &NO_AUDIT)
+        .add_revocation(&tenant.id, "rev_1", &all, 1_700_000_000, &NO_AUDIT)
         .await?;
     assert_eq!(store.live_revocations(0).await?, vec![all]);
     assert_eq!(store.changed_tenants_since(0).await?, [tenant.name]);

@@ -20,7 +20,7 @@ pub fn id(prefix: &str) -> String {
 
 pub fn tenant(name: &str) -> Result<TenantRecord, InvalidValue> {
     Ok(TenantRecord {
-        id: id("ten"),
+        id: id("ten").into(),
         name: TenantName::parse(name)?,
         display_name: format!("Tenant {name}"),
         signing_alg: Algorithm::Es256,
@@ -43,7 +43,7 @@ pub fn new_tenant(tenant: &TenantRecord) -> NewTenant {
 
 pub fn api(identifier: &str, scopes: &[&str]) -> Result<ApiRecord, InvalidValue> {
     Ok(ApiRecord {
-        id: id("api"),
+        id: id("api").into(),
         name: format!("API {identifier}"),
         identifier: ApiIdentifier::parse(identifier)?,
         scopes: scopes
@@ -65,7 +65,7 @@ pub fn api(identifier: &str, scopes: &[&str]) -> Result<ApiRecord, InvalidValue>
 
 pub fn app(client_id: &str) -> Result<AppRecord, InvalidValue> {
     Ok(AppRecord {
-        id: id("app"),
+        id: id("app").into(),
         client_id: ClientId::parse(client_id)?,
         name: format!("App {client_id}"),
         description: "Does things".to_owned(),
@@ -79,7 +79,7 @@ pub fn app(client_id: &str) -> Result<AppRecord, InvalidValue> {
 
 pub fn secret(app: &AppRecord) -> SecretRecord {
     SecretRecord {
-        id: id("sid"),
+        id: id("sid").into(),
         app_id: app.id.clone(),
         hash: format!("hash-of-{}", app.client_id),
         created_at: 1_700_000_300,
@@ -98,7 +98,7 @@ pub fn grant(api: &ApiRecord, scopes: &[&str]) -> Result<GrantRecord, InvalidVal
 
 pub fn key(alg: Algorithm, created_at: i64) -> SigningKeyRecord {
     SigningKeyRecord {
-        kid: id("kid"),
+        kid: id("kid").into(),
         alg,
         public_jwk: format!(r#"{{"kty":"EC","alg":"{alg}"}}"#),
         // Every byte value, to prove the binary column is byte-exact on both backends.
@@ -117,7 +117,7 @@ pub fn revocation(
     expires_at: UnixTime,
 ) -> Revocation {
     Revocation {
-        tenant_id: tenant_id.to_owned(),
+        tenant_id: tenant_id.into(),
         target,
         revoked_at,
         expires_at,

@@ -214,7 +214,7 @@ fn entry(revocation: Revocation) -> RevocationEntry {
         value: revocation.target.subject().to_owned(),
         revoked_at: revocation.revoked_at,
         expires_at: revocation.expires_at,
-        tenant_id: revocation.tenant_id,
+        tenant_id: revocation.tenant_id.into(),
     }
 }
 

@@ -119,7 +119,7 @@ fn seed(
     jti: &str,
 ) -> anyhow::Result<AuditEvent> {
     let mut event = AuditEvent::new(
-        Identifier::parse(&tenant.id)?,
+        tollgate_domain::TenantId::new(tenant.id.as_str()),
         TenantName::parse(&tenant.name)?,
         BASE_MS + offset,
         action,

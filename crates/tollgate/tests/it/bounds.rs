@@ -148,7 +148,13 @@ async fn system_tenant_id(server: &TestServer) -> anyhow::Result<String> {
 }
 
 async fn assert_chain_verifies(store: &Store, tenant_id: &str) -> anyhow::Result<()> {
-    let report = verify_tenant(store, tenant_id, 500, u64::MAX).await?;
+    let report = verify_tenant(
+        store,
+        &tollgate_domain::TenantId::new(tenant_id),
+        500,
+        u64::MAX,
+    )
+    .await?;
     assert_eq!(report.outcome, Ok(()), "chain of {tenant_id}");
     assert_eq!(
         report.checked,

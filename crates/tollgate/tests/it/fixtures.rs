@@ -169,7 +169,7 @@ pub async fn audit_records(store: &Store, tenant_id: &str) -> anyhow::Result<Vec
     loop {
         let page = store
             .list_audit_events(
-                AuditScope::Tenant(tenant_id),
+                AuditScope::Tenant(&tollgate_domain::TenantId::new(tenant_id)),
                 &AuditFilter::default(),
                 before,
                 1_000,

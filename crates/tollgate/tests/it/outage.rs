@@ -813,7 +813,13 @@ async fn finish_load(
 /// Asserts that the tenant's audit chain, read straight from the database, verifies.
 async fn assert_chain_intact(database_url: &str, tenant_id: &str) -> anyhow::Result<()> {
     let store = Store::connect(database_url).await?;
-    let chain = verify_tenant(&store, tenant_id, 500, u64::MAX).await?;
+    let chain = verify_tenant(
+        &store,
+        &tollgate_domain::TenantId::new(tenant_id),
+        500,
+        u64::MAX,
+    )
+    .await?;
     assert_eq!(chain.outcome, Ok(()));
     Ok(())
 }

@@ -399,7 +399,7 @@ async fn scripted_run_records_each_request_and_change_once(
     assert_eq!(changes, expected);
 
     // The chain verifies from its first record to its head.
-    let report = verify_tenant(&store, &fixture.tenant_id, 100, u64::MAX).await?;
+    let report = verify_tenant(&store, &fixture.tenant_id.as_str().into(), 100, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(report.first_seq, Some(1));
     let all = audit_records(&store, &fixture.tenant_id).await?;
@@ -468,7 +468,7 @@ async fn rate_limit_refusals_are_aggregated_per_client_and_second(
         assert_eq!(row.client_id.as_deref(), Some(fixture.client_id.as_str()));
         assert_eq!(row.transport.as_deref(), Some("grpc"));
     }
-    let report = verify_tenant(&store, &fixture.tenant_id, 100, u64::MAX).await?;
+    let report = verify_tenant(&store, &fixture.tenant_id.as_str().into(), 100, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     Ok(())
 }
@@ -537,7 +537,7 @@ async fn unwritable_trail_issues_nothing_and_changes_nothing(
     // Mended, tokens flow again and the chain is whole.
     trail.mend().await?;
     fixture.archive_token(&server).await?;
-    let report = verify_tenant(&store, &fixture.tenant_id, 100, u64::MAX).await?;
+    let report = verify_tenant(&store, &fixture.tenant_id.as_str().into(), 100, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     Ok(())
 }
@@ -740,7 +740,7 @@ async fn two_instances_write_one_verifiable_chain() -> anyhow::Result<()> {
         *seen.entry(row.jti.clone().context("no jti")?).or_insert(0) += 1;
     }
     assert_eq!(seen, issued, "each grant recorded exactly once");
-    let report = verify_tenant(&store, &fixture.tenant_id, 64, u64::MAX).await?;
+    let report = verify_tenant(&store, &fixture.tenant_id.as_str().into(), 64, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     let all = audit_records(&store, &fixture.tenant_id).await?;
     let seqs: Vec<i64> = all.iter().map(|row| row.seq).collect();
@@ -778,7 +778,7 @@ async fn retention_purges_old_records_and_the_rest_still_verifies() -> anyhow::R
     for n in 0..3 {
         writer
             .record(tollgate_audit::AuditEvent::new(
-                tollgate_audit::Identifier::parse(&fixture.tenant_id)?,
+                tollgate_domain::TenantId::new(fixture.tenant_id.as_str()),
                 tollgate_domain::TenantName::parse("acme")?,
                 year_ago + n,
                 tollgate_audit::AuditAction::ManagementChange,
@@ -821,12 +821,12 @@ async fn retention_purges_old_records_and_the_rest_still_verifies() -> anyhow::R
     };
     assert_eq!(after.first().map(|row| row.seq), Some(old_last_seq + 1));
     assert_eq!(after.len(), before.len() - old_last_seq as usize);
-    let report = verify_tenant(&store, &fixture.tenant_id, 100, u64::MAX).await?;
+    let report = verify_tenant(&store, &fixture.tenant_id.as_str().into(), 100, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(report.first_seq, Some(old_last_seq + 1));
     // The chain goes on where it was.
     fixture.archive_token(&second).await?;
-    let report = verify_tenant(&store, &fixture.tenant_id, 100, u64::MAX).await?;
+    let report = verify_tenant(&store, &fixture.tenant_id.as_str().into(), 100, u64::MAX).await?;
     assert_eq!(report.outcome, Ok(()));
     assert_eq!(report.checked, after.len() as u64 + 1);
     second.stop().await?;
