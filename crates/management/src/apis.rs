@@ -2,48 +2,19 @@
 
 use std::collections::HashSet;
 
-use tollgate_domain::{
-    Algorithm, ApiIdentifier, InvalidValue, ScopeDefinition, ScopeSet, TenantName, TokenLifetime,
-};
+use tollgate_domain::{ApiIdentifier, InvalidValue, ScopeDefinition, ScopeSet, TenantName};
 use tollgate_keys::generate_id;
 use tollgate_store::ApiRecord;
 
 use crate::auth::Principal;
 use crate::error::{Denial, Entity, Precondition};
 use crate::trail::{Actor, Change, changed};
-use crate::{ManageError, Management, Page, PageRequest, paginate};
+use crate::views::{api_info, page_of};
+use crate::{ApiInfo, ApiUpdate, ManageError, Management, NewApi, Page, PageRequest, paginate};
 use tollgate_audit::AuditAction;
 
 /// Most scopes one API may define.
 const MAX_SCOPES: usize = 500;
-
-/// A new API.
-#[derive(Debug, Clone)]
-pub struct NewApi {
-    /// Human-readable name.
-    pub name: String,
-    /// The audience; unique in the tenant.
-    pub identifier: ApiIdentifier,
-    /// The scopes it defines.
-    pub scopes: Vec<ScopeDefinition>,
-    /// Lifetime of its tokens.
-    pub token_lifetime: TokenLifetime,
-    /// Algorithm override; `None` = the tenant's default.
-    pub signing_alg: Option<Algorithm>,
-}
-
-/// Changes to an API; `None` leaves a field as is.
-#[derive(Debug, Clone, Default)]
-pub struct ApiUpdate {
-    /// New name.
-    pub name: Option<String>,
-    /// New scopes, replacing the old ones.
-    pub scopes: Option<Vec<ScopeDefinition>>,
-    /// New lifetime.
-    pub token_lifetime: Option<TokenLifetime>,
-    /// New override; `Some(None)` returns to the tenant's default.
-    pub signing_alg: Option<Option<Algorithm>>,
-}
 
 /// Checks a resource's display name.
 pub(crate) fn check_name(name: &str) -> Result<(), InvalidValue> {
@@ -82,7 +53,7 @@ impl Management {
         principal: &Principal,
         tenant: &TenantName,
         input: NewApi,
-    ) -> Result<ApiRecord, ManageError> {
+    ) -> Result<ApiInfo, ManageError> {
         principal.require(tenant, "apis:write")?;
         check_name(&input.name)?;
         check_scopes(&input.scopes)?;
@@ -93,7 +64,7 @@ impl Management {
         }
         let now = self.clock.now();
         let api = ApiRecord {
-            id: generate_id("api")?,
+            id: generate_id("api")?.into(),
             name: input.name,
             identifier: input.identifier,
             scopes: input.scopes,
@@ -113,11 +84,11 @@ impl Management {
         .fields(["created"])
         .done();
         self.store
-            .create_api(&tenant_record, &api, &audit)
+            .create_api(&tenant_record.id, &api, &audit)
             .await
             .map_err(|error| ManageError::from_store(error, Entity::Api, &api.identifier))?;
         self.listener.tenant_changed(tenant);
-        Ok(api)
+        Ok(api_info(tenant, api))
     }
 
     /// Reads an API.
@@ -126,13 +97,15 @@ impl Management {
         principal: &Principal,
         tenant: &TenantName,
         identifier: &ApiIdentifier,
-    ) -> Result<ApiRecord, ManageError> {
+    ) -> Result<ApiInfo, ManageError> {
         principal.require(tenant, "apis:read")?;
         let tenant_record = self.find_tenant(tenant).await?;
-        self.store
-            .find_api(&tenant_record, identifier)
+        let api = self
+            .store
+            .find_api(&tenant_record.id, identifier)
             .await?
-            .ok_or_else(|| ManageError::not_found(Entity::Api, identifier))
+            .ok_or_else(|| ManageError::not_found(Entity::Api, identifier))?;
+        Ok(api_info(tenant, api))
     }
 
     /// Lists APIs by identifier.
@@ -141,7 +114,7 @@ impl Management {
         principal: &Principal,
         tenant: &TenantName,
         page: &PageRequest,
-    ) -> Result<Page<ApiRecord>, ManageError> {
+    ) -> Result<Page<ApiInfo>, ManageError> {
         principal.require(tenant, "apis:read")?;
         let limit = page.limit()?;
         let after = match page.page_token.as_str() {
@@ -153,9 +126,10 @@ impl Management {
         let tenant_record = self.find_tenant(tenant).await?;
         let rows = self
             .store
-            .list_apis(&tenant_record, after.as_ref(), limit + 1)
+            .list_apis(&tenant_record.id, after.as_ref(), limit + 1)
             .await?;
-        Ok(paginate(rows, limit, |api| api.identifier.to_string()))
+        let page = paginate(rows, limit, |api| api.identifier.to_string());
+        Ok(page_of(page, |api| api_info(tenant, api)))
     }
 
     /// Updates an API. Grants keep only the scopes the API still defines.
@@ -165,12 +139,12 @@ impl Management {
         tenant: &TenantName,
         identifier: &ApiIdentifier,
         update: ApiUpdate,
-    ) -> Result<ApiRecord, ManageError> {
+    ) -> Result<ApiInfo, ManageError> {
         principal.require(tenant, "apis:write")?;
         let tenant_record = self.find_tenant(tenant).await?;
         let mut api = self
             .store
-            .find_api(&tenant_record, identifier)
+            .find_api(&tenant_record.id, identifier)
             .await?
             .ok_or_else(|| ManageError::not_found(Entity::Api, identifier))?;
         if api.is_system {
@@ -222,11 +196,11 @@ impl Management {
         ]))
         .done();
         self.store
-            .update_api(&tenant_record, &api, &audit)
+            .update_api(&tenant_record.id, &api, &audit)
             .await
             .map_err(|error| ManageError::from_store(error, Entity::Api, identifier))?;
         self.listener.tenant_changed(tenant);
-        Ok(api)
+        Ok(api_info(tenant, api))
     }
 
     /// Deletes an API and every grant on it.
@@ -240,7 +214,7 @@ impl Management {
         let tenant_record = self.find_tenant(tenant).await?;
         let api = self
             .store
-            .find_api(&tenant_record, identifier)
+            .find_api(&tenant_record.id, identifier)
             .await?
             .ok_or_else(|| ManageError::not_found(Entity::Api, identifier))?;
         if api.is_system {
@@ -258,7 +232,7 @@ impl Management {
         .fields(["deleted"])
         .done();
         self.store
-            .delete_api(&tenant_record, identifier, &audit)
+            .delete_api(&tenant_record.id, identifier, &audit)
             .await?;
         self.listener.tenant_changed(tenant);
         Ok(())

@@ -9,36 +9,9 @@ use crate::apis::check_name;
 use crate::auth::Principal;
 use crate::error::{Denial, Entity, Precondition};
 use crate::trail::{Actor, Change, changed};
-use crate::{ManageError, Management, Page, PageRequest, paginate};
+use crate::views::{app_info, page_of};
+use crate::{AppInfo, AppUpdate, ManageError, Management, NewApp, Page, PageRequest, paginate};
 use tollgate_audit::AuditAction;
-
-/// A new app.
-#[derive(Debug, Clone)]
-pub struct NewApp {
-    /// Human-readable name.
-    pub name: String,
-    /// Free text.
-    pub description: String,
-    /// Scopes per API.
-    pub grants: Vec<(ApiIdentifier, ScopeSet)>,
-}
-
-/// Changes to an app; `None` leaves a field as is.
-#[derive(Debug, Clone, Default)]
-pub struct AppUpdate {
-    /// New name.
-    pub name: Option<String>,
-    /// New description.
-    pub description: Option<String>,
-    /// New grants, replacing all old ones.
-    pub grants: Option<Vec<(ApiIdentifier, ScopeSet)>>,
-    /// Block (true) or unblock (false).
-    pub blocked: Option<bool>,
-    /// With `blocked: Some(true)`, also revoke every token the app holds now.
-    pub revoke_tokens: bool,
-    /// New token-request rate limit; `Some(None)` returns to the server default.
-    pub rate_limit_per_second: Option<Option<i64>>,
-}
 
 fn check_description(description: &str) -> Result<(), InvalidValue> {
     if description.chars().count() > 1000 {
@@ -57,7 +30,7 @@ impl Management {
         principal: &Principal,
         tenant: &TenantName,
         input: NewApp,
-    ) -> Result<(AppWithGrants, ClientSecret), ManageError> {
+    ) -> Result<(AppInfo, ClientSecret), ManageError> {
         principal.require(tenant, "apps:write")?;
         check_name(&input.name)?;
         check_description(&input.description)?;
@@ -77,7 +50,7 @@ impl Management {
             &format!("app/{}", app.client_id),
         )?
         .client(app.client_id.as_str())
-        .secret(&secret.id)
+        .secret(secret.id.as_str())
         .fields(if grants.is_empty() {
             vec!["created"]
         } else {
@@ -85,12 +58,15 @@ impl Management {
         })
         .done();
         self.store
-            .create_app(&tenant_record, &app, &secret, &grants, &audit)
+            .create_app(&tenant_record.id, &app, &secret, &grants, &audit)
             .await
             .map_err(|error| ManageError::from_store(error, Entity::App, &app.client_id))?;
         self.listener.tenant_changed(tenant);
         tracing::info!(tenant = %tenant, client_id = %app.client_id, "app created");
-        Ok((AppWithGrants { app, grants }, client_secret))
+        Ok((
+            app_info(tenant, AppWithGrants { app, grants }),
+            client_secret,
+        ))
     }
 
     /// Reads an app.
@@ -99,10 +75,11 @@ impl Management {
         principal: &Principal,
         tenant: &TenantName,
         client_id: &ClientId,
-    ) -> Result<AppWithGrants, ManageError> {
+    ) -> Result<AppInfo, ManageError> {
         principal.require(tenant, "apps:read")?;
         let tenant_record = self.find_tenant(tenant).await?;
-        self.find_app(&tenant_record, client_id).await
+        let app = self.find_app(&tenant_record, client_id).await?;
+        Ok(app_info(tenant, app))
     }
 
     /// Lists apps by client id.
@@ -111,7 +88,7 @@ impl Management {
         principal: &Principal,
         tenant: &TenantName,
         page: &PageRequest,
-    ) -> Result<Page<AppWithGrants>, ManageError> {
+    ) -> Result<Page<AppInfo>, ManageError> {
         principal.require(tenant, "apps:read")?;
         let limit = page.limit()?;
         let after = match page.page_token.as_str() {
@@ -121,9 +98,10 @@ impl Management {
         let tenant_record = self.find_tenant(tenant).await?;
         let rows = self
             .store
-            .list_apps(&tenant_record, after.as_ref(), limit + 1)
+            .list_apps(&tenant_record.id, after.as_ref(), limit + 1)
             .await?;
-        Ok(paginate(rows, limit, |app| app.app.client_id.to_string()))
+        let page = paginate(rows, limit, |app| app.app.client_id.to_string());
+        Ok(page_of(page, |app| app_info(tenant, app)))
     }
 
     /// Updates an app; grants and blocking take effect on the next token request.
@@ -133,7 +111,7 @@ impl Management {
         tenant: &TenantName,
         client_id: &ClientId,
         update: AppUpdate,
-    ) -> Result<AppWithGrants, ManageError> {
+    ) -> Result<AppInfo, ManageError> {
         principal.require(tenant, "apps:write")?;
         let tenant_record = self.find_tenant(tenant).await?;
         let AppWithGrants { mut app, grants } = self.find_app(&tenant_record, client_id).await?;
@@ -205,7 +183,7 @@ impl Management {
         ]))
         .done();
         self.store
-            .update_app(&tenant_record, &app, new_grants.as_deref(), &audit)
+            .update_app(&tenant_record.id, &app, new_grants.as_deref(), &audit)
             .await
             .map_err(|error| ManageError::from_store(error, Entity::App, client_id))?;
         self.listener.tenant_changed(tenant);
@@ -220,10 +198,11 @@ impl Management {
                 .await?;
             }
         }
-        Ok(AppWithGrants {
+        let app = AppWithGrants {
             app,
             grants: new_grants.unwrap_or(grants),
-        })
+        };
+        Ok(app_info(tenant, app))
     }
 
     /// Deletes an app with its secrets and grants.
@@ -263,7 +242,7 @@ impl Management {
         .fields(["deleted"])
         .done();
         self.store
-            .delete_app(&tenant_record, client_id, &audit)
+            .delete_app(&tenant_record.id, client_id, &audit)
             .await?;
         self.listener.tenant_changed(tenant);
         Ok(())
@@ -308,7 +287,7 @@ impl Management {
         client_id: &ClientId,
     ) -> Result<AppWithGrants, ManageError> {
         self.store
-            .find_app(tenant, client_id)
+            .find_app(&tenant.id, client_id)
             .await?
             .ok_or_else(|| ManageError::not_found(Entity::App, client_id))
     }
@@ -331,7 +310,7 @@ impl Management {
             }
             let api = self
                 .store
-                .find_api(tenant, &audience)
+                .find_api(&tenant.id, &audience)
                 .await?
                 .ok_or_else(|| {
                     InvalidValue::new("grants", format!("api {audience} does not exist"))

@@ -58,14 +58,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_stream::Stream;
-use tollgate_audit::{AuditAction, ChainReport, Identifier, Outcome};
-use tollgate_domain::{InvalidValue, TenantName};
+use tollgate_audit::{AuditAction, Identifier, Outcome};
+use tollgate_domain::{AuditEntry, ChainCheck, InvalidValue, TenantId, TenantName};
 use tollgate_store::{
     AuditFilter, AuditRead, AuditReadOrder, AuditRecord, AuditRow, AuditScope, AuditSlice,
 };
 
 use crate::auth::Principal;
 use crate::error::Denial;
+use crate::views::{audit_event, chain_check};
 use crate::{ManageError, Management, PageRequest};
 
 /// The scope that reads the audit trail.
@@ -184,18 +185,6 @@ pub struct AuditListRequest {
     pub after: String,
 }
 
-/// One stored event and its position in the scope it was read in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEntry {
-    /// The event as stored (the text the hash covers).
-    pub row: AuditRow,
-    /// Its position as a cursor: pass it as `after` to continue after it.
-    pub cursor: String,
-    /// `Some(stored size)` when the event is larger than [`MAX_EVENT_BYTES`] and `row` was
-    /// elided (see there): its content no longer matches its hash.
-    pub elided_bytes: Option<u64>,
-}
-
 /// A page of events.
 #[derive(Debug, Clone)]
 pub struct AuditPage {
@@ -212,7 +201,7 @@ pub struct AuditPage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Scope {
     /// One tenant's, by id; positions are `seq`s.
-    Tenant { id: String },
+    Tenant { id: TenantId },
     /// Every tenant's; positions are `id`s.
     All,
 }
@@ -242,7 +231,7 @@ impl Scope {
     fn entry(&self, record: AuditRecord) -> AuditEntry {
         AuditEntry {
             cursor: self.cursor(self.position(&record.row)),
-            row: record.row,
+            event: audit_event(record.row),
             elided_bytes: record.elided_bytes,
         }
     }
@@ -256,7 +245,7 @@ impl Scope {
                     .strip_prefix("seq.")
                     .and_then(|rest| rest.rsplit_once('.'))
                     .ok_or_else(|| invalid("is not a cursor of one tenant's audit events"))?;
-                if tenant != id {
+                if *id != tenant {
                     return Err(invalid("is a cursor of another tenant's audit events"));
                 }
                 position
@@ -521,12 +510,14 @@ impl Management {
         &self,
         principal: &Principal,
         tenant: &TenantName,
-    ) -> Result<ChainReport, ManageError> {
+    ) -> Result<ChainCheck, ManageError> {
         principal.require(tenant, AUDIT_READ_SCOPE)?;
         let record = self.find_tenant(tenant).await?;
-        tollgate_audit::verify_tenant(&self.store, &record.id, VERIFY_PAGE, VERIFY_PAGE_BYTES)
-            .await
-            .map_err(ManageError::Store)
+        let report =
+            tollgate_audit::verify_tenant(&self.store, &record.id, VERIFY_PAGE, VERIFY_PAGE_BYTES)
+                .await
+                .map_err(ManageError::Store)?;
+        Ok(chain_check(report))
     }
 
     /// Authorizes `principal` to read `target`'s events and resolves the tenant's id. The
@@ -600,7 +591,7 @@ mod tests {
 
     fn tenant() -> Scope {
         Scope::Tenant {
-            id: "ten_a-b_C".to_owned(),
+            id: "ten_a-b_C".into(),
         }
     }
 
@@ -625,7 +616,7 @@ mod tests {
     #[test]
     fn foreign_and_malformed_cursors_name_the_field() {
         let other = Scope::Tenant {
-            id: "ten_other".to_owned(),
+            id: "ten_other".into(),
         };
         let reason = |scope: &Scope, text: &str| {
             scope

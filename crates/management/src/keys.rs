@@ -5,51 +5,12 @@
 use std::collections::BTreeSet;
 
 use tollgate_domain::{Algorithm, MAX_TOKEN_LIFETIME, TenantName, UnixTime};
-use tollgate_store::{SigningKeyRecord, TenantRecord};
+use tollgate_store::TenantRecord;
 
 use crate::auth::Principal;
 use crate::trail::{Actor, Change, SCHEDULER_ACTOR};
-use crate::views::KeyView;
-use crate::{ManageError, Management};
+use crate::{KeyInfo, ManageError, Management};
 use tollgate_audit::{AuditAction, ChangeEvents};
-
-/// Where a key is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyState {
-    /// Published, not signing yet.
-    Pending,
-    /// Signing.
-    Active,
-    /// Published so its tokens verify; no longer signing.
-    Retiring,
-    /// No longer published.
-    Retired,
-}
-
-impl KeyState {
-    /// The lowercase name used in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyState::Pending => "pending",
-            KeyState::Active => "active",
-            KeyState::Retiring => "retiring",
-            KeyState::Retired => "retired",
-        }
-    }
-}
-
-/// The state of `key` at `now`.
-pub fn key_state(key: &SigningKeyRecord, now: UnixTime) -> KeyState {
-    if key.remove_at.is_some_and(|remove_at| remove_at <= now) {
-        KeyState::Retired
-    } else if key.retire_at.is_some_and(|retire_at| retire_at <= now) {
-        KeyState::Retiring
-    } else if now < key.activate_at {
-        KeyState::Pending
-    } else {
-        KeyState::Active
-    }
-}
 
 impl Management {
     /// Rotates every algorithm of the tenant's ring; returns the keys afterwards, with their
@@ -59,7 +20,7 @@ impl Management {
         principal: &Principal,
         tenant: &TenantName,
         propagation_delay: Option<i64>,
-    ) -> Result<Vec<KeyView>, ManageError> {
+    ) -> Result<Vec<KeyInfo>, ManageError> {
         principal.require(tenant, "keys:write")?;
         let delay = propagation_delay.unwrap_or(self.keys.propagation_delay);
         if !(0..=86_400).contains(&delay) {
@@ -72,8 +33,8 @@ impl Management {
         let tenant_record = self.find_tenant(tenant).await?;
         self.rotate_keys(Actor::Admin(principal), &tenant_record, delay, None)
             .await?;
-        let keys = self.store.list_signing_keys(&tenant_record).await?;
-        Ok(self.key_views(keys))
+        let keys = self.store.list_signing_keys(&tenant_record.id).await?;
+        Ok(self.key_infos(keys))
     }
 
     /// The tenant's keys and their states, newest first.
@@ -81,11 +42,11 @@ impl Management {
         &self,
         principal: &Principal,
         tenant: &TenantName,
-    ) -> Result<Vec<KeyView>, ManageError> {
+    ) -> Result<Vec<KeyInfo>, ManageError> {
         principal.require(tenant, "keys:read")?;
         let tenant_record = self.find_tenant(tenant).await?;
-        let keys = self.store.list_signing_keys(&tenant_record).await?;
-        Ok(self.key_views(keys))
+        let keys = self.store.list_signing_keys(&tenant_record.id).await?;
+        Ok(self.key_infos(keys))
     }
 
     /// Scheduled rotation: rotates the keys of every tenant last rotated `period` seconds ago
@@ -122,7 +83,10 @@ impl Management {
             )?
             .fields(["removed_keys"])
             .done();
-            let removed = self.store.delete_removed_keys(&tenant, now, &audit).await?;
+            let removed = self
+                .store
+                .delete_removed_keys(&tenant.id, now, &audit)
+                .await?;
             if removed > 0 {
                 self.listener.tenant_changed(&tenant.name);
             }
@@ -141,7 +105,7 @@ impl Management {
         expected_rotated_at: Option<Option<UnixTime>>,
     ) -> Result<bool, ManageError> {
         let now = self.clock.now();
-        let keys = self.store.list_signing_keys(tenant).await?;
+        let keys = self.store.list_signing_keys(&tenant.id).await?;
         let algorithms: BTreeSet<&'static str> = keys
             .iter()
             .filter(|key| key.retire_at.is_none())
@@ -187,7 +151,14 @@ impl Management {
         let audit = ChangeEvents::new(events);
         let is_rotated = self
             .store
-            .rotate_signing_keys(tenant, expected_rotated_at, now, &new_keys, &retire, &audit)
+            .rotate_signing_keys(
+                &tenant.id,
+                expected_rotated_at,
+                now,
+                &new_keys,
+                &retire,
+                &audit,
+            )
             .await?;
         if is_rotated {
             self.listener.tenant_changed(&tenant.name);

@@ -31,54 +31,26 @@ mod views;
 use std::sync::Arc;
 
 use tollgate_catalog::{Catalog, Revocations};
-use tollgate_domain::{ChangeListener, Clock, InvalidValue, IssuerTemplate};
+use tollgate_domain::{ChangeListener, Clock, IssuerTemplate};
 use tollgate_keys::{MasterKey, SecretHasher};
 use tollgate_store::Store;
 
-pub use apis::{ApiUpdate, NewApi};
-pub use apps::{AppUpdate, NewApp};
 pub use audit::{
-    AUDIT_READ_SCOPE, AuditEntry, AuditListRequest, AuditOrder, AuditPage, AuditQuery, AuditTarget,
+    AUDIT_READ_SCOPE, AuditListRequest, AuditOrder, AuditPage, AuditQuery, AuditTarget,
     MAX_EVENT_BYTES, MAX_PAGE_BYTES, TAIL_POLL_INTERVAL, TAIL_RECHECK_INTERVAL,
 };
 pub use auth::{MANAGEMENT_SCOPES, Principal, SYSTEM_ONLY_SCOPES};
 pub use error::{AdminTokenRefusal, Denial, Entity, ManageError, Precondition};
-pub use keys::KeyState;
-pub use secrets::{DEFAULT_SECRET_OVERLAP, RotatedSecret};
-pub use tenants::{AdminCredentials, NewTenantInput, TenantUpdate};
+pub use secrets::DEFAULT_SECRET_OVERLAP;
 pub use trail::{BOOTSTRAP_ACTOR, SCHEDULER_ACTOR};
-pub use views::{KeyView, SecretView};
-
-/// A page of results and the token of the next one.
-#[derive(Debug, Clone)]
-pub struct Page<T> {
-    /// The results.
-    pub items: Vec<T>,
-    /// Pass back to get the next page; `None` on the last page.
-    pub next_page_token: Option<String>,
-}
-
-/// Where a listing starts and how much it returns.
-#[derive(Debug, Clone, Default)]
-pub struct PageRequest {
-    /// 0 = default (50); at most 500.
-    pub page_size: i32,
-    /// The previous page's `next_page_token`, or empty.
-    pub page_token: String,
-}
-
-impl PageRequest {
-    const DEFAULT_SIZE: u64 = 50;
-    const MAX_SIZE: u64 = 500;
-
-    fn limit(&self) -> Result<u64, InvalidValue> {
-        match self.page_size {
-            0 => Ok(Self::DEFAULT_SIZE),
-            size if size < 0 => Err(InvalidValue::new("page_size", "must not be negative")),
-            size => Ok((size as u64).min(Self::MAX_SIZE)),
-        }
-    }
-}
+pub use views::ExportedChain;
+// What management is asked and what it answers are the domain's, so that transports
+// convert them without knowing this crate's store.
+pub use tollgate_domain::{
+    AdminCredentials, ApiInfo, ApiUpdate, AppInfo, AppUpdate, AuditEntry, ChainBreakAt, ChainCheck,
+    GrantInfo, KeyInfo, KeyState, NewApi, NewApp, NewTenantInput, Page, PageRequest, RecordedEvent,
+    RotatedSecret, SecretInfo, TenantInfo, TenantUpdate,
+};
 
 /// Turns `limit + 1` fetched rows into a page: the extra row only tells that more exist.
 fn paginate<T>(mut rows: Vec<T>, limit: u64, key: impl Fn(&T) -> String) -> Page<T> {

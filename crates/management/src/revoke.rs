@@ -63,7 +63,7 @@ impl Management {
             expires_at: now + MAX_TOKEN_LIFETIME,
         };
         self.revocations
-            .revoke(tenant, revocation, now, &audit)
+            .revoke(&tenant.id, revocation, now, &audit)
             .await?;
         Ok(())
     }

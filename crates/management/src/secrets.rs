@@ -1,15 +1,15 @@
 //! Client-secret rotation: a new secret alongside the current one for an overlap, then the
 //! old one ends; or a secret ended at once, with the tokens it obtained.
 
-use tollgate_domain::{ClientId, ClientSecret, InvalidValue, RevocationTarget, TenantName};
+use tollgate_domain::{ClientId, InvalidValue, RevocationTarget, SecretId, TenantName};
 use tollgate_keys::{generate_client_secret, generate_id};
 use tollgate_store::{AppWithGrants, SecretRecord};
 
 use crate::auth::Principal;
 use crate::error::{Entity, Precondition};
 use crate::trail::{Actor, Change};
-use crate::views::{SecretView, is_secret_active};
-use crate::{ManageError, Management};
+use crate::views::is_secret_active;
+use crate::{ManageError, Management, RotatedSecret, SecretInfo};
 use tollgate_audit::AuditAction;
 
 /// How long the previous secret keeps working after a rotation, by default: one day.
@@ -18,16 +18,6 @@ pub const DEFAULT_SECRET_OVERLAP: i64 = 86_400;
 const MAX_SECRET_OVERLAP: i64 = 30 * 86_400;
 /// Live secrets an app may have at once.
 const MAX_LIVE_SECRETS: usize = 2;
-
-/// The outcome of a rotation.
-pub struct RotatedSecret {
-    /// The new secret's record and state.
-    pub record: SecretView,
-    /// The new secret, to be shown once.
-    pub secret: ClientSecret,
-    /// The app's secrets after the rotation, newest first.
-    pub secrets: Vec<SecretView>,
-}
 
 impl Management {
     /// Adds a new secret to the app; the current live secrets end after `overlap_seconds`.
@@ -51,7 +41,7 @@ impl Management {
         let AppWithGrants { app, grants } = self.find_app(&tenant_record, client_id).await?;
         self.require_may_change(principal, tenant, client_id, &grants)?;
         let now = self.clock.now();
-        let existing = self.store.list_secrets(&tenant_record, &app).await?;
+        let existing = self.store.list_secrets(&tenant_record.id, &app.id).await?;
         let live: Vec<&SecretRecord> = existing
             .iter()
             .filter(|secret| is_secret_active(secret, now))
@@ -65,7 +55,7 @@ impl Management {
             ));
         }
         let ends_at = now + overlap;
-        let expire: Vec<(String, i64)> = live
+        let expire: Vec<(SecretId, i64)> = live
             .iter()
             .filter(|secret| {
                 secret
@@ -76,7 +66,7 @@ impl Management {
             .collect();
         let secret = generate_client_secret()?;
         let record = SecretRecord {
-            id: generate_id("sec")?,
+            id: generate_id("sec")?.into(),
             app_id: app.id.clone(),
             hash: self.hasher.hash(&secret),
             created_at: now,
@@ -91,7 +81,7 @@ impl Management {
             &format!("secret/{}", record.id),
         )?
         .client(client_id.as_str())
-        .secret(&record.id)
+        .secret(record.id.as_str())
         .fields(if expire.is_empty() {
             vec!["created"]
         } else {
@@ -99,19 +89,15 @@ impl Management {
         })
         .done();
         self.store
-            .add_secret(&tenant_record, &app, &record, &expire, &audit)
+            .add_secret(&tenant_record.id, &app.id, &record, &expire, &audit)
             .await?;
         self.listener.tenant_changed(tenant);
         tracing::info!(tenant = %tenant, client_id = %client_id, secret_id = %record.id, "secret rotated");
-        let secrets = self.store.list_secrets(&tenant_record, &app).await?;
-        let record = SecretView {
-            is_active: is_secret_active(&record, self.clock.now()),
-            record,
-        };
+        let secrets = self.store.list_secrets(&tenant_record.id, &app.id).await?;
         Ok(RotatedSecret {
-            record,
+            info: self.secret_info(record),
             secret,
-            secrets: self.secret_views(secrets),
+            secrets: self.secret_infos(secrets),
         })
     }
 
@@ -145,7 +131,13 @@ impl Management {
         .done();
         let is_found = self
             .store
-            .expire_secret(&tenant_record, &app, secret_id, now, &audit)
+            .expire_secret(
+                &tenant_record.id,
+                &app.id,
+                &SecretId::new(secret_id),
+                now,
+                &audit,
+            )
             .await?;
         if !is_found {
             return Err(ManageError::not_found(Entity::Secret, secret_id));
@@ -169,11 +161,11 @@ impl Management {
         principal: &Principal,
         tenant: &TenantName,
         client_id: &ClientId,
-    ) -> Result<Vec<SecretView>, ManageError> {
+    ) -> Result<Vec<SecretInfo>, ManageError> {
         principal.require(tenant, "apps:read")?;
         let tenant_record = self.find_tenant(tenant).await?;
         let app = self.find_app(&tenant_record, client_id).await?.app;
-        let secrets = self.store.list_secrets(&tenant_record, &app).await?;
-        Ok(self.secret_views(secrets))
+        let secrets = self.store.list_secrets(&tenant_record.id, &app.id).await?;
+        Ok(self.secret_infos(secrets))
     }
 }

@@ -1,7 +1,7 @@
 //! Tenants: creation with everything a tenant starts with, and the first-start bootstrap.
 
 use tollgate_domain::{
-    Algorithm, ApiIdentifier, ClientId, ClientSecret, Scope, ScopeDefinition, ScopeSet, TenantName,
+    Algorithm, ApiIdentifier, ClientSecret, Scope, ScopeDefinition, ScopeSet, TenantId, TenantName,
     TokenLifetime,
 };
 use tollgate_keys::{SigningKey, generate_client_id, generate_client_secret, generate_id};
@@ -13,42 +13,12 @@ use tollgate_store::{
 use crate::auth::{MANAGEMENT_SCOPES, Principal, SYSTEM_ONLY_SCOPES};
 use crate::error::{Entity, Precondition};
 use crate::trail::{Actor, BOOTSTRAP_ACTOR, Change, changed};
-use crate::{ManageError, Management, Page, PageRequest, paginate};
+use crate::views::page_of;
+use crate::{
+    AdminCredentials, ManageError, Management, NewTenantInput, Page, PageRequest, TenantInfo,
+    TenantUpdate, paginate,
+};
 use tollgate_audit::{AuditAction, ChangeEvents};
-
-/// What a new tenant is made of.
-#[derive(Debug, Clone)]
-pub struct NewTenantInput {
-    /// The tenant's name.
-    pub name: TenantName,
-    /// Human-readable name; the tenant's name when empty.
-    pub display_name: String,
-    /// Default signing algorithm.
-    pub signing_alg: Algorithm,
-}
-
-/// Changes to a tenant; `None` leaves a field as is.
-#[derive(Debug, Clone, Default)]
-pub struct TenantUpdate {
-    /// New display name.
-    pub display_name: Option<String>,
-    /// New default signing algorithm.
-    pub signing_alg: Option<Algorithm>,
-    /// New tenant-wide rate limit; `Some(None)` returns to the server default.
-    pub rate_limit_per_second: Option<Option<i64>>,
-}
-
-/// The client credentials of a tenant's admin app, shown once.
-pub struct AdminCredentials {
-    /// The tenant.
-    pub tenant: TenantName,
-    /// The admin app's client id.
-    pub client_id: ClientId,
-    /// Its secret, in plain text: to be shown once, then dropped.
-    pub client_secret: ClientSecret,
-    /// The tenant's Management API identifier.
-    pub audience: ApiIdentifier,
-}
 
 impl Management {
     /// On first start with an empty database, creates the `system` tenant and returns its admin
@@ -77,10 +47,12 @@ impl Management {
         &self,
         principal: &Principal,
         input: NewTenantInput,
-    ) -> Result<(TenantRecord, AdminCredentials), ManageError> {
+    ) -> Result<(TenantInfo, AdminCredentials), ManageError> {
         principal.require_system("tenants:write")?;
-        self.create_tenant_unchecked(Actor::Admin(principal), input)
-            .await
+        let (tenant, credentials) = self
+            .create_tenant_unchecked(Actor::Admin(principal), input)
+            .await?;
+        Ok((self.tenant_info(tenant), credentials))
     }
 
     /// Reads a tenant.
@@ -88,9 +60,9 @@ impl Management {
         &self,
         principal: &Principal,
         name: &TenantName,
-    ) -> Result<TenantRecord, ManageError> {
+    ) -> Result<TenantInfo, ManageError> {
         principal.require_system("tenants:read")?;
-        self.find_tenant(name).await
+        Ok(self.tenant_info(self.find_tenant(name).await?))
     }
 
     /// Lists tenants by name.
@@ -98,7 +70,7 @@ impl Management {
         &self,
         principal: &Principal,
         page: &PageRequest,
-    ) -> Result<Page<TenantRecord>, ManageError> {
+    ) -> Result<Page<TenantInfo>, ManageError> {
         principal.require_system("tenants:read")?;
         let limit = page.limit()?;
         let after = match page.page_token.as_str() {
@@ -106,7 +78,8 @@ impl Management {
             token => Some(TenantName::parse(token).map_err(|error| error.for_field("page_token"))?),
         };
         let rows = self.store.list_tenants(after.as_ref(), limit + 1).await?;
-        Ok(paginate(rows, limit, |tenant| tenant.name.to_string()))
+        let page = paginate(rows, limit, |tenant| tenant.name.to_string());
+        Ok(page_of(page, |tenant| self.tenant_info(tenant)))
     }
 
     /// Updates a tenant's display name or default algorithm.
@@ -115,7 +88,7 @@ impl Management {
         principal: &Principal,
         name: &TenantName,
         update: TenantUpdate,
-    ) -> Result<TenantRecord, ManageError> {
+    ) -> Result<TenantInfo, ManageError> {
         principal.require_system("tenants:write")?;
         let mut tenant = self.find_tenant(name).await?;
         let before = tenant.clone();
@@ -147,7 +120,7 @@ impl Management {
             .await
             .map_err(|error| ManageError::from_store(error, Entity::Tenant, name))?;
         self.listener.tenant_changed(name);
-        Ok(tenant)
+        Ok(self.tenant_info(tenant))
     }
 
     /// Deletes a tenant and everything it owns.
@@ -228,7 +201,7 @@ impl Management {
             input.display_name
         };
         let tenant = TenantRecord {
-            id: generate_id("ten")?,
+            id: generate_id("ten")?.into(),
             name: input.name.clone(),
             display_name,
             signing_alg: input.signing_alg,
@@ -254,7 +227,7 @@ impl Management {
         }
         let all_scopes: ScopeSet = scopes.iter().map(|scope| scope.value.clone()).collect();
         let management_api = ApiRecord {
-            id: generate_id("api")?,
+            id: generate_id("api")?.into(),
             name: "Tollgate Management API".to_owned(),
             identifier: audience.clone(),
             scopes,
@@ -303,7 +276,7 @@ impl Management {
     /// Generates a key of `alg`, sealed under the master key and bound to its tenant and kid.
     pub(crate) async fn new_signing_key(
         &self,
-        tenant_id: &str,
+        tenant: &TenantId,
         alg: Algorithm,
     ) -> Result<SigningKeyRecord, ManageError> {
         let kid = generate_id("key")?;
@@ -317,10 +290,12 @@ impl Management {
                 })??
         };
         let (key, pkcs8) = generated;
-        let sealed = self.master_key.seal_signing_key(tenant_id, &kid, &pkcs8)?;
+        let sealed = self
+            .master_key
+            .seal_signing_key(tenant.as_str(), &kid, &pkcs8)?;
         let now = self.clock.now();
         Ok(SigningKeyRecord {
-            kid,
+            kid: kid.into(),
             alg,
             public_jwk: key.public_jwk().to_string(),
             private_key_sealed: sealed,
@@ -354,7 +329,7 @@ impl Management {
             )?
             .fields(["created"])
             .done();
-            self.store.add_signing_key(tenant, &key, &audit).await?;
+            self.store.add_signing_key(&tenant.id, &key, &audit).await?;
             self.listener.tenant_changed(&tenant.name);
         }
         Ok(())
@@ -369,7 +344,7 @@ impl Management {
     ) -> Result<(AppRecord, SecretRecord, ClientSecret), ManageError> {
         let now = self.clock.now();
         let app = AppRecord {
-            id: generate_id("app")?,
+            id: generate_id("app")?.into(),
             client_id: generate_client_id()?,
             name,
             description,
@@ -381,7 +356,7 @@ impl Management {
         };
         let client_secret = generate_client_secret()?;
         let secret = SecretRecord {
-            id: generate_id("sec")?,
+            id: generate_id("sec")?.into(),
             app_id: app.id.clone(),
             hash: self.hasher.hash(&client_secret),
             created_at: now,

@@ -49,14 +49,20 @@ impl Change {
         action: AuditAction,
         resource: &str,
     ) -> Result<Self, ManageError> {
-        let tenant_id = Identifier::parse(&tenant.id).map_err(|error| {
+        // The id heads the tenant's audit chain: one a record could not hold is corrupt.
+        Identifier::parse(tenant.id.as_str()).map_err(|error| {
             ManageError::Store(tollgate_store::StoreError::Corrupt {
                 entity: "tenant",
                 reason: error.to_string(),
             })
         })?;
-        let mut event =
-            AuditEvent::new(tenant_id, tenant.name.clone(), time_ms, action, Outcome::Ok);
+        let mut event = AuditEvent::new(
+            tenant.id.clone(),
+            tenant.name.clone(),
+            time_ms,
+            action,
+            Outcome::Ok,
+        );
         event.actor = Identifier::parse(actor.subject()).ok();
         // A resource name too long (or odd) to record is left out rather than failing the
         // change: the action, actor and changed fields still say what happened.

@@ -1,56 +1,239 @@
-//! What an admin sees of client secrets and signing keys: the stored record and its state
-//! now, computed here from its dates (by the service's clock), so that transports only
-//! render it.
+//! The one place store records become what management hands back: the domain's views
+//! ([`TenantInfo`], [`ApiInfo`], [`AppInfo`], [`SecretInfo`], [`KeyInfo`], [`RecordedEvent`],
+//! [`ChainCheck`]), with the states computed here from their dates by the service's clock,
+//! so that transports only render them and no store type leaves this crate. Also the way
+//! back for audit events ([`ExportedChain`]): an exported event is verified as the stored
+//! record it stands for.
 
-use tollgate_domain::UnixTime;
-use tollgate_store::{SecretRecord, SigningKeyRecord};
+use tollgate_audit::{ChainBreak, ChainReport, ChainVerifier};
+use tollgate_domain::{
+    ApiInfo, AppInfo, ChainBreakAt, ChainCheck, GrantInfo, KeyInfo, KeyState, Page, RecordedEvent,
+    SecretInfo, TenantInfo, TenantName, UnixTime,
+};
+use tollgate_store::{
+    ApiRecord, AppWithGrants, AuditRow, SecretRecord, SigningKeyRecord, TenantRecord,
+};
 
 use crate::Management;
-use crate::keys::{KeyState, key_state};
-
-/// A client secret and whether it is active.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SecretView {
-    /// The stored secret (its keyed hash, never its value).
-    pub record: SecretRecord,
-    /// Whether it authenticates its app now: it has no end, or its end is still ahead.
-    pub is_active: bool,
-}
-
-/// A signing key and where it is in its life.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyView {
-    /// The stored key (its private half sealed).
-    pub record: SigningKeyRecord,
-    /// Its state now.
-    pub state: KeyState,
-}
 
 /// Whether `secret` authenticates its app at `now`.
 pub(crate) fn is_secret_active(secret: &SecretRecord, now: UnixTime) -> bool {
     secret.expires_at.is_none_or(|expires_at| now < expires_at)
 }
 
+/// The state of `key` at `now`.
+pub(crate) fn key_state(key: &SigningKeyRecord, now: UnixTime) -> KeyState {
+    if key.remove_at.is_some_and(|remove_at| remove_at <= now) {
+        KeyState::Retired
+    } else if key.retire_at.is_some_and(|retire_at| retire_at <= now) {
+        KeyState::Retiring
+    } else if now < key.activate_at {
+        KeyState::Pending
+    } else {
+        KeyState::Active
+    }
+}
+
+/// `page` with each item turned into its view.
+pub(crate) fn page_of<R, V>(page: Page<R>, view: impl FnMut(R) -> V) -> Page<V> {
+    Page {
+        items: page.items.into_iter().map(view).collect(),
+        next_page_token: page.next_page_token,
+    }
+}
+
+/// An API of `tenant` as an admin sees it.
+pub(crate) fn api_info(tenant: &TenantName, record: ApiRecord) -> ApiInfo {
+    ApiInfo {
+        tenant: tenant.clone(),
+        name: record.name,
+        identifier: record.identifier,
+        scopes: record.scopes,
+        token_lifetime: record.token_lifetime,
+        signing_alg: record.signing_alg,
+        is_system: record.is_system,
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+    }
+}
+
+/// An app of `tenant` with its grants, as an admin sees it.
+pub(crate) fn app_info(tenant: &TenantName, record: AppWithGrants) -> AppInfo {
+    let AppWithGrants { app, grants } = record;
+    AppInfo {
+        tenant: tenant.clone(),
+        client_id: app.client_id,
+        name: app.name,
+        description: app.description,
+        grants: grants
+            .into_iter()
+            .map(|grant| GrantInfo {
+                audience: grant.audience,
+                scopes: grant.scopes,
+            })
+            .collect(),
+        is_blocked: app.is_blocked,
+        is_system: app.is_system,
+        created_at: app.created_at,
+        updated_at: app.updated_at,
+        rate_limit_per_second: app.rate_limit_per_second,
+    }
+}
+
+/// A stored audit record as the read side hands it back.
+pub(crate) fn audit_event(row: AuditRow) -> RecordedEvent {
+    RecordedEvent {
+        id: row.id,
+        tenant_id: row.tenant_id,
+        seq: row.seq,
+        version: row.version,
+        time_ms: row.time_ms,
+        tenant_name: row.tenant_name,
+        action: row.action,
+        result: row.result,
+        error_code: row.error_code,
+        actor: row.actor,
+        client_id: row.client_id,
+        secret_id: row.secret_id,
+        audience: row.audience,
+        scopes_requested: row.scopes_requested,
+        scopes_granted: row.scopes_granted,
+        jti: row.jti,
+        source: row.source,
+        transport: row.transport,
+        trace_id: row.trace_id,
+        resource: row.resource,
+        changed_fields: row.changed_fields,
+        count: row.count,
+        prev_hash: row.prev_hash,
+        hash: row.hash,
+    }
+}
+
+/// The stored record `event` stands for: [`audit_event`]'s inverse.
+fn audit_row(event: RecordedEvent) -> AuditRow {
+    AuditRow {
+        id: event.id,
+        tenant_id: event.tenant_id,
+        seq: event.seq,
+        version: event.version,
+        time_ms: event.time_ms,
+        tenant_name: event.tenant_name,
+        action: event.action,
+        result: event.result,
+        error_code: event.error_code,
+        actor: event.actor,
+        client_id: event.client_id,
+        secret_id: event.secret_id,
+        audience: event.audience,
+        scopes_requested: event.scopes_requested,
+        scopes_granted: event.scopes_granted,
+        jti: event.jti,
+        source: event.source,
+        transport: event.transport,
+        trace_id: event.trace_id,
+        resource: event.resource,
+        changed_fields: event.changed_fields,
+        count: event.count,
+        prev_hash: event.prev_hash,
+        hash: event.hash,
+    }
+}
+
+fn chain_break_at(broken: ChainBreak) -> ChainBreakAt {
+    ChainBreakAt {
+        seq: broken.seq,
+        reason: broken.reason,
+    }
+}
+
+/// A verification report as the read side hands it back.
+pub(crate) fn chain_check(report: ChainReport) -> ChainCheck {
+    ChainCheck {
+        checked: report.checked,
+        first_seq: report.first_seq,
+        last_seq: report.last_seq,
+        head_seq: report.head.map(|head| head.seq),
+        outcome: report.outcome.map_err(chain_break_at),
+    }
+}
+
+/// Verifies exported events (e.g. `tollgate audit verify --file`), oldest first, by the
+/// audit trail's chain verifier, each hashed as the stored record it stands for.
+#[derive(Debug, Default)]
+pub struct ExportedChain(ChainVerifier);
+
+impl ExportedChain {
+    /// A verifier that has seen nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks the next event (see [`ChainVerifier::push`]); after a break, every call
+    /// returns that break.
+    pub fn push(&mut self, event: RecordedEvent) -> Result<(), ChainBreakAt> {
+        self.0.push(&audit_row(event)).map_err(chain_break_at)
+    }
+
+    /// What was verified, ending in `outcome`. An export carries no head: what was cut from
+    /// its end cannot be told.
+    pub fn report(&self, outcome: Result<(), ChainBreakAt>) -> ChainCheck {
+        ChainCheck {
+            checked: self.0.checked(),
+            first_seq: self.0.first_seq(),
+            last_seq: self.0.last_seq(),
+            head_seq: None,
+            outcome,
+        }
+    }
+}
+
 impl Management {
+    /// `record` as an admin sees it, with its issuer.
+    pub(crate) fn tenant_info(&self, record: TenantRecord) -> TenantInfo {
+        TenantInfo {
+            issuer: self.issuer_template.issuer(&record.name),
+            id: record.id,
+            name: record.name,
+            display_name: record.display_name,
+            signing_alg: record.signing_alg,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            rate_limit_per_second: record.rate_limit_per_second,
+        }
+    }
+
+    /// `secret` with its state now.
+    pub(crate) fn secret_info(&self, secret: SecretRecord) -> SecretInfo {
+        SecretInfo {
+            is_active: is_secret_active(&secret, self.clock.now()),
+            id: secret.id,
+            created_at: secret.created_at,
+            expires_at: secret.expires_at,
+            last_used_at: secret.last_used_at,
+        }
+    }
+
     /// `secrets` with their states now.
-    pub(crate) fn secret_views(&self, secrets: Vec<SecretRecord>) -> Vec<SecretView> {
-        let now = self.clock.now();
+    pub(crate) fn secret_infos(&self, secrets: Vec<SecretRecord>) -> Vec<SecretInfo> {
         secrets
             .into_iter()
-            .map(|record| SecretView {
-                is_active: is_secret_active(&record, now),
-                record,
-            })
+            .map(|secret| self.secret_info(secret))
             .collect()
     }
 
     /// `keys` with their states now.
-    pub(crate) fn key_views(&self, keys: Vec<SigningKeyRecord>) -> Vec<KeyView> {
+    pub(crate) fn key_infos(&self, keys: Vec<SigningKeyRecord>) -> Vec<KeyInfo> {
         let now = self.clock.now();
         keys.into_iter()
-            .map(|record| KeyView {
-                state: key_state(&record, now),
-                record,
+            .map(|key| KeyInfo {
+                state: key_state(&key, now),
+                kid: key.kid,
+                alg: key.alg,
+                created_at: key.created_at,
+                activate_at: key.activate_at,
+                retire_at: key.retire_at,
+                remove_at: key.remove_at,
             })
             .collect()
     }
@@ -63,8 +246,8 @@ mod tests {
     #[test]
     fn a_secret_is_active_until_its_end() {
         let secret = |expires_at| SecretRecord {
-            id: "sec_1".to_owned(),
-            app_id: "app_1".to_owned(),
+            id: "sec_1".into(),
+            app_id: "app_1".into(),
             hash: "v1$".to_owned(),
             created_at: 100,
             expires_at,
@@ -74,5 +257,63 @@ mod tests {
         assert!(is_secret_active(&secret(Some(1_001)), 1_000));
         assert!(!is_secret_active(&secret(Some(1_000)), 1_000));
         assert!(!is_secret_active(&secret(Some(999)), 1_000));
+    }
+
+    #[test]
+    fn audit_events_are_their_stored_records() {
+        let row = AuditRow {
+            id: 12,
+            tenant_id: "ten_1".into(),
+            seq: 3,
+            version: 1,
+            time_ms: 1_700_000_000_123,
+            tenant_name: "acme".into(),
+            action: "token_denied".into(),
+            result: "denied".into(),
+            error_code: Some("invalid_scope".into()),
+            actor: Some(String::new()),
+            client_id: Some("c1".into()),
+            secret_id: Some("sec_1".into()),
+            audience: Some("https://api.example/".into()),
+            scopes_requested: vec!["read".into(), "admin".into()],
+            scopes_granted: vec!["read".into()],
+            jti: Some("jti_1".into()),
+            source: Some("192.0.2.7".into()),
+            transport: Some("http".into()),
+            trace_id: Some("trace".into()),
+            resource: Some("app/c1".into()),
+            changed_fields: vec!["grants".into()],
+            count: 2,
+            prev_hash: "a".repeat(64),
+            hash: "b".repeat(64),
+        };
+        for row in [row, AuditRow::default()] {
+            assert_eq!(audit_row(audit_event(row.clone())), row);
+        }
+    }
+
+    #[test]
+    fn keys_move_through_their_states_by_their_dates() {
+        let key = SigningKeyRecord {
+            kid: "key_1".into(),
+            alg: tollgate_domain::Algorithm::Es256,
+            public_jwk: String::new(),
+            private_key_sealed: Vec::new(),
+            created_at: 100,
+            activate_at: 200,
+            retire_at: Some(300),
+            remove_at: Some(400),
+        };
+        let states: Vec<KeyState> = [100, 199, 200, 299, 300, 399, 400]
+            .into_iter()
+            .map(|now| key_state(&key, now))
+            .collect();
+        use KeyState::{Active, Pending, Retired, Retiring};
+        assert_eq!(
+            states,
+            [
+                Pending, Pending, Active, Active, Retiring, Retiring, Retired
+            ]
+        );
     }
 }

@@ -8,12 +8,11 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tollgate_audit::{ChainBreak, ChainReport, ChainVerifier};
 use tollgate_cli::{AdminCommand, ExportVerifier, GlobalOptions};
+use tollgate_management::ExportedChain;
 use tollgate_proto::v1;
 
 use crate::config::{Config, GatewayArgs, GatewayOnlyConfig, ServeArgs};
-use crate::grpc::{event_from_wire, verify_response};
 use crate::server::{self, Listeners};
 
 /// The `tollgate` command line.
@@ -59,36 +58,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The audit trail's chain verifier, for `audit verify --file`: each exported event is
-/// hashed as the stored record it stands for.
+/// hashed as the stored record it stands for ([`ExportedChain`]).
 fn export_verifier() -> Box<dyn ExportVerifier> {
-    Box::new(ExportChain(ChainVerifier::new()))
+    Box::new(ExportChain(ExportedChain::new()))
 }
 
-/// [`ChainVerifier`] over exported events.
-struct ExportChain(ChainVerifier);
+/// [`ExportedChain`] over events on the wire.
+struct ExportChain(ExportedChain);
 
 impl ExportVerifier for ExportChain {
     fn push(&mut self, event: v1::AuditEvent) -> Result<(), v1::ChainBreak> {
-        self.0
-            .push(&event_from_wire(event))
-            .map_err(|broken| v1::ChainBreak {
-                seq: broken.seq,
-                reason: broken.reason,
-            })
+        self.0.push(event.into()).map_err(Into::into)
     }
 
     fn report(&self, outcome: Result<(), v1::ChainBreak>) -> v1::VerifyChainResponse {
-        verify_response(ChainReport {
-            checked: self.0.checked(),
-            first_seq: self.0.first_seq(),
-            last_seq: self.0.last_seq(),
-            // An export carries no head: what was cut from its end cannot be told.
-            head: None,
-            outcome: outcome.map_err(|broken| ChainBreak {
-                seq: broken.seq,
-                reason: broken.reason,
-            }),
-        })
+        self.0.report(outcome.map_err(Into::into)).into()
     }
 }
 

@@ -161,7 +161,7 @@ pub async fn serve(
             stop_receiver.clone(),
             config.gateway_secret.clone(),
         ),
-        ManagementAdapter::new(Arc::clone(&management), config.issuer_template.clone()),
+        ManagementAdapter::new(Arc::clone(&management)),
         // Audit streams end on shutdown by themselves: graceful shutdown waits for them.
         AuditAdapter::new(management, stop_receiver.clone()),
         connection_limits.clone(),

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use tollgate_domain::IssuerTemplate;
+use tollgate_domain::{ApiIdentifier, ClientId, TenantName};
 use tollgate_management::{Management, Principal};
+use tollgate_proto::manage;
 use tollgate_proto::status::invalid_argument;
 use tollgate_proto::v1::api_service_server::ApiService;
 use tollgate_proto::v1::app_service_server::AppService;
@@ -14,22 +15,18 @@ use tollgate_proto::v1::tenant_service_server::TenantService;
 use tollgate_proto::v1::*;
 use tonic::{Request, Response, Status};
 
-use super::{bearer_token, convert, into_status};
+use super::{bearer_token, into_status};
 
 /// Serves the management services over one [`Management`].
 #[derive(Clone)]
 pub struct ManagementAdapter {
     management: Arc<Management>,
-    issuer_template: IssuerTemplate,
 }
 
 impl ManagementAdapter {
-    /// Serves `management`; `issuer_template` renders tenants' issuer URLs.
-    pub fn new(management: Arc<Management>, issuer_template: IssuerTemplate) -> Self {
-        Self {
-            management,
-            issuer_template,
-        }
+    /// Serves `management`.
+    pub fn new(management: Arc<Management>) -> Self {
+        Self { management }
     }
 
     async fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
@@ -47,16 +44,13 @@ impl TenantService for ManagementAdapter {
         request: Request<CreateTenantRequest>,
     ) -> Result<Response<CreateTenantResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let input = convert::new_tenant(request.into_inner()).map_err(invalid_argument)?;
-        let (tenant, admin) = self
+        let input = manage::new_tenant(request.into_inner()).map_err(invalid_argument)?;
+        let created = self
             .management
             .create_tenant(&principal, input)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(CreateTenantResponse {
-            tenant: Some(convert::tenant(tenant, &self.issuer_template)),
-            admin: Some(convert::admin_credentials(admin)),
-        }))
+        Ok(Response::new(created.into()))
     }
 
     async fn get_tenant(
@@ -64,17 +58,14 @@ impl TenantService for ManagementAdapter {
         request: Request<GetTenantRequest>,
     ) -> Result<Response<Tenant>, Status> {
         let principal = self.principal(&request).await?;
-        let name = convert::tenant_name(&request.get_ref().name)
+        let name = TenantName::parse(&request.get_ref().name)
             .map_err(|error| invalid_argument(error.for_field("name")))?;
         let tenant = self
             .management
             .get_tenant(&principal, &name)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(convert::tenant(
-            tenant,
-            &self.issuer_template,
-        )))
+        Ok(Response::new(tenant.into()))
     }
 
     async fn list_tenants(
@@ -87,18 +78,11 @@ impl TenantService for ManagementAdapter {
             .management
             .list_tenants(
                 &principal,
-                &convert::page(request.page_size, request.page_token),
+                &manage::page(request.page_size, request.page_token),
             )
             .await
             .map_err(into_status)?;
-        Ok(Response::new(ListTenantsResponse {
-            tenants: page
-                .items
-                .into_iter()
-                .map(|tenant| convert::tenant(tenant, &self.issuer_template))
-                .collect(),
-            next_page_token: page.next_page_token.unwrap_or_default(),
-        }))
+        Ok(Response::new(page.into()))
     }
 
     async fn update_tenant(
@@ -107,16 +91,13 @@ impl TenantService for ManagementAdapter {
     ) -> Result<Response<Tenant>, Status> {
         let principal = self.principal(&request).await?;
         let (name, update) =
-            convert::tenant_update(request.into_inner()).map_err(invalid_argument)?;
+            manage::tenant_update(request.into_inner()).map_err(invalid_argument)?;
         let tenant = self
             .management
             .update_tenant(&principal, &name, update)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(convert::tenant(
-            tenant,
-            &self.issuer_template,
-        )))
+        Ok(Response::new(tenant.into()))
     }
 
     async fn delete_tenant(
@@ -124,7 +105,7 @@ impl TenantService for ManagementAdapter {
         request: Request<DeleteTenantRequest>,
     ) -> Result<Response<DeleteTenantResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let name = convert::tenant_name(&request.get_ref().name)
+        let name = TenantName::parse(&request.get_ref().name)
             .map_err(|error| invalid_argument(error.for_field("name")))?;
         self.management
             .delete_tenant(&principal, &name)
@@ -141,26 +122,26 @@ impl ApiService for ManagementAdapter {
         request: Request<CreateApiRequest>,
     ) -> Result<Response<Api>, Status> {
         let principal = self.principal(&request).await?;
-        let (tenant, input) = convert::new_api(request.into_inner()).map_err(invalid_argument)?;
+        let (tenant, input) = manage::new_api(request.into_inner()).map_err(invalid_argument)?;
         let api = self
             .management
             .create_api(&principal, &tenant, input)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(convert::api(&tenant, api)))
+        Ok(Response::new(api.into()))
     }
 
     async fn get_api(&self, request: Request<GetApiRequest>) -> Result<Response<Api>, Status> {
         let principal = self.principal(&request).await?;
-        let tenant = convert::tenant_name(&request.get_ref().tenant).map_err(invalid_argument)?;
+        let tenant = TenantName::parse(&request.get_ref().tenant).map_err(invalid_argument)?;
         let identifier =
-            convert::identifier(&request.get_ref().identifier).map_err(invalid_argument)?;
+            ApiIdentifier::parse(&request.get_ref().identifier).map_err(invalid_argument)?;
         let api = self
             .management
             .get_api(&principal, &tenant, &identifier)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(convert::api(&tenant, api)))
+        Ok(Response::new(api.into()))
     }
 
     async fn list_apis(
@@ -169,24 +150,17 @@ impl ApiService for ManagementAdapter {
     ) -> Result<Response<ListApisResponse>, Status> {
         let principal = self.principal(&request).await?;
         let request = request.into_inner();
-        let tenant = convert::tenant_name(&request.tenant).map_err(invalid_argument)?;
+        let tenant = TenantName::parse(&request.tenant).map_err(invalid_argument)?;
         let page = self
             .management
             .list_apis(
                 &principal,
                 &tenant,
-                &convert::page(request.page_size, request.page_token),
+                &manage::page(request.page_size, request.page_token),
             )
             .await
             .map_err(into_status)?;
-        Ok(Response::new(ListApisResponse {
-            apis: page
-                .items
-                .into_iter()
-                .map(|api| convert::api(&tenant, api))
-                .collect(),
-            next_page_token: page.next_page_token.unwrap_or_default(),
-        }))
+        Ok(Response::new(page.into()))
     }
 
     async fn update_api(
@@ -195,13 +169,13 @@ impl ApiService for ManagementAdapter {
     ) -> Result<Response<Api>, Status> {
         let principal = self.principal(&request).await?;
         let (tenant, identifier, update) =
-            convert::api_update(request.into_inner()).map_err(invalid_argument)?;
+            manage::api_update(request.into_inner()).map_err(invalid_argument)?;
         let api = self
             .management
             .update_api(&principal, &tenant, &identifier, update)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(convert::api(&tenant, api)))
+        Ok(Response::new(api.into()))
     }
 
     async fn delete_api(
@@ -209,9 +183,9 @@ impl ApiService for ManagementAdapter {
         request: Request<DeleteApiRequest>,
     ) -> Result<Response<DeleteApiResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let tenant = convert::tenant_name(&request.get_ref().tenant).map_err(invalid_argument)?;
+        let tenant = TenantName::parse(&request.get_ref().tenant).map_err(invalid_argument)?;
         let identifier =
-            convert::identifier(&request.get_ref().identifier).map_err(invalid_argument)?;
+            ApiIdentifier::parse(&request.get_ref().identifier).map_err(invalid_argument)?;
         self.management
             .delete_api(&principal, &tenant, &identifier)
             .await
@@ -227,29 +201,25 @@ impl AppService for ManagementAdapter {
         request: Request<CreateAppRequest>,
     ) -> Result<Response<CreateAppResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let (tenant, input) = convert::new_app(request.into_inner()).map_err(invalid_argument)?;
-        let (app, secret) = self
+        let (tenant, input) = manage::new_app(request.into_inner()).map_err(invalid_argument)?;
+        let created = self
             .management
             .create_app(&principal, &tenant, input)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(CreateAppResponse {
-            app: Some(convert::app(&tenant, app)),
-            client_secret: secret.expose().to_owned(),
-        }))
+        Ok(Response::new(created.into()))
     }
 
     async fn get_app(&self, request: Request<GetAppRequest>) -> Result<Response<App>, Status> {
         let principal = self.principal(&request).await?;
-        let tenant = convert::tenant_name(&request.get_ref().tenant).map_err(invalid_argument)?;
-        let client_id =
-            convert::client_id(&request.get_ref().client_id).map_err(invalid_argument)?;
+        let tenant = TenantName::parse(&request.get_ref().tenant).map_err(invalid_argument)?;
+        let client_id = ClientId::parse(&request.get_ref().client_id).map_err(invalid_argument)?;
         let app = self
             .management
             .get_app(&principal, &tenant, &client_id)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(convert::app(&tenant, app)))
+        Ok(Response::new(app.into()))
     }
 
     async fn list_apps(
@@ -258,24 +228,17 @@ impl AppService for ManagementAdapter {
     ) -> Result<Response<ListAppsResponse>, Status> {
         let principal = self.principal(&request).await?;
         let request = request.into_inner();
-        let tenant = convert::tenant_name(&request.tenant).map_err(invalid_argument)?;
+        let tenant = TenantName::parse(&request.tenant).map_err(invalid_argument)?;
         let page = self
             .management
             .list_apps(
                 &principal,
                 &tenant,
-                &convert::page(request.page_size, request.page_token),
+                &manage::page(request.page_size, request.page_token),
             )
             .await
             .map_err(into_status)?;
-        Ok(Response::new(ListAppsResponse {
-            apps: page
-                .items
-                .into_iter()
-                .map(|app| convert::app(&tenant, app))
-                .collect(),
-            next_page_token: page.next_page_token.unwrap_or_default(),
-        }))
+        Ok(Response::new(page.into()))
     }
 
     async fn update_app(
@@ -284,13 +247,13 @@ impl AppService for ManagementAdapter {
     ) -> Result<Response<App>, Status> {
         let principal = self.principal(&request).await?;
         let (tenant, client_id, update) =
-            convert::app_update(request.into_inner()).map_err(invalid_argument)?;
+            manage::app_update(request.into_inner()).map_err(invalid_argument)?;
         let app = self
             .management
             .update_app(&principal, &tenant, &client_id, update)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(convert::app(&tenant, app)))
+        Ok(Response::new(app.into()))
     }
 
     async fn delete_app(
@@ -298,9 +261,8 @@ impl AppService for ManagementAdapter {
         request: Request<DeleteAppRequest>,
     ) -> Result<Response<DeleteAppResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let tenant = convert::tenant_name(&request.get_ref().tenant).map_err(invalid_argument)?;
-        let client_id =
-            convert::client_id(&request.get_ref().client_id).map_err(invalid_argument)?;
+        let tenant = TenantName::parse(&request.get_ref().tenant).map_err(invalid_argument)?;
+        let client_id = ClientId::parse(&request.get_ref().client_id).map_err(invalid_argument)?;
         self.management
             .delete_app(&principal, &tenant, &client_id)
             .await
@@ -314,18 +276,14 @@ impl AppService for ManagementAdapter {
     ) -> Result<Response<RotateSecretResponse>, Status> {
         let principal = self.principal(&request).await?;
         let request = request.into_inner();
-        let tenant = convert::tenant_name(&request.tenant).map_err(invalid_argument)?;
-        let client_id = convert::client_id(&request.client_id).map_err(invalid_argument)?;
+        let tenant = TenantName::parse(&request.tenant).map_err(invalid_argument)?;
+        let client_id = ClientId::parse(&request.client_id).map_err(invalid_argument)?;
         let rotated = self
             .management
             .rotate_secret(&principal, &tenant, &client_id, request.overlap_seconds)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(RotateSecretResponse {
-            secret: Some(convert::secret_info(&rotated.record)),
-            client_secret: rotated.secret.expose().to_owned(),
-            secrets: rotated.secrets.iter().map(convert::secret_info).collect(),
-        }))
+        Ok(Response::new(rotated.into()))
     }
 
     async fn revoke_secret(
@@ -334,8 +292,8 @@ impl AppService for ManagementAdapter {
     ) -> Result<Response<RevokeSecretResponse>, Status> {
         let principal = self.principal(&request).await?;
         let request = request.into_inner();
-        let tenant = convert::tenant_name(&request.tenant).map_err(invalid_argument)?;
-        let client_id = convert::client_id(&request.client_id).map_err(invalid_argument)?;
+        let tenant = TenantName::parse(&request.tenant).map_err(invalid_argument)?;
+        let client_id = ClientId::parse(&request.client_id).map_err(invalid_argument)?;
         self.management
             .revoke_secret(
                 &principal,
@@ -354,17 +312,14 @@ impl AppService for ManagementAdapter {
         request: Request<ListSecretsRequest>,
     ) -> Result<Response<ListSecretsResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let tenant = convert::tenant_name(&request.get_ref().tenant).map_err(invalid_argument)?;
-        let client_id =
-            convert::client_id(&request.get_ref().client_id).map_err(invalid_argument)?;
+        let tenant = TenantName::parse(&request.get_ref().tenant).map_err(invalid_argument)?;
+        let client_id = ClientId::parse(&request.get_ref().client_id).map_err(invalid_argument)?;
         let secrets = self
             .management
             .list_secrets(&principal, &tenant, &client_id)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(ListSecretsResponse {
-            secrets: secrets.iter().map(convert::secret_info).collect(),
-        }))
+        Ok(Response::new(secrets.into()))
     }
 }
 
@@ -376,15 +331,13 @@ impl KeyService for ManagementAdapter {
     ) -> Result<Response<RotateSigningKeyResponse>, Status> {
         let principal = self.principal(&request).await?;
         let request = request.into_inner();
-        let tenant = convert::tenant_name(&request.tenant).map_err(invalid_argument)?;
+        let tenant = TenantName::parse(&request.tenant).map_err(invalid_argument)?;
         let keys = self
             .management
             .rotate_signing_key(&principal, &tenant, request.propagation_delay_seconds)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(RotateSigningKeyResponse {
-            keys: keys.iter().map(convert::key_info).collect(),
-        }))
+        Ok(Response::new(keys.into()))
     }
 
     async fn list_keys(
@@ -392,15 +345,13 @@ impl KeyService for ManagementAdapter {
         request: Request<ListKeysRequest>,
     ) -> Result<Response<ListKeysResponse>, Status> {
         let principal = self.principal(&request).await?;
-        let tenant = convert::tenant_name(&request.get_ref().tenant).map_err(invalid_argument)?;
+        let tenant = TenantName::parse(&request.get_ref().tenant).map_err(invalid_argument)?;
         let keys = self
             .management
             .list_keys(&principal, &tenant)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(ListKeysResponse {
-            keys: keys.iter().map(convert::key_info).collect(),
-        }))
+        Ok(Response::new(keys.into()))
     }
 }
 
@@ -412,8 +363,8 @@ impl RevocationService for ManagementAdapter {
     ) -> Result<Response<RevokeTokensResponse>, Status> {
         let principal = self.principal(&request).await?;
         let request = request.into_inner();
-        let tenant = convert::tenant_name(&request.tenant).map_err(invalid_argument)?;
-        let target = convert::revocation_target(request.target).map_err(invalid_argument)?;
+        let tenant = TenantName::parse(&request.tenant).map_err(invalid_argument)?;
+        let target = manage::revocation_target(request.target).map_err(invalid_argument)?;
         self.management
             .revoke_tokens(&principal, &tenant, target)
             .await

@@ -5,15 +5,9 @@
 //! stream the same way at shutdown. No business logic and no protocol live here.
 
 mod audit;
-mod convert;
 mod forward;
 mod management;
-#[cfg(test)]
-mod proptests;
 mod token;
-
-pub(crate) use audit::{event_from_wire, verify_response};
-pub(crate) use convert::token_call;
 
 pub use audit::{AuditAdapter, MAX_AUDIT_MESSAGE_BYTES};
 pub use management::ManagementAdapter;

@@ -15,6 +15,7 @@ use tollgate_domain::{
 use tollgate_gateway::{FORWARDED_FOR_METADATA, GATEWAY_SECRET_METADATA};
 use tollgate_issuer::{Issuer, WATCH_HEARTBEAT, WatchEvent};
 use tollgate_keys::SharedSecret;
+use tollgate_proto::convert::token_call;
 use tollgate_proto::status::invalid_argument;
 use tollgate_proto::v1::token_service_server::TokenService;
 use tollgate_proto::v1::{
@@ -26,7 +27,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::forward::{Buffer, Forwarded, forward};
-use super::{into_status, token_call};
+use super::into_status;
 
 /// Messages of a revocation watch waiting for a slow watcher.
 const WATCH_BUFFER: Buffer = Buffer {
