@@ -260,9 +260,9 @@ impl Catalog {
             let key = self
                 .master_key
                 .open_signing_key(
-                    tenant.id.as_str(),
+                    &tenant.id,
                     record.alg,
-                    record.kid.as_str(),
+                    &record.kid,
                     &record.private_key_sealed,
                 )
                 .map_err(|source| CatalogError::UnusableKey {

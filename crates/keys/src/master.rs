@@ -14,7 +14,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::{hkdf, hmac};
 
-use tollgate_domain::Algorithm;
+use tollgate_domain::{Algorithm, KeyId, TenantId};
 
 use crate::random::fill;
 use crate::secret::SecretHasher;
@@ -172,11 +172,11 @@ impl MasterKey {
     /// open.
     pub fn seal_signing_key(
         &self,
-        tenant_id: &str,
-        kid: &str,
+        tenant: &TenantId,
+        kid: &KeyId,
         pkcs8: &[u8],
     ) -> Result<Vec<u8>, KeyError> {
-        self.seal(pkcs8, signing_key_aad(tenant_id, kid).as_bytes())
+        self.seal(pkcs8, signing_key_aad(tenant, kid).as_bytes())
     }
 
     /// Opens a key made by [`MasterKey::seal_signing_key`] for the same tenant id and `kid`,
@@ -184,13 +184,13 @@ impl MasterKey {
     /// or under another master key.
     pub fn open_signing_key(
         &self,
-        tenant_id: &str,
+        tenant: &TenantId,
         alg: Algorithm,
-        kid: &str,
+        kid: &KeyId,
         sealed: &[u8],
     ) -> Result<SigningKey, KeyError> {
-        let pkcs8 = self.open(sealed, signing_key_aad(tenant_id, kid).as_bytes())?;
-        SigningKey::from_pkcs8(alg, kid.to_owned(), &pkcs8)
+        let pkcs8 = self.open(sealed, signing_key_aad(tenant, kid).as_bytes())?;
+        SigningKey::from_pkcs8(alg, kid.as_str().to_owned(), &pkcs8)
     }
 
     /// The hasher of client secrets, keyed with the pepper derived from this master key.
@@ -201,8 +201,8 @@ impl MasterKey {
 
 /// The additional authenticated data that binds a sealed private signing key to its tenant
 /// and kid. Part of the stored format: changing it makes every stored key unreadable.
-fn signing_key_aad(tenant_id: &str, kid: &str) -> String {
-    format!("tollgate signing key v1|{tenant_id}|{kid}")
+fn signing_key_aad(tenant: &TenantId, kid: &KeyId) -> String {
+    format!("tollgate signing key v1|{tenant}|{kid}")
 }
 
 /// Decodes hex the caller has already checked is `2 * KEY_LEN` hex digits.
@@ -376,8 +376,9 @@ mod tests {
     fn a_signing_key_opens_only_for_its_tenant_and_kid() -> Result<(), KeyError> {
         let master = MasterKey::parse(KEY_HEX)?;
         let (key, pkcs8) = SigningKey::generate(Algorithm::Es256, "key_1".to_owned())?;
-        let sealed = master.seal_signing_key("ten_1", "key_1", &pkcs8)?;
-        let opened = master.open_signing_key("ten_1", Algorithm::Es256, "key_1", &sealed)?;
+        let (tenant, kid) = (TenantId::new("ten_1"), KeyId::new("key_1"));
+        let sealed = master.seal_signing_key(&tenant, &kid, &pkcs8)?;
+        let opened = master.open_signing_key(&tenant, Algorithm::Es256, &kid, &sealed)?;
         assert_eq!(opened.public_jwk(), key.public_jwk());
         // The stored format: the binding is this exact text, so keys sealed before still open.
         assert_eq!(
@@ -386,7 +387,12 @@ mod tests {
         );
         for (tenant_id, kid) in [("ten_2", "key_1"), ("ten_1", "key_2")] {
             assert!(matches!(
-                master.open_signing_key(tenant_id, Algorithm::Es256, kid, &sealed),
+                master.open_signing_key(
+                    &TenantId::new(tenant_id),
+                    Algorithm::Es256,
+                    &KeyId::new(kid),
+                    &sealed
+                ),
                 Err(KeyError::Decrypt)
             ));
         }

@@ -6,7 +6,10 @@
 //! - This is the only crate that speaks SQL. Other crates see parsed domain records
 //!   ([`TenantRecord`], [`ApiRecord`], …), never rows.
 //! - Every repository method takes the tenant first, and every query it runs filters on that
-//!   tenant's id, so no call can read or change another tenant's rows. The schema backs this
+//!   tenant's id, so no call can read or change another tenant's rows. A call within a tenant
+//!   names it by its [`TenantId`](tollgate_domain::TenantId); only the ways from a name to a
+//!   tenant ([`Store::find_tenant`], [`Store::load_tenant_snapshot`]) and
+//!   [`Store::delete_tenant`] take its name. The schema backs this
 //!   up: grants and secrets reference their app and API through `(id, tenant_id)`.
 //! - Every multi-row write is one transaction: after a failure nothing is half written.
 //! - The same code and schema run on SQLite and PostgreSQL, with the same results
