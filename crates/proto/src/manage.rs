@@ -14,8 +14,9 @@ use tollgate_domain::{
 use crate::convert::timestamp;
 use crate::v1;
 
-/// The most token requests per second a tenant or an app may be given.
-const MAX_RATE_LIMIT: i64 = 1_000_000;
+/// The most token requests per second a tenant or an app may be given (`rate_limit_per_second`
+/// of `UpdateTenantRequest` and `UpdateAppRequest`).
+pub const MAX_RATE_LIMIT: i64 = 1_000_000;
 
 /// Where a listing starts.
 pub fn page(page_size: i32, page_token: String) -> PageRequest {
