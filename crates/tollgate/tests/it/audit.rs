@@ -19,7 +19,7 @@ use tollgate_audit::{
     AuditAction, AuditConfig, AuditEvent, AuditWriter, CHAIN_VERSION, FieldName, GENESIS_HASH,
     Identifier, Outcome, Transport, record_hash,
 };
-use tollgate_domain::{ErrorCode, TenantName};
+use tollgate_domain::{AuditEntry, ErrorCode, RecordedEvent, TenantName};
 use tollgate_management::{MAX_EVENT_BYTES, MAX_PAGE_BYTES};
 use tollgate_proto::v1::audit_service_client::AuditServiceClient;
 use tollgate_proto::v1::{
@@ -1774,4 +1774,123 @@ async fn an_event_too_large_to_send_is_elided(server: TestServer) -> anyhow::Res
         "{stderr}"
     );
     Ok(())
+}
+
+/// The size the store counts for an event (`AUDIT_ROW_OVERHEAD` plus the bytes of its
+/// stored texts, lists as JSON), as its SQL does.
+fn stored_size(event: &RecordedEvent) -> usize {
+    let json = |list: &[String]| serde_json::Value::from(list.to_vec()).to_string().len();
+    let texts = [
+        &event.tenant_id,
+        &event.tenant_name,
+        &event.action,
+        &event.result,
+    ]
+    .into_iter()
+    .chain([&event.prev_hash, &event.hash])
+    .map(String::len)
+    .sum::<usize>();
+    let optional = [
+        &event.error_code,
+        &event.actor,
+        &event.client_id,
+        &event.secret_id,
+        &event.audience,
+        &event.jti,
+        &event.source,
+        &event.transport,
+        &event.trace_id,
+        &event.resource,
+    ]
+    .into_iter()
+    .flatten()
+    .map(String::len)
+    .sum::<usize>();
+    tollgate_store::AUDIT_ROW_OVERHEAD as usize
+        + texts
+        + optional
+        + json(&event.scopes_requested)
+        + json(&event.scopes_granted)
+        + json(&event.changed_fields)
+}
+
+/// What the read side bounds by stored size ([`MAX_PAGE_BYTES`], [`MAX_EVENT_BYTES`]) is
+/// no larger on the wire, so a page that fits the store's count fits the message limit.
+#[test]
+fn the_stored_size_bounds_the_size_on_the_wire() {
+    let full = || RecordedEvent {
+        id: 12,
+        tenant_id: "ten_1".into(),
+        seq: 3,
+        version: 1,
+        time_ms: 1_700_000_000_123,
+        tenant_name: "acme".into(),
+        action: "token_denied".into(),
+        result: "denied".into(),
+        error_code: Some("invalid_scope".into()),
+        actor: Some("c1".into()),
+        client_id: Some("c1".into()),
+        secret_id: Some("sec_1".into()),
+        audience: Some("https://api.example/".into()),
+        scopes_requested: vec!["read".into(), "admin".into()],
+        scopes_granted: vec!["read".into()],
+        jti: Some("jti_1".into()),
+        source: Some("192.0.2.7".into()),
+        transport: Some("http".into()),
+        trace_id: Some("trace".into()),
+        resource: Some("app/c1".into()),
+        changed_fields: vec!["grants".into()],
+        count: 2,
+        prev_hash: "a".repeat(64),
+        hash: "b".repeat(64),
+    };
+    let many = |count: usize, item: &str| vec![item.to_owned(); count];
+    let events = [
+        full(),
+        RecordedEvent::default(),
+        // Lists of short items cost more on the wire per item than long ones.
+        RecordedEvent {
+            scopes_requested: many(100_000, "a"),
+            scopes_granted: many(1_000, ""),
+            changed_fields: many(1_000, "x"),
+            ..full()
+        },
+        // An item of megabytes: its length takes 4 bytes on the wire, 2 quotes in JSON.
+        RecordedEvent {
+            scopes_requested: many(2, &"s".repeat(3 << 20)),
+            ..full()
+        },
+        RecordedEvent {
+            actor: Some("é".repeat(10_000)),
+            resource: Some("\u{1}\"".repeat(100)),
+            scopes_requested: many(100, "ü"),
+            ..full()
+        },
+        RecordedEvent {
+            id: i64::MIN,
+            seq: i64::MIN,
+            time_ms: i64::MIN,
+            count: i64::MIN,
+            version: i32::MIN,
+            ..full()
+        },
+    ];
+    for event in events {
+        let stored = stored_size(&event);
+        let page = ListEventsResponse {
+            events: vec![
+                AuditEntry {
+                    event,
+                    cursor: format!("seq.ten_{}.{}", "x".repeat(32), i64::MAX),
+                    elided_bytes: Some(u64::MAX),
+                }
+                .into(),
+            ],
+            next_page_token: String::new(),
+            stream_cursor: String::new(),
+        };
+        // The event with its framing in a page.
+        let on_the_wire = page.encoded_len();
+        assert!(on_the_wire <= stored, "{on_the_wire} > {stored}");
+    }
 }
