@@ -1,8 +1,8 @@
 //! Tenants: creation with everything a tenant starts with, and the first-start bootstrap.
 
 use tollgate_domain::{
-    Algorithm, ApiIdentifier, ClientSecret, Scope, ScopeDefinition, ScopeSet, TenantId, TenantName,
-    TokenLifetime,
+    Algorithm, ApiIdentifier, ClientSecret, KeyId, Scope, ScopeDefinition, ScopeSet, TenantId,
+    TenantName, TokenLifetime,
 };
 use tollgate_keys::{SigningKey, generate_client_id, generate_client_secret, generate_id};
 use tollgate_store::{
@@ -279,10 +279,10 @@ impl Management {
         tenant: &TenantId,
         alg: Algorithm,
     ) -> Result<SigningKeyRecord, ManageError> {
-        let kid = generate_id("key")?;
+        let kid = KeyId::new(generate_id("key")?);
         // RSA key generation takes long enough to stall a runtime worker.
         let generated = {
-            let kid = kid.clone();
+            let kid = kid.as_str().to_owned();
             tokio::task::spawn_blocking(move || SigningKey::generate(alg, kid))
                 .await
                 .map_err(|_| {
@@ -290,12 +290,10 @@ impl Management {
                 })??
         };
         let (key, pkcs8) = generated;
-        let sealed = self
-            .master_key
-            .seal_signing_key(tenant.as_str(), &kid, &pkcs8)?;
+        let sealed = self.master_key.seal_signing_key(tenant, &kid, &pkcs8)?;
         let now = self.clock.now();
         Ok(SigningKeyRecord {
-            kid: kid.into(),
+            kid,
             alg,
             public_jwk: key.public_jwk().to_string(),
             private_key_sealed: sealed,
