@@ -58,6 +58,26 @@ pub struct RecordedEvent {
     pub hash: String,
 }
 
+impl RecordedEvent {
+    /// The ten optional text fields (`error_code`, `actor`, `client_id`, `secret_id`,
+    /// `audience`, `jti`, `source`, `transport`, `trace_id`, `resource`), `None` where unset:
+    /// with the required texts and the three lists, every text an event stores.
+    pub fn optional_texts(&self) -> [Option<&str>; 10] {
+        [
+            self.error_code.as_deref(),
+            self.actor.as_deref(),
+            self.client_id.as_deref(),
+            self.secret_id.as_deref(),
+            self.audience.as_deref(),
+            self.jti.as_deref(),
+            self.source.as_deref(),
+            self.transport.as_deref(),
+            self.trace_id.as_deref(),
+            self.resource.as_deref(),
+        ]
+    }
+}
+
 /// One event and its position in the listing or tail it was read in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {

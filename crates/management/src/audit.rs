@@ -66,7 +66,7 @@ use tollgate_store::{
 
 use crate::auth::Principal;
 use crate::error::Denial;
-use crate::views::{audit_event, chain_check};
+use crate::views::chain_check;
 use crate::{ManageError, Management, PageRequest};
 
 /// The scope that reads the audit trail.
@@ -231,7 +231,7 @@ impl Scope {
     fn entry(&self, record: AuditRecord) -> AuditEntry {
         AuditEntry {
             cursor: self.cursor(self.position(&record.row)),
-            event: audit_event(record.row),
+            event: record.row,
             elided_bytes: record.elided_bytes,
         }
     }

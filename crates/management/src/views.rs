@@ -10,9 +10,7 @@ use tollgate_domain::{
     ApiInfo, AppInfo, ChainBreakAt, ChainCheck, GrantInfo, KeyInfo, KeyState, Page, RecordedEvent,
     SecretInfo, TenantInfo, TenantName, UnixTime,
 };
-use tollgate_store::{
-    ApiRecord, AppWithGrants, AuditRow, SecretRecord, SigningKeyRecord, TenantRecord,
-};
+use tollgate_store::{ApiRecord, AppWithGrants, SecretRecord, SigningKeyRecord, TenantRecord};
 
 use crate::Management;
 
@@ -80,66 +78,6 @@ pub(crate) fn app_info(tenant: &TenantName, record: AppWithGrants) -> AppInfo {
     }
 }
 
-/// A stored audit record as the read side hands it back.
-pub(crate) fn audit_event(row: AuditRow) -> RecordedEvent {
-    RecordedEvent {
-        id: row.id,
-        tenant_id: row.tenant_id,
-        seq: row.seq,
-        version: row.version,
-        time_ms: row.time_ms,
-        tenant_name: row.tenant_name,
-        action: row.action,
-        result: row.result,
-        error_code: row.error_code,
-        actor: row.actor,
-        client_id: row.client_id,
-        secret_id: row.secret_id,
-        audience: row.audience,
-        scopes_requested: row.scopes_requested,
-        scopes_granted: row.scopes_granted,
-        jti: row.jti,
-        source: row.source,
-        transport: row.transport,
-        trace_id: row.trace_id,
-        resource: row.resource,
-        changed_fields: row.changed_fields,
-        count: row.count,
-        prev_hash: row.prev_hash,
-        hash: row.hash,
-    }
-}
-
-/// The stored record `event` stands for: [`audit_event`]'s inverse.
-fn audit_row(event: RecordedEvent) -> AuditRow {
-    AuditRow {
-        id: event.id,
-        tenant_id: event.tenant_id,
-        seq: event.seq,
-        version: event.version,
-        time_ms: event.time_ms,
-        tenant_name: event.tenant_name,
-        action: event.action,
-        result: event.result,
-        error_code: event.error_code,
-        actor: event.actor,
-        client_id: event.client_id,
-        secret_id: event.secret_id,
-        audience: event.audience,
-        scopes_requested: event.scopes_requested,
-        scopes_granted: event.scopes_granted,
-        jti: event.jti,
-        source: event.source,
-        transport: event.transport,
-        trace_id: event.trace_id,
-        resource: event.resource,
-        changed_fields: event.changed_fields,
-        count: event.count,
-        prev_hash: event.prev_hash,
-        hash: event.hash,
-    }
-}
-
 fn chain_break_at(broken: ChainBreak) -> ChainBreakAt {
     ChainBreakAt {
         seq: broken.seq,
@@ -159,7 +97,7 @@ pub(crate) fn chain_check(report: ChainReport) -> ChainCheck {
 }
 
 /// Verifies exported events (e.g. `tollgate audit verify --file`), oldest first, by the
-/// audit trail's chain verifier, each hashed as the stored record it stands for.
+/// audit trail's chain verifier, each hashed as the record it is.
 #[derive(Debug, Default)]
 pub struct ExportedChain(ChainVerifier);
 
@@ -172,7 +110,7 @@ impl ExportedChain {
     /// Checks the next event (see [`ChainVerifier::push`]); after a break, every call
     /// returns that break.
     pub fn push(&mut self, event: RecordedEvent) -> Result<(), ChainBreakAt> {
-        self.0.push(&audit_row(event)).map_err(chain_break_at)
+        self.0.push(&event).map_err(chain_break_at)
     }
 
     /// What was verified, ending in `outcome`. An export carries no head: what was cut from
@@ -257,39 +195,6 @@ mod tests {
         assert!(is_secret_active(&secret(Some(1_001)), 1_000));
         assert!(!is_secret_active(&secret(Some(1_000)), 1_000));
         assert!(!is_secret_active(&secret(Some(999)), 1_000));
-    }
-
-    #[test]
-    fn audit_events_are_their_stored_records() {
-        let row = AuditRow {
-            id: 12,
-            tenant_id: "ten_1".into(),
-            seq: 3,
-            version: 1,
-            time_ms: 1_700_000_000_123,
-            tenant_name: "acme".into(),
-            action: "token_denied".into(),
-            result: "denied".into(),
-            error_code: Some("invalid_scope".into()),
-            actor: Some(String::new()),
-            client_id: Some("c1".into()),
-            secret_id: Some("sec_1".into()),
-            audience: Some("https://api.example/".into()),
-            scopes_requested: vec!["read".into(), "admin".into()],
-            scopes_granted: vec!["read".into()],
-            jti: Some("jti_1".into()),
-            source: Some("192.0.2.7".into()),
-            transport: Some("http".into()),
-            trace_id: Some("trace".into()),
-            resource: Some("app/c1".into()),
-            changed_fields: vec!["grants".into()],
-            count: 2,
-            prev_hash: "a".repeat(64),
-            hash: "b".repeat(64),
-        };
-        for row in [row, AuditRow::default()] {
-            assert_eq!(audit_row(audit_event(row.clone())), row);
-        }
     }
 
     #[test]

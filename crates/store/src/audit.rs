@@ -58,81 +58,11 @@ const LOCK_ROW: &str = "";
 /// 24 × 256 bound values, well below SQLite's (32,766) and PostgreSQL's (65,535) limits.
 const INSERT_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 
-/// One audit event as stored: the event's fields in their stored text form, and its place in
-/// its tenant's chain. `tollgate-audit` turns events into rows and rows back into events;
-/// the hash covers every field but `id`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct AuditRow {
-    /// The global position, assigned by [`Store::append_audit_batch`] (ignored on input):
-    /// gap-free and increasing in commit order across all tenants.
-    pub id: i64,
-    /// The tenant's id.
-    pub tenant_id: String,
-    /// The position in the tenant's chain: 1, 2, 3, …
-    pub seq: i64,
-    /// The version of the hash's canonical serialization.
-    pub version: i32,
-    /// When the event happened, in Unix milliseconds.
-    pub time_ms: i64,
-    /// The tenant's name at the time.
-    pub tenant_name: String,
-    /// What happened, e.g. `token_issued`.
-    pub action: String,
-    /// `granted`, `denied` or `ok`.
-    pub result: String,
-    /// The error code's reason (e.g. `invalid_client`) when the action failed.
-    pub error_code: Option<String>,
-    /// Who acted: a client id, or an admin token's `sub`.
-    pub actor: Option<String>,
-    /// The client the event concerns.
-    pub client_id: Option<String>,
-    /// The client secret's id (`sid`) involved.
-    pub secret_id: Option<String>,
-    /// The requested audience (API identifier).
-    pub audience: Option<String>,
-    /// The scopes asked for.
-    pub scopes_requested: Vec<String>,
-    /// The scopes granted.
-    pub scopes_granted: Vec<String>,
-    /// The token's id.
-    pub jti: Option<String>,
-    /// The caller's address.
-    pub source: Option<String>,
-    /// `http` or `grpc`.
-    pub transport: Option<String>,
-    /// The request's trace id.
-    pub trace_id: Option<String>,
-    /// The resource a management change touched, e.g. `app/<client id>`.
-    pub resource: Option<String>,
-    /// The names (never the values) of the fields a management change touched.
-    pub changed_fields: Vec<String>,
-    /// How many occurrences the row stands for (more than 1 for aggregated events).
-    pub count: i64,
-    /// The previous record's `hash` (for the first record, the chain's genesis value).
-    pub prev_hash: String,
-    /// This record's hash, lowercase hex.
-    pub hash: String,
-}
-
-impl AuditRow {
-    /// The ten optional text fields (`error_code`, `actor`, `client_id`, `secret_id`,
-    /// `audience`, `jti`, `source`, `transport`, `trace_id`, `resource`), `None` where unset:
-    /// with the required texts and the three lists, every text a row stores.
-    pub fn optional_texts(&self) -> [Option<&str>; 10] {
-        [
-            self.error_code.as_deref(),
-            self.actor.as_deref(),
-            self.client_id.as_deref(),
-            self.secret_id.as_deref(),
-            self.audience.as_deref(),
-            self.jti.as_deref(),
-            self.source.as_deref(),
-            self.transport.as_deref(),
-            self.trace_id.as_deref(),
-            self.resource.as_deref(),
-        ]
-    }
-}
+/// One audit event as stored: the domain's [`RecordedEvent`], the event's fields in their
+/// stored text form and its place in its tenant's chain. `id` is assigned by
+/// [`Store::append_audit_batch`] (ignored on input). `tollgate-audit` turns events into rows
+/// and rows back into events; the hash covers every field but `id`.
+pub use tollgate_domain::RecordedEvent as AuditRow;
 
 /// The newest record of a tenant's chain: where the next append continues.
 #[derive(Debug, Clone, PartialEq, Eq)]
