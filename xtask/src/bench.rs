@@ -818,30 +818,12 @@ pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
     if !output.status.success() {
         bail!("cargo metadata failed with {}", output.status);
     }
-    let text = String::from_utf8(output.stdout).context("cargo metadata is not UTF-8")?;
-    json_string_field(&text, "target_directory")
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("cargo metadata printed invalid JSON")?;
+    metadata["target_directory"]
+        .as_str()
         .map(PathBuf::from)
         .context("cargo metadata names no target_directory")
-}
-
-/// The value of the first `"name":"…"` string member in `json` (enough for cargo's output,
-/// without a JSON parser in xtask).
-fn json_string_field(json: &str, name: &str) -> Option<String> {
-    let start = json.find(&format!("\"{name}\":\""))? + name.len() + 4;
-    let mut value = String::new();
-    let mut chars = json.get(start..)?.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(value),
-            '\\' => match chars.next()? {
-                'n' => value.push('\n'),
-                't' => value.push('\t'),
-                other => value.push(other),
-            },
-            c => value.push(c),
-        }
-    }
-    None
 }
 
 pub(crate) fn tail(path: &Path, lines: usize) -> String {
@@ -1267,7 +1249,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_result_lines_and_json_fields() {
+    fn reads_result_lines_and_numbers() {
         let row = Row::parse(
             "shared",
             "RESULT mode=grpc tokens_per_s=123.5 server_cpu_s=-",
@@ -1275,13 +1257,6 @@ mod tests {
         assert_eq!(row.text("mode"), "grpc");
         assert_eq!(row.number("tokens_per_s"), 123.5);
         assert!(row.number("server_cpu_s").is_nan());
-        assert_eq!(
-            json_string_field(
-                r#"{"a":1,"target_directory":"/x/y\"z","b":"c"}"#,
-                "target_directory"
-            ),
-            Some("/x/y\"z".to_owned())
-        );
         assert_eq!(thousands(1234567.4), "1,234,567");
         assert_eq!(thousands(999.0), "999");
     }
