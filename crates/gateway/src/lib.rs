@@ -12,6 +12,7 @@
 //! (`http://host/t/acme/`) is also where RFC 8414 §3.1 puts it, between host and path:
 //! `/.well-known/oauth-authorization-server/t/acme`.
 
+pub mod access;
 mod backend;
 mod basic;
 mod discovery;
@@ -155,6 +156,11 @@ pub fn router<B: TokenBackend>(config: GatewayConfig, backend: Arc<B>) -> Router
     router
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        // Applied to every route and the fallback, so the matched route is known.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&gateway),
+            access::access_log::<B>,
+        ))
         .with_state(gateway)
 }
 

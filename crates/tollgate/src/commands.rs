@@ -78,7 +78,7 @@ impl ExportVerifier for ExportChain {
 
 /// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing();
+    init_tracing()?;
     let config = Config::from_args(args)?;
     let shutdown = shutdown_signal()?;
     let listeners = Listeners::bind(&config).await?;
@@ -87,7 +87,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Runs the HTTP gateway alone until SIGINT or SIGTERM.
 async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    init_tracing();
+    init_tracing()?;
     let config = GatewayOnlyConfig::from_args(args)?;
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.http_addr)
@@ -98,7 +98,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
 
 /// Connects to the database, applies pending migrations and says so.
 async fn migrate(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing();
+    init_tracing()?;
     let default_database = args.database_url.is_none();
     let config = Config::from_args(args)?;
     let store = server::open_store(&config).await?;
@@ -118,21 +118,65 @@ async fn migrate(args: ServeArgs) -> anyhow::Result<()> {
     ))
 }
 
-/// Logs to standard error, filtered by `RUST_LOG` (default `info`). A log line that cannot
-/// be written (standard error is a pipe nobody reads any more) is dropped: the server keeps
-/// serving.
-fn init_tracing() {
+/// The environment variable choosing the log format: `text` (the default) or `json`.
+pub const LOG_FORMAT_VAR: &str = "TOLLGATE_LOG_FORMAT";
+
+/// The log line formats of [`LOG_FORMAT_VAR`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogFormat {
+    /// Human-readable lines, coloured on a terminal.
+    Text,
+    /// One JSON object per line: the event's fields at the top level, the enclosing
+    /// request span's (`trace_id`, `span_id`) under `span`.
+    Json,
+}
+
+impl LogFormat {
+    /// The format named by `TOLLGATE_LOG_FORMAT`; unset or empty means text.
+    fn from_env() -> anyhow::Result<Self> {
+        match std::env::var(LOG_FORMAT_VAR) {
+            Err(std::env::VarError::NotPresent) => Ok(Self::Text),
+            Ok(value) => match value.as_str() {
+                "" | "text" => Ok(Self::Text),
+                "json" => Ok(Self::Json),
+                other => anyhow::bail!("{LOG_FORMAT_VAR} must be `text` or `json`, not {other:?}"),
+            },
+            Err(std::env::VarError::NotUnicode(_)) => {
+                anyhow::bail!("{LOG_FORMAT_VAR} must be `text` or `json`")
+            }
+        }
+    }
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` (default `info`), as text or JSON lines
+/// ([`LOG_FORMAT_VAR`]); an unknown format is an error before anything starts. A log line
+/// that cannot be written (standard error is a pipe nobody reads any more) is dropped: the
+/// server keeps serving.
+fn init_tracing() -> anyhow::Result<()> {
+    let format = LogFormat::from_env()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Fails only if a subscriber is already installed, which is then kept.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Otherwise a failed write is reported with `eprintln!` to the same standard
         // error, which panics when that is a closed pipe.
-        .log_internal_errors(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .log_internal_errors(false);
+    // Fails only if a subscriber is already installed, which is then kept.
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        // Every line logged while serving a request carries the request span's
+        // `trace_id` and `span_id` under `span`.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+    Ok(())
 }
 
 /// Completes on the first SIGINT or SIGTERM. A second signal exits at once, without

@@ -3,6 +3,7 @@
 //! `main.rs` only parses the command line and calls in here, so tests can run the real
 //! [`serve`](server::serve) on ephemeral ports.
 
+pub mod access;
 mod background;
 pub mod commands;
 pub mod config;

@@ -292,6 +292,8 @@ async fn serve_grpc(
         .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
         .max_concurrent_streams(limits.http2_max_concurrent_streams)
         .layer(GrpcConnectionLayer)
+        // Outside the remapping below, so the logged status is the one the caller gets.
+        .layer(crate::access::GrpcAccessLogLayer)
         .layer(OversizedMessageLayer)
         .add_service(health_service)
         .add_service(reflection)

@@ -17,6 +17,7 @@ mod infra;
 mod interop;
 mod lifecycle;
 mod limits;
+mod logs;
 mod management;
 mod multi;
 mod outage;
