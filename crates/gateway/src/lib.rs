@@ -52,6 +52,28 @@ pub struct GatewayConfig {
     /// The largest body accepted by the token, revocation and introspection endpoints;
     /// larger ones get 413.
     pub max_body_bytes: usize,
+    /// What `GET /readyz` reports; `None` (an edge gateway): always ready, no checks.
+    pub readiness: Option<ReadinessCheck>,
+}
+
+/// The state `GET /readyz` reports: 200 when `ready`, else 503, with `body` as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadinessReport {
+    /// Whether the process should receive traffic.
+    pub ready: bool,
+    /// The JSON body, e.g. `{"status":"ready","checks":{...}}`.
+    pub body: serde_json::Value,
+}
+
+/// Reads the current readiness. Called once per `GET /readyz`, so it must only read state
+/// kept up to date elsewhere (no I/O).
+#[derive(Clone)]
+pub struct ReadinessCheck(pub Arc<dyn Fn() -> ReadinessReport + Send + Sync>);
+
+impl std::fmt::Debug for ReadinessCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadinessCheck")
+    }
 }
 
 impl GatewayConfig {
@@ -66,6 +88,7 @@ impl GatewayConfig {
             issuer_template,
             jwks_max_age_seconds: Self::DEFAULT_JWKS_MAX_AGE_SECONDS,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            readiness: None,
         }
     }
 }
@@ -80,6 +103,7 @@ pub(crate) struct Gateway<B> {
     /// `public, max-age=<jwks_max_age_seconds>`.
     pub(crate) public_cache_control: HeaderValue,
     pub(crate) max_body_bytes: usize,
+    pub(crate) readiness: Option<ReadinessCheck>,
 }
 
 /// The route prefixes; each endpoint is served under every one. `{tenant}` is read by
@@ -91,7 +115,8 @@ const WELL_KNOWN_METADATA: [&str; 2] = ["oauth-authorization-server", "openid-co
 
 /// Builds the gateway's routes: the token, revocation and introspection endpoints, JWKS and
 /// metadata (at the root and under `/t/<tenant>/`; for path issuers also at
-/// `/.well-known/<document>/t/<tenant>`, RFC 8414 §3.1), `GET /healthz`, and a JSON 404 for
+/// `/.well-known/<document>/t/<tenant>`, RFC 8414 §3.1), `GET /healthz` (200 `ok` while the process serves), `GET /readyz` (see
+/// [`GatewayConfig::readiness`]), and a JSON 404 for
 /// everything else.
 ///
 /// The `source` of the requests handed to the backend is the TCP peer's address, from
@@ -107,6 +132,7 @@ pub fn router<B: TokenBackend>(config: GatewayConfig, backend: Arc<B>) -> Router
         host_suffix: config.issuer_template.host_suffix(),
         public_cache_control,
         max_body_bytes: config.max_body_bytes,
+        readiness: config.readiness,
     });
 
     let mut router = Router::new();
@@ -155,6 +181,7 @@ pub fn router<B: TokenBackend>(config: GatewayConfig, backend: Arc<B>) -> Router
     }
     router
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz::<B>))
         .fallback(not_found)
         // Applied to every route and the fallback, so the matched route is known.
         .layer(axum::middleware::from_fn_with_state(
@@ -192,6 +219,30 @@ pub async fn serve_with_limits(
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+async fn readyz<B: TokenBackend>(
+    axum::extract::State(gateway): axum::extract::State<Arc<Gateway<B>>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let report = match &gateway.readiness {
+        Some(check) => (check.0)(),
+        None => ReadinessReport {
+            ready: true,
+            body: serde_json::json!({"status": "ready", "checks": {}}),
+        },
+    };
+    let status = if report.ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        axum::Json(report.body),
+    )
+        .into_response()
 }
 
 async fn not_found() -> axum::response::Response {

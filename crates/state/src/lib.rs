@@ -253,6 +253,15 @@ impl SharedState {
         }
     }
 
+    /// One round trip to the backend, for health checks. Redis: `PING`, bounded like every
+    /// other command. Memory: always `Ok`.
+    pub async fn ping(&self) -> Result<(), StateError> {
+        match &*self.backend {
+            Backend::Memory(_) => Ok(()),
+            Backend::Redis(redis) => redis.ping().await,
+        }
+    }
+
     /// Whether the backend holds a complete copy (Redis: the marker key exists). Memory:
     /// always true.
     pub async fn is_populated(&self) -> Result<bool, StateError> {

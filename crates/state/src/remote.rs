@@ -224,6 +224,12 @@ impl RedisBackend {
         }
     }
 
+    pub(crate) async fn ping(&self) -> Result<(), StateError> {
+        let ping = &redis::cmd("PING");
+        self.run(|mut conn| async move { ping.query_async::<()>(&mut conn).await })
+            .await
+    }
+
     pub(crate) async fn is_populated(&self) -> Result<bool, StateError> {
         let mut exists = redis::cmd("EXISTS");
         exists.arg(self.keys.marker());

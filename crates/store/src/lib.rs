@@ -101,6 +101,12 @@ impl Store {
         Migrator::up(&self.conn, None).await.or_unavailable()
     }
 
+    /// One round trip to the database (a pooled connection's ping), for health checks.
+    /// Bounded by the pool's acquire timeout; callers that need a shorter bound wrap it.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.conn.ping().await.or_unavailable()
+    }
+
     /// `"sqlite"` or `"postgres"`.
     pub fn backend_name(&self) -> &'static str {
         match self.conn.get_database_backend() {

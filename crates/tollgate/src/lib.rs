@@ -10,5 +10,6 @@ pub mod config;
 pub mod fd_limit;
 mod files;
 mod grpc;
+mod health;
 pub mod message_limits;
 pub mod server;

@@ -31,6 +31,7 @@ use tollgate_store::Store;
 use crate::background::{Background, Broadcaster};
 use crate::config::{Config, GatewayOnlyConfig};
 use crate::grpc::{AuditAdapter, ManagementAdapter, TokenAdapter, log_if_internal};
+use crate::health::Health;
 use crate::message_limits::{
     MAX_MANAGEMENT_REQUEST_BYTES, MAX_TOKEN_REQUEST_BYTES, OversizedMessageLayer,
 };
@@ -131,6 +132,9 @@ pub async fn serve(
         announce_admin_credentials(&config.data_dir, &credentials)?;
     }
 
+    // Created only now that the key material is loaded and the system tenant exists:
+    // nothing reports ready before.
+    let health = Health::new(store.clone(), state.clone(), config.redis_url.is_some()).await;
     let (stop_sender, stop_receiver) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -151,6 +155,7 @@ pub async fn serve(
         audit_retention: config.audit_retention,
     })
     .spawn(stop_receiver.clone());
+    let health_task = health.clone().spawn(stop_receiver.clone());
 
     let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
@@ -164,12 +169,14 @@ pub async fn serve(
         ManagementAdapter::new(Arc::clone(&management)),
         // Audit streams end on shutdown by themselves: graceful shutdown waits for them.
         AuditAdapter::new(management, stop_receiver.clone()),
+        health.reporter(),
         connection_limits.clone(),
         stopped(stop_receiver.clone()),
     ));
     let router = tollgate_gateway::router(
         GatewayConfig {
             jwks_max_age_seconds: config.jwks_max_age,
+            readiness: Some(health.readiness_check()),
             ..GatewayConfig::new(config.issuer_template.clone())
         },
         Arc::new(InProcessBackend {
@@ -194,6 +201,7 @@ pub async fn serve(
     for task in background {
         let _ = task.await;
     }
+    let _ = health_task.await;
     // No request is in flight any more: record the last aggregated denials, then commit
     // everything queued before the process ends.
     if let Err(error) = issuer.flush_denials(true).await {
@@ -264,19 +272,14 @@ async fn serve_grpc(
     tokens: TokenAdapter,
     management: ManagementAdapter,
     audit: AuditAdapter,
+    health: tonic_health::server::HealthReporter,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<TokenServiceServer<TokenAdapter>>()
-        .await;
-    health_reporter
-        .set_serving::<TenantServiceServer<ManagementAdapter>>()
-        .await;
-    health_reporter
-        .set_serving::<AuditServiceServer<AuditAdapter>>()
-        .await;
+    // Statuses for "" and every service, kept by `crate::health` (see `health::SERVICES`).
+    let health_service = tonic_health::pb::health_server::HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(health),
+    );
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tollgate_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

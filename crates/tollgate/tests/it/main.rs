@@ -11,6 +11,7 @@ mod delegation;
 mod demo;
 mod fixtures;
 mod forwarding;
+mod health;
 mod hostile;
 mod http_errors;
 mod infra;
