@@ -35,6 +35,21 @@ pub fn trace_context(headers: &http::HeaderMap) -> Option<(TraceId, String)> {
     Some((trace_id, span_id))
 }
 
+/// The span a request is served in, named `request`, carrying the caller's `trace_id` and
+/// `span_id` when it sent a trace context (HTTP and gRPC alike).
+pub fn request_span(context: Option<&(TraceId, String)>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty
+    );
+    if let Some((trace_id, span_id)) = context {
+        span.record("trace_id", trace_id.as_str());
+        span.record("span_id", span_id.as_str());
+    }
+    span
+}
+
 /// The middleware: runs the request inside a `request` span carrying `trace_id` and
 /// `span_id` (when the caller sent a `traceparent`), then logs its access line.
 pub(crate) async fn access_log<B: TokenBackend>(
@@ -58,15 +73,7 @@ pub(crate) async fn access_log<B: TokenBackend>(
     };
     let context = trace_context(&parts.headers);
     let request = Request::from_parts(parts, body);
-    let span = tracing::info_span!(
-        "request",
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty
-    );
-    if let Some((trace_id, span_id)) = &context {
-        span.record("trace_id", trace_id.as_str());
-        span.record("span_id", span_id.as_str());
-    }
+    let span = request_span(context.as_ref());
     let response = next.run(request).instrument(span).await;
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let (trace_id, span_id) = context.unzip();

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tollgate_domain::TraceId;
-use tollgate_gateway::access::{ACCESS_TARGET, trace_context};
+use tollgate_gateway::access::{ACCESS_TARGET, request_span, trace_context};
 use tracing::Instrument;
 
 /// Logs an access line for every gRPC call, and runs the call inside a `request` span
@@ -58,15 +58,7 @@ where
         // The path of a gRPC call is its method: a fixed set, no caller data.
         let method = request.uri().path().to_owned();
         let context = trace_context(request.headers());
-        let span = tracing::info_span!(
-            "request",
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty
-        );
-        if let Some((trace_id, span_id)) = &context {
-            span.record("trace_id", trace_id.as_str());
-            span.record("span_id", span_id.as_str());
-        }
+        let span = request_span(context.as_ref());
         let response = {
             let _entered = span.enter();
             self.inner.call(request)
